@@ -1,0 +1,205 @@
+#!/bin/sh
+# Install qemu-hook as libvirt's qemu hook.
+#
+#   sudo ./install.sh                 build and install (program, `qemu-hook` command, the hook)
+#   sudo ./install.sh --uninstall     remove it and put back the hook that was there before
+#   options: --prefix DIR   where the program goes (default /usr/local/lib/qemu-hook)
+#            --root DIR     install into DIR as if it were /; the hook installed so reads every
+#                           host path below DIR at run time and moves only the fixture's driver
+#                           links (how the tests give a real libvirtd a fixture host)
+#            --no-build     use the checkout as it is (npm ci and the build already done)
+#
+# Idempotent. Never overwrites a config; keeps (and still runs) a foreign hook, except a
+# VFIO-Tools-style dispatcher, which qemu-hook replaces (it runs qemu.d/<vm>/<op>/<subop> itself).
+set -eu
+
+PREFIX=/usr/local/lib/qemu-hook
+ROOT=/
+BUILD=1
+ACTION=install
+while [ $# -gt 0 ]; do
+    case $1 in
+        --prefix) PREFIX=${2:?--prefix needs a folder}; shift 2 ;;
+        --prefix=*) PREFIX=${1#*=}; shift ;;
+        --root) ROOT=${2:?--root needs a folder}; shift 2 ;;
+        --root=*) ROOT=${1#*=}; shift ;;
+        --no-build) BUILD=; shift ;;
+        --uninstall) ACTION=uninstall; shift ;;
+        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+say() { printf 'qemu-hook install: %s\n' "$*"; }
+die() { printf 'qemu-hook install: %s\n' "$*" >&2; exit 1; }
+
+SRC=$(cd "$(dirname "$0")" && pwd)
+case $ROOT in /*) ;; *) ROOT=$(cd "$ROOT" && pwd) ;; esac
+R=${ROOT%/}
+DEST=$R$PREFIX
+BIN=$R/usr/local/bin/qemu-hook
+HOOKS=$R/etc/libvirt/hooks
+HOOK=$HOOKS/qemu
+SAVED=$HOOKS/qemu.before-qemu-hook       # a foreign hook we chain to
+REPLACED=$HOOKS/qemu.vfio-tools.bak      # a dispatcher we replaced
+CONFIG=$R/etc/qemu-hook/config.yaml
+
+[ "$(id -u)" = 0 ] || [ "$R" != "" ] || die "run as root (sudo ./install.sh): it writes to /etc/libvirt/hooks and $PREFIX"
+
+family() {
+    if [ -r /etc/os-release ]; then
+        . /etc/os-release
+        case " ${ID:-} ${ID_LIKE:-} " in
+            *" debian "*|*" ubuntu "*) echo debian; return ;;
+            *" fedora "*|*" rhel "*|*" centos "*) echo fedora; return ;;
+            *" arch "*) echo arch; return ;;
+            *" suse "*|*" opensuse "*) echo suse; return ;;
+        esac
+    fi
+    echo other
+}
+
+hint() {   # $1 = what is missing: node | build
+    case $(family) in
+        debian) [ "$1" = node ] && echo "install Node.js >= 20 (e.g. from NodeSource; Debian 12's nodejs is 18)" \
+                || echo "apt-get install libvirt-dev pkg-config g++ make python3" ;;
+        fedora) [ "$1" = node ] && echo "dnf install nodejs (>= 20)" || echo "dnf install libvirt-devel pkgconf gcc-c++ make python3" ;;
+        arch)   [ "$1" = node ] && echo "pacman -S nodejs npm" || echo "pacman -S libvirt base-devel python" ;;
+        suse)   [ "$1" = node ] && echo "zypper install nodejs20" || echo "zypper install libvirt-devel pkg-config gcc-c++ make python3" ;;
+        *)      [ "$1" = node ] && echo "install Node.js >= 20" || echo "install libvirt's development files, pkg-config, a C++ compiler, make and python3" ;;
+    esac
+}
+
+# The VFIO-Tools hook helper (and its many copies) only runs qemu.d/<vm>/<op>/<subop>: qemu-hook
+# does that itself, so chaining it would run every per-VM script twice. Recognised by shape: every
+# line that is not a comment is one of the dispatcher's own.
+is_dispatcher() {
+    grep -q 'qemu\.d/\$GUEST_NAME/\$HOOK_NAME/\$STATE_NAME' "$1" || return 1
+    ! sed -e 's/^[[:space:]]*//' -e '/^#/d' -e '/^$/d' "$1" | grep -Ev \
+        '^(GUEST_NAME|HOOK_NAME|STATE_NAME|MISC|BASEDIR|HOOKPATH)=|^set -e|^(if|elif|else|fi|then|while|do|done)\b|^eval |^done <<<|^#!' \
+        | grep -q .
+}
+
+is_ours() { grep -q 'qemu-hook:program' "$1" 2>/dev/null; }
+
+reload_libvirt() {
+    if [ "$R" != "" ]; then say "installed below $ROOT: no libvirt daemon reloaded"; return; fi
+    for d in virtqemud libvirtd; do
+        pids=$(pidof "$d" 2>/dev/null || true)
+        if [ -n "$pids" ]; then
+            kill -HUP $pids && say "sent SIGHUP to $d so it sees the hook"
+            return
+        fi
+    done
+    say "no libvirt daemon running: it will see the hook when it starts"
+}
+
+uninstall() {
+    if [ -f "$HOOK" ] && is_ours "$HOOK"; then
+        if [ -f "$SAVED" ]; then mv -f "$SAVED" "$HOOK"; say "restored the previous hook to $HOOK"
+        elif [ -f "$REPLACED" ]; then mv -f "$REPLACED" "$HOOK"; say "restored the VFIO-Tools dispatcher to $HOOK"
+        else rm -f "$HOOK"; say "removed $HOOK"
+        fi
+    else
+        say "$HOOK is not qemu-hook's: left alone"
+    fi
+    if [ -L "$BIN" ] || [ -f "$BIN" ]; then rm -f "$BIN"; fi
+    rm -rf "$DEST"
+    say "removed $DEST; kept $CONFIG and the state in $R/var/lib/qemu-hook (delete them by hand if you want)"
+    reload_libvirt
+}
+
+check_node() {
+    NODE=$(command -v node || true)
+    [ -n "$NODE" ] || die "Node.js not found: $(hint node)"
+    NODE=$(readlink -f "$NODE")
+    major=$("$NODE" -p 'process.versions.node.split(".")[0]')
+    [ "$major" -ge 20 ] || die "Node.js $("$NODE" --version) is too old (need >= 20): $(hint node)"
+}
+
+build() {
+    [ -n "$BUILD" ] || { [ -f "$SRC/dist/cli/main.js" ] || die "--no-build, but $SRC/dist is missing: run npm ci first"; return; }
+    command -v npm >/dev/null || die "npm not found: $(hint node)"
+    if ! pkg-config --exists libvirt 2>/dev/null || ! command -v c++ >/dev/null; then
+        die "building the libvirt binding needs libvirt's development files and a compiler: $(hint build)"
+    fi
+    say "npm ci (builds the libvirt binding and the program)"
+    (cd "$SRC" && npm ci --no-audit --no-fund >/dev/null)
+}
+
+# Production files only: dist, the binding, the runtime dependencies (npm ls knows which).
+copy_program() {
+    [ -f "$SRC/native/build/Release/qemu_hook_libvirt.node" ] || die "the libvirt binding was not built: $(hint build), then npm ci"
+    stage=$(mktemp -d "${DEST%/*}/.qemu-hook.XXXXXX" 2>/dev/null || { mkdir -p "${DEST%/*}"; mktemp -d "${DEST%/*}/.qemu-hook.XXXXXX"; })
+    cp -R "$SRC/dist" "$SRC/hooks" "$SRC/package.json" "$stage/"
+    mkdir -p "$stage/native/build/Release" "$stage/examples"
+    cp "$SRC/native/build/Release/qemu_hook_libvirt.node" "$stage/native/build/Release/"
+    cp "$SRC/examples/config.yaml" "$stage/examples/"
+    (cd "$SRC" && npm ls --omit=dev --all --parseable 2>/dev/null) | while read -r dir; do
+        rel=${dir#"$SRC"/}
+        case $rel in node_modules/*) mkdir -p "$stage/$rel" && cp -R "$dir/." "$stage/$rel/" ;; esac
+    done
+    rm -rf "$DEST.old"
+    [ -e "$DEST" ] && mv "$DEST" "$DEST.old"
+    mv "$stage" "$DEST"
+    rm -rf "$DEST.old"
+    chmod -R go-w "$DEST"
+}
+
+install_command() {
+    mkdir -p "${BIN%/*}"
+    tmp=$BIN.tmp.$$
+    printf '#!/bin/sh\nexec %s %s/dist/cli/main.js "$@"\n' "$NODE" "$DEST" >"$tmp"
+    chmod 755 "$tmp" && mv -f "$tmp" "$BIN"
+}
+
+install_hook() {
+    mkdir -p "$HOOKS"
+    chain=
+    if [ -f "$HOOK" ] && ! is_ours "$HOOK"; then
+        if is_dispatcher "$HOOK"; then
+            cp -p "$HOOK" "$REPLACED"
+            say "replaced a VFIO-Tools-style dispatcher (kept as $REPLACED): qemu-hook runs qemu.d/<vm>/<op>/<subop> scripts itself"
+        else
+            mv -f "$HOOK" "$SAVED"
+            say "kept the existing hook as $SAVED; qemu-hook runs it first on every event"
+        fi
+    fi
+    if [ -x "$SAVED" ]; then chain=$SAVED; fi
+    program=$DEST
+    tmp=$HOOK.tmp.$$
+    sed -e "s|^NODE=.*# qemu-hook:node|NODE='$NODE'                      # qemu-hook:node|" \
+        -e "s|^PROGRAM=.*# qemu-hook:program|PROGRAM='$program'        # qemu-hook:program|" \
+        -e "s|^ROOT=.*# qemu-hook:root|ROOT='$ROOT'                                  # qemu-hook:root|" \
+        -e "s|^CHAIN=.*# qemu-hook:chain|CHAIN='$chain'                                  # qemu-hook:chain|" \
+        "$SRC/hooks/qemu" >"$tmp"
+    chmod 755 "$tmp" && mv -f "$tmp" "$HOOK"
+    mkdir -p "$HOOKS/qemu.d"
+    say "hook installed: $HOOK"
+}
+
+install_config() {
+    if [ -f "$CONFIG" ]; then say "kept the existing $CONFIG"; return; fi
+    mkdir -p "${CONFIG%/*}" "$R/var/lib/qemu-hook"
+    cp "$SRC/examples/config.yaml" "$CONFIG"
+    chmod 644 "$CONFIG"
+    say "created $CONFIG from the example: name your VMs and devices there, then run qemu-hook check"
+}
+
+check_mac() {
+    [ "$R" = "" ] || return 0
+    if command -v getenforce >/dev/null 2>&1 && [ "$(getenforce 2>/dev/null)" = Enforcing ]; then
+        say "SELinux is enforcing: hooks are confined unless you run: setsebool -P virt_hooks_unconfined on"
+    fi
+}
+
+if [ "$ACTION" = uninstall ]; then uninstall; exit 0; fi
+check_node
+build
+copy_program
+install_command
+install_hook
+install_config
+check_mac
+reload_libvirt
+say "done: try qemu-hook devices, then qemu-hook --simulate <vm> prepare"

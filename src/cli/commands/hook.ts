@@ -1,0 +1,70 @@
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { loadConfigFile } from '../../config/load.js';
+import { faultsFromFile } from '../../hook/faults.js';
+import type { HookLogger } from '../../hook/logger.js';
+import { runHook } from '../../hook/run.js';
+import type { HookEvent } from '../../model/hook-event.js';
+import { hostPaths, underRoot } from '../../model/paths.js';
+import { SysfsInventoryReader } from '../../host/sysfs/inventory.js';
+import { openHookLog } from '../../host/hook-log.js';
+
+const DEVICE_OP_TIMEOUT_MS = 60_000;
+
+/**
+ * `qemu-hook hook <domain> <op> <subop> <extra>`, run by hooks/qemu for libvirt. The root comes
+ * from QEMU_HOOK_ROOT, which only hooks/qemu sets (baked in by `install.sh --root`): libvirt
+ * clears the environment, so nothing else can select a fixture host.
+ */
+export async function runHookFromCli(positionals: readonly string[]): Promise<number> {
+  const [domain, op, subop = '-', extra = '-'] = positionals;
+  if (!domain || !op) {
+    process.stderr.write('qemu-hook: hook mode needs <domain> <op> <subop> <extra>, as libvirt passes them\n');
+    return 2;
+  }
+  const event: HookEvent = { domain, op, subop, extra };
+  const root = process.env['QEMU_HOOK_ROOT'] || '/';
+  const paths = hostPaths(root);
+  const configOnce = once(() => loadConfigFile(paths.configFile));
+  const cfg = (await configOnce().catch(() => null))?.config ?? null;
+  const logFile = underRoot(root, cfg?.log.file ?? '/var/log/libvirt/qemu-hook.log');
+  const log = openHookLog(logFile, process.env['QEMU_HOOK_LOG_LEVEL'] || cfg?.log.level || 'info', { domain, op, subop });
+
+  const xml = readStdin();
+  const result = await runHook(event, xml, {
+    paths,
+    inventory: new SysfsInventoryReader(paths),
+    control: async (config) => {
+      if (root !== '/') {
+        const { FixtureDriverControl } = await import('../../host/fixture-driver-control.js');
+        return new FixtureDriverControl(root);
+      }
+      const { LibvirtDriverControl } = await import('../../host/libvirt/driver-control.js');
+      return new LibvirtDriverControl(config.libvirtUri, paths.sys);
+    },
+    clock: { now: () => new Date() },
+    log: log as HookLogger,
+    timeoutMs: DEVICE_OP_TIMEOUT_MS,
+    faults: faultsFromFile(join(dirname(paths.configFile), 'fault-injection')),
+    scriptLog: join(dirname(logFile), 'qemu-hook-scripts.log'),
+    config: configOnce,
+  });
+  if (result.stdout) process.stdout.write(result.stdout);
+  for (const line of result.stderr) process.stderr.write(`${line}\n`);
+  log.flush();
+  return result.exitCode;
+}
+
+/** libvirt writes the domain XML and closes stdin; an absent stdin reads as empty. */
+function readStdin(): string {
+  try {
+    return readFileSync(0, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function once<T>(f: () => Promise<T>): () => Promise<T> {
+  let p: Promise<T> | null = null;
+  return () => (p ??= f());
+}

@@ -1,0 +1,54 @@
+import { loadConfigFile } from '../../config/load.js';
+import type { Config } from '../../config/model.js';
+import { executeRelease } from '../../hook/execute.js';
+import { errorMessage, UsageError } from '../../model/errors.js';
+import { loadState } from '../../state/file.js';
+import { type CliContext, requireRoot, stateFileOf } from '../context.js';
+import { EXIT } from '../exit.js';
+import { definitionStore, driverControl, inventoryReader } from '../wiring.js';
+
+const DEFAULTS: Config = {
+  domains: new Map(),
+  libvirtUri: 'qemu:///system',
+  stateFile: '/var/lib/qemu-hook/state.json',
+  log: { level: 'info', file: '/var/log/libvirt/qemu-hook.log' },
+};
+
+/**
+ * `qemu-hook recover [--domain D] [--dry-run]`: give back every device recorded for a domain that
+ * is not running (a crashed hook, a release that failed, a daemon that died mid-start).
+ */
+export async function recover(ctx: CliContext): Promise<number> {
+  const cfg = (await loadConfigFile(ctx.paths.configFile).catch(() => null))?.config ?? DEFAULTS;
+  const stateFile = stateFileOf(ctx, cfg);
+  if (!ctx.args.dryRun) requireRoot(ctx, 'recover');
+  const [state, inventory] = await Promise.all([loadState(stateFile), inventoryReader(ctx).read()]);
+  const wanted = state.records.filter((r) => !ctx.args.domain || r.domain === ctx.args.domain);
+  if (wanted.length === 0) {
+    ctx.out(ctx.args.domain ? `nothing recorded for ${ctx.args.domain}: nothing to recover` : 'nothing recorded: nothing to recover');
+    return EXIT.ok;
+  }
+  // Never pull a device out from under a running VM.
+  const store = await definitionStore(ctx, cfg).catch((err) => {
+    throw new UsageError(`cannot ask libvirt which domains run (${errorMessage(err)}); recover needs that to avoid taking a device from a running VM`);
+  });
+  const running = new Set<string>();
+  for (const d of new Set(wanted.map((r) => r.domain))) if (await store.isActive(d)) running.add(d);
+  for (const d of running) ctx.out(`${d} is running: its devices stay with it`);
+
+  const out = await executeRelease(
+    (r) => wanted.includes(r) && !running.has(r.domain),
+    {
+      control: await driverControl(ctx, cfg),
+      stateFile,
+      bootId: inventory.bootId,
+      clock: { now: () => new Date() },
+      log: { info() {}, debug() {}, warn: (_o, m) => ctx.err(`warning: ${m}`), error: (_o, m) => ctx.err(`error: ${m}`) },
+      timeoutMs: 60_000,
+    },
+    { dryRun: ctx.args.dryRun },
+  );
+  for (const r of out.restored) ctx.out(`${ctx.args.dryRun ? 'would give back' : 'given back'}: ${r.address} → ${r.driver ?? '(no driver)'}`);
+  for (const f of out.failed) ctx.err(`not given back: ${f.address}: ${f.error}`);
+  return out.failed.length === 0 ? EXIT.ok : EXIT.refused;
+}

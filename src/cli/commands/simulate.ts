@@ -1,0 +1,76 @@
+import type { Plan } from '../../model/plan.js';
+import { planPrepare } from '../../plan/prepare.js';
+import { planRelease } from '../../plan/release.js';
+import { loadState } from '../../state/file.js';
+import { DomainXml } from '../../xml/domain-xml.js';
+import { type CliContext, loadConfig, stateFileOf } from '../context.js';
+import { EXIT } from '../exit.js';
+import { table } from '../table.js';
+import { definitionSource, inventoryReader } from '../wiring.js';
+
+/** `qemu-hook --simulate <domain> prepare|release`: the plan the hook would carry out; changes nothing. */
+export async function simulate(ctx: CliContext): Promise<number> {
+  const { domain, event } = ctx.args.simulate!;
+  const config = await loadConfig(ctx);
+  const dc = config.domains.get(domain);
+  if (!dc) {
+    if (ctx.args.json) ctx.out(JSON.stringify({ domain, event, ok: true, configured: false, devices: [], definition: { changed: false, diff: '' }, errors: [] }));
+    else ctx.out(`${domain}: not in the config (${ctx.paths.configFile}): nothing to do`);
+    return EXIT.ok;
+  }
+  const [inventory, state] = await Promise.all([inventoryReader(ctx).read(), loadState(stateFileOf(ctx, config))]);
+  let plan: Plan;
+  if (event === 'prepare') {
+    const source = await definitionSource(ctx, config);
+    const found = await source.persistentXml(domain);
+    if (!found) ctx.err(`warning: no definition of ${domain} found; the definition is not checked`);
+    plan = planPrepare({
+      domain,
+      config: dc,
+      inventory,
+      definition: found ? { xml: DomainXml.parse(found.xml), source: found.source } : null,
+      records: state.records,
+    });
+  } else {
+    plan = planRelease(domain, inventory, state.records);
+  }
+  if (ctx.args.json) ctx.out(JSON.stringify(planJson(plan), null, 2));
+  else for (const line of humanPlan(plan)) ctx.out(line);
+  return plan.ok ? EXIT.ok : EXIT.refused;
+}
+
+/** The `--json` contract: domain, event, ok, devices, definition, errors (more fields may be added). */
+export function planJson(plan: Plan): object {
+  const { xml: _xml, ...definition } = plan.definition;
+  return { ...plan, configured: true, definition };
+}
+
+export function humanPlan(plan: Plan): string[] {
+  const lines = [`${plan.domain} ${plan.event}: ${plan.ok ? 'ok' : 'REFUSED'}`];
+  if (plan.devices.length > 0) {
+    lines.push(
+      ...table(
+        ['DEVICE', 'TYPE', 'HOST', 'DRIVER', 'ACTION', 'GROUP', 'WHY'],
+        plan.devices.map((d) => [
+          d.name,
+          d.type,
+          d.address ?? (d.usb ? `${d.usb.vendor}:${d.usb.product} @${d.usb.port}` : '-'),
+          d.driver ?? '-',
+          plan.event === 'release' ? `reattach → ${d.originalDriver ?? '(none)'}` : d.action,
+          d.iommuGroup === null ? '-' : String(d.iommuGroup),
+          d.reason ?? d.matchedBy ?? '',
+        ]),
+      ),
+    );
+  } else {
+    lines.push(plan.event === 'release' ? '  nothing recorded for this domain: release does nothing' : '  no devices configured');
+  }
+  if (plan.event === 'prepare') {
+    const src = plan.definition.source ? ` (${plan.definition.source})` : '';
+    lines.push(plan.definition.changed ? `definition${src} should become:` : `definition${src}: in step with the hardware`);
+    if (plan.definition.changed) lines.push(...plan.definition.diff.trimEnd().split('\n').map((l) => `  ${l}`));
+  }
+  for (const w of plan.warnings) lines.push(`warning: ${w}`);
+  for (const e of plan.errors) lines.push(`refused: ${e}`);
+  return lines;
+}

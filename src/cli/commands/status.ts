@@ -1,0 +1,43 @@
+import { loadConfigFile } from '../../config/load.js';
+import { currentRecords } from '../../plan/held.js';
+import { loadState } from '../../state/file.js';
+import type { CliContext } from '../context.js';
+import { stateFileOf } from '../context.js';
+import { EXIT } from '../exit.js';
+import { table } from '../table.js';
+import { inventoryReader } from '../wiring.js';
+
+/** `qemu-hook status`: which devices the state file says are held, by whom, from which driver. */
+export async function status(ctx: CliContext): Promise<number> {
+  // status must work with a broken config too: it is what you run when something went wrong.
+  const cfg = (await loadConfigFile(ctx.paths.configFile).catch(() => null))?.config ?? null;
+  const file = stateFileOf(ctx, cfg);
+  const [state, inventory] = await Promise.all([loadState(file), inventoryReader(ctx).read()]);
+  const { current, stale } = currentRecords(state.records, inventory.bootId);
+  const driverOf = (address: string) => inventory.pci.find((d) => d.address.toString() === address)?.driver ?? null;
+  if (ctx.args.json) {
+    const withDriver = (r: (typeof current)[number]) => ({ ...r, currentDriver: driverOf(r.address) });
+    ctx.out(JSON.stringify({ stateFile: file, bootId: inventory.bootId, records: current.map(withDriver), stale: stale.map(withDriver) }, null, 2));
+    return EXIT.ok;
+  }
+  if (state.records.length === 0) {
+    ctx.out(`no devices held (${file})`);
+    return EXIT.ok;
+  }
+  ctx.out(`${file}:`);
+  for (const line of table(
+    ['DOMAIN', 'DEVICE', 'ADDRESS', 'ORIGINAL', 'NOW', 'PHASE', 'SINCE'],
+    [...current, ...stale].map((r) => [
+      r.domain,
+      r.entry,
+      r.address,
+      r.originalDriver ?? '(none)',
+      driverOf(r.address) ?? '(none)',
+      stale.includes(r) ? 'stale (earlier boot)' : r.phase,
+      r.since,
+    ]),
+  ))
+    ctx.out(line);
+  if (current.some((r) => r.phase === 'detaching')) ctx.out('a detach did not finish (crash?): run qemu-hook recover once the domain is stopped');
+  return EXIT.ok;
+}

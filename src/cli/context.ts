@@ -1,0 +1,47 @@
+import { resolve } from 'node:path';
+import { requireConfig } from '../config/load.js';
+import type { Config } from '../config/model.js';
+import { UsageError } from '../model/errors.js';
+import { type HostPaths, hostPaths, underRoot } from '../model/paths.js';
+import type { Args } from './args.js';
+
+/** What every command gets: where the host is, how to print, who we are. The one place reading process.*. */
+export interface CliContext {
+  readonly args: Args;
+  readonly paths: HostPaths;
+  /** True with --root: a fixture host; libvirt is never contacted. */
+  readonly fixtureRoot: boolean;
+  readonly out: (line: string) => void;
+  readonly err: (line: string) => void;
+  readonly isRoot: boolean;
+  readonly isTty: boolean;
+  readonly env: NodeJS.ProcessEnv;
+}
+
+export function makeContext(args: Args): CliContext {
+  const root = args.root ? resolve(args.root) : '/';
+  return {
+    args,
+    paths: hostPaths(root, args.config ? { configFile: resolve(args.config) } : {}),
+    fixtureRoot: args.root !== null,
+    out: (line) => process.stdout.write(`${line}\n`),
+    err: (line) => process.stderr.write(`${line}\n`),
+    isRoot: process.getuid?.() === 0,
+    isTty: Boolean(process.stdin.isTTY && process.stdout.isTTY),
+    env: process.env,
+  };
+}
+
+export async function loadConfig(ctx: CliContext): Promise<Config> {
+  const { config, warnings } = await requireConfig(ctx.paths.configFile);
+  for (const w of warnings) ctx.err(`warning: ${w}`);
+  return config;
+}
+
+export function stateFileOf(ctx: CliContext, config: Config | null): string {
+  return config ? underRoot(ctx.paths.root, config.stateFile) : ctx.paths.stateFile;
+}
+
+export function requireRoot(ctx: CliContext, what: string): void {
+  if (!ctx.isRoot && !ctx.fixtureRoot) throw new UsageError(`${what} changes the host and needs root: run it with sudo`);
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env node
+// The one exit point. Commands are loaded on demand: each start of a VM runs this program
+// several times, so it loads only what the command at hand needs.
+import { readFileSync } from 'node:fs';
+import { type Args, parseCliArgs, USAGE } from './args.js';
+import { EXIT, reportError } from './exit.js';
+
+async function run(argv: readonly string[]): Promise<number> {
+  let args: Args | null = null;
+  try {
+    args = parseCliArgs(argv);
+    if (args.command === 'help') {
+      process.stdout.write(`${USAGE}\n`);
+      return EXIT.ok;
+    }
+    if (args.command === 'version') {
+      const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+      process.stdout.write(`qemu-hook ${pkg.version}\n`);
+      return EXIT.ok;
+    }
+    if (args.command === 'hook') {
+      const { runHookFromCli } = await import('./commands/hook.js');
+      return await runHookFromCli(args.positionals);
+    }
+    const { makeContext } = await import('./context.js');
+    const ctx = makeContext(args);
+    switch (args.command) {
+      case 'simulate':
+        return await (await import('./commands/simulate.js')).simulate(ctx);
+      case 'devices':
+        return await (await import('./commands/devices.js')).devices(ctx);
+      case 'check':
+        return await (await import('./commands/check.js')).check(ctx);
+      case 'status':
+        return await (await import('./commands/status.js')).status(ctx);
+      case 'recover':
+        return await (await import('./commands/recover.js')).recover(ctx);
+      case 'apply':
+        return await (await import('./commands/apply.js')).apply(ctx);
+    }
+  } catch (err) {
+    return reportError(err, args?.verbose ?? argv.includes('--verbose'), (l) => process.stderr.write(`${l}\n`));
+  }
+}
+
+process.exitCode = await run(process.argv.slice(2));

@@ -1,0 +1,52 @@
+import { join } from 'node:path';
+import type { Config } from '../config/model.js';
+import { errorMessage } from '../model/errors.js';
+import type { DefinitionSource, DefinitionStore, DriverControl, InventoryReader } from '../model/ports.js';
+import { FileDefinitionStore } from '../host/definition-files.js';
+import { SysfsInventoryReader } from '../host/sysfs/inventory.js';
+import type { CliContext } from './context.js';
+
+// Composition root for the CLI: real host or fixture root, chosen by --root.
+
+export function inventoryReader(ctx: CliContext): InventoryReader {
+  return new SysfsInventoryReader(ctx.paths);
+}
+
+export function fileDefinitions(ctx: CliContext): FileDefinitionStore {
+  return new FileDefinitionStore(ctx.paths.definitionsDir, join(ctx.paths.root, 'run/libvirt/qemu'));
+}
+
+/**
+ * Persistent definitions: with --root only the fixture's files; otherwise libvirt read-only, and
+ * libvirt's own files when libvirt cannot be reached (said once on stderr).
+ */
+export async function definitionSource(ctx: CliContext, config: Config): Promise<DefinitionSource> {
+  const files = fileDefinitions(ctx);
+  if (ctx.fixtureRoot) return files;
+  return {
+    async persistentXml(domain) {
+      try {
+        const { LibvirtDefinitionStore } = await import('../host/libvirt/definition-store.js');
+        return await new LibvirtDefinitionStore(config.libvirtUri, { readOnly: true }).persistentXml(domain);
+      } catch (err) {
+        ctx.err(`note: libvirt unreachable at ${config.libvirtUri} (${errorMessage(err)}); reading ${ctx.paths.definitionsDir} instead`);
+        return files.persistentXml(domain);
+      }
+    },
+  };
+}
+
+export async function definitionStore(ctx: CliContext, config: Config): Promise<DefinitionStore> {
+  if (ctx.fixtureRoot) return fileDefinitions(ctx);
+  const { LibvirtDefinitionStore } = await import('../host/libvirt/definition-store.js');
+  return new LibvirtDefinitionStore(config.libvirtUri, { readOnly: false });
+}
+
+export async function driverControl(ctx: CliContext, config: Config): Promise<DriverControl> {
+  if (ctx.fixtureRoot) {
+    const { FixtureDriverControl } = await import('../host/fixture-driver-control.js');
+    return new FixtureDriverControl(ctx.paths.root);
+  }
+  const { LibvirtDriverControl } = await import('../host/libvirt/driver-control.js');
+  return new LibvirtDriverControl(config.libvirtUri, ctx.paths.sys);
+}

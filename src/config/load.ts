@@ -1,0 +1,30 @@
+import { readFile } from 'node:fs/promises';
+import { ConfigError, HostError } from '../model/errors.js';
+import type { Config, ConfigResult } from './model.js';
+import { parseConfig } from './parse.js';
+
+/** Read and validate the config file. A missing file is reported as such (`missing: true`). */
+export async function loadConfigFile(path: string): Promise<ConfigResult & { missing: boolean }> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      return { config: null, warnings: [], errors: [`no config file at ${path}`], missing: true };
+    }
+    throw HostError.from('read config', path, err);
+  }
+  return { ...parseConfig(text), missing: false };
+}
+
+/** The config or a ConfigError carrying every problem (each with its path) in one go. */
+export async function requireConfig(path: string): Promise<{ config: Config; warnings: readonly string[] }> {
+  const r = await loadConfigFile(path);
+  if (r.missing) {
+    throw new ConfigError(`no config file at ${path}: create it (see examples/config.yaml) or pass --config FILE`, []);
+  }
+  if (!r.config) {
+    throw new ConfigError(`${path}: ${r.errors.length} problem${r.errors.length === 1 ? '' : 's'}; fix and run qemu-hook check`, r.errors);
+  }
+  return { config: r.config, warnings: r.warnings };
+}

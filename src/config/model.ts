@@ -1,0 +1,82 @@
+import type { HexId, PciClassPrefix } from '../model/ids.js';
+import type { PciAddressPattern } from '../model/pci-address.js';
+
+// The config after validation: every id parsed, every regex compiled. This is what the rest reads.
+
+export interface PciCriteria {
+  readonly address?: PciAddressPattern;
+  readonly vendor?: HexId;
+  readonly device?: HexId;
+  readonly subsystemVendor?: HexId;
+  readonly subsystemDevice?: HexId;
+  readonly class?: PciClassPrefix;
+  readonly name?: RegExp;
+  readonly driver?: string;
+  /** The set as the user wrote it, for messages. */
+  readonly text: string;
+}
+
+export interface UsbCriteria {
+  readonly vendor?: HexId;
+  readonly product?: HexId;
+  readonly serial?: string;
+  readonly port?: string;
+  readonly name?: RegExp;
+  readonly text: string;
+}
+
+export interface SriovCriteria {
+  readonly pf: string;
+  readonly vf?: number;
+  readonly text: string;
+}
+
+interface EntryBase {
+  readonly name: string;
+  readonly count: number;
+  readonly force: boolean;
+}
+
+export interface PciEntry extends EntryBase {
+  readonly type: 'pci';
+  readonly tiers: readonly PciCriteria[];
+  readonly functions: 'all' | 'one';
+}
+
+export interface UsbEntry extends EntryBase {
+  readonly type: 'usb';
+  readonly tiers: readonly UsbCriteria[];
+}
+
+export interface SriovEntry extends EntryBase {
+  readonly type: 'sriov';
+  readonly tiers: readonly SriovCriteria[];
+  readonly mac?: string;
+  readonly vlan?: number;
+}
+
+export type DeviceEntry = PciEntry | UsbEntry | SriovEntry;
+
+export type IommuGroupPolicy = 'require' | 'detach' | 'ignore';
+export type AddressChangePolicy = 'refuse' | 'redefine' | 'restart';
+
+export interface DomainConfig {
+  readonly name: string;
+  readonly devices: readonly DeviceEntry[];
+  readonly iommuGroup: IommuGroupPolicy;
+  readonly onAddressChange: AddressChangePolicy;
+}
+
+export interface Config {
+  readonly domains: ReadonlyMap<string, DomainConfig>;
+  readonly libvirtUri: string;
+  readonly stateFile: string;
+  readonly log: { readonly level: string; readonly file: string };
+}
+
+export interface ConfigResult {
+  /** null when there are errors. */
+  readonly config: Config | null;
+  readonly warnings: readonly string[];
+  readonly errors: readonly string[];
+}

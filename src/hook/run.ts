@@ -1,0 +1,188 @@
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml } from 'yaml';
+import { loadConfigFile } from '../config/load.js';
+import type { Config, DomainConfig } from '../config/model.js';
+import { errorMessage } from '../model/errors.js';
+import type { HookEvent } from '../model/hook-event.js';
+import { type HostPaths, underRoot } from '../model/paths.js';
+import type { Clock, DriverControl, InventoryReader } from '../model/ports.js';
+import { planPrepare } from '../plan/prepare.js';
+import { loadState } from '../state/file.js';
+import { DomainXml } from '../xml/domain-xml.js';
+import { executePrepare, executeRelease } from './execute.js';
+import type { FaultPoint } from './faults.js';
+import type { HookLogger } from './logger.js';
+import { findScripts, runScripts, type ScriptResult, scriptsSucceeded } from './scripts.js';
+
+export interface HookDeps {
+  readonly paths: HostPaths;
+  readonly inventory: InventoryReader;
+  /** Made on first use: loading the libvirt binding costs time the fast path should not pay. */
+  readonly control: (config: Config) => Promise<DriverControl>;
+  readonly clock: Clock;
+  readonly log: HookLogger;
+  readonly timeoutMs: number;
+  readonly scriptOwnerUid?: number;
+  readonly faults?: (point: FaultPoint) => void;
+  /** The config as already read by the caller (it needs the log settings first); read here if absent. */
+  readonly config?: () => ReturnType<typeof loadConfigFile>;
+  /** Where per-VM scripts write their output (never libvirt's pipes). */
+  readonly scriptLog: string;
+}
+
+export interface HookResult {
+  readonly exitCode: number;
+  /** Only migrate/restore may print (replacement XML); everything else leaves stdout empty. */
+  readonly stdout: string;
+  /** What `virsh start` shows on failure: one or two plain lines. */
+  readonly stderr: readonly string[];
+}
+
+const OK: HookResult = { exitCode: 0, stdout: '', stderr: [] };
+
+/** One libvirt hook call. Never throws: every failure becomes an exit status and a message. */
+export async function runHook(event: HookEvent, xml: string, deps: HookDeps): Promise<HookResult> {
+  const { log } = deps;
+  const ctx = { domain: event.domain, event: `${event.op}/${event.subop}` };
+  try {
+    switch (event.op) {
+      case 'prepare':
+        return await prepare(event, xml, deps);
+      case 'release':
+        return await release(event, xml, deps);
+      case 'start':
+      case 'started':
+      case 'migrate':
+      case 'restore':
+        return await scriptsOnly(event, xml, deps, true);
+      default:
+        // stopped, reconnect, attach and ops libvirt may add later: a failure here must never
+        // reach libvirt (a failing reconnect kills the running VM).
+        await scriptsOnly(event, xml, deps, false);
+        return OK;
+    }
+  } catch (err) {
+    log.error({ ...ctx, err: errorMessage(err), stack: (err as Error)?.stack }, 'hook failed');
+    if (event.op === 'prepare' || event.op === 'start' || event.op === 'started') {
+      return refuse(event, [errorMessage(err)]);
+    }
+    return OK;
+  }
+}
+
+async function prepare(event: HookEvent, xml: string, deps: HookDeps): Promise<HookResult> {
+  const { log } = deps;
+  const found = await domainConfig(event.domain, deps);
+  if (found.kind === 'broken') return refuse(event, [`the config is invalid (${found.first}); run qemu-hook check`]);
+  if (found.kind === 'absent') return scriptsOnly(event, xml, deps, true);
+  const { config, domain } = found;
+
+  const definition = DomainXml.parse(xml);
+  const stateFile = underRoot(deps.paths.root, config.stateFile);
+  const [inventory, state] = await Promise.all([deps.inventory.read(), loadState(stateFile)]);
+  const plan = planPrepare({ domain: event.domain, config: domain, inventory, definition: { xml: definition, source: 'stdin' }, records: state.records });
+  for (const w of plan.warnings) log.warn({ domain: event.domain }, w);
+  if (!plan.ok) {
+    log.warn({ domain: event.domain, errors: plan.errors, definitionStale: plan.definition.stale ?? false }, 'start refused by plan');
+    return refuse(event, plan.errors);
+  }
+  log.info({ domain: event.domain, devices: plan.devices.map((d) => `${d.name}=${d.address ?? 'usb'}:${d.action}`) }, 'plan ok');
+
+  // Scripts first: they may stop a display manager that holds the GPU.
+  const scripts = await runFor(event, xml, deps);
+  if (!scriptsSucceeded(scripts)) return refuse(event, [scriptFailure(scripts)]);
+
+  const control = await deps.control(config);
+  const outcome = await executePrepare(plan, {
+    control,
+    stateFile,
+    bootId: inventory.bootId,
+    clock: deps.clock,
+    log,
+    timeoutMs: deps.timeoutMs,
+    ...(deps.faults ? { faults: deps.faults } : {}),
+  });
+  return outcome.ok ? OK : refuse(event, outcome.errors);
+}
+
+async function release(event: HookEvent, xml: string, deps: HookDeps): Promise<HookResult> {
+  const found = await domainConfig(event.domain, deps);
+  // The config may have changed (or broken) while the VM ran: the state file alone says what to give back.
+  const stateFile = underRoot(deps.paths.root, found.kind === 'ok' ? found.config.stateFile : '/var/lib/qemu-hook/state.json');
+  const state = await loadState(stateFile);
+  if (state.records.some((r) => r.domain === event.domain)) {
+    const config = found.kind === 'ok' ? found.config : defaultConfig();
+    const inventory = await deps.inventory.read();
+    const out = await executeRelease((r) => r.domain === event.domain, {
+      control: await deps.control(config),
+      stateFile,
+      bootId: inventory.bootId,
+      clock: deps.clock,
+      log: deps.log,
+      timeoutMs: deps.timeoutMs,
+    });
+    if (out.failed.length > 0) deps.log.error({ domain: event.domain, failed: out.failed }, 'some devices were not given back; run qemu-hook recover');
+  }
+  await runFor(event, xml, deps);
+  return OK;
+}
+
+async function scriptsOnly(event: HookEvent, xml: string, deps: HookDeps, statusMatters: boolean): Promise<HookResult> {
+  const results = await runFor(event, xml, deps);
+  if (statusMatters && !scriptsSucceeded(results)) return refuse(event, [scriptFailure(results)]);
+  return OK;
+}
+
+async function runFor(event: HookEvent, xml: string, deps: HookDeps): Promise<ScriptResult[]> {
+  const scripts = await findScripts(deps.paths.hookScriptsDir, event, deps.scriptOwnerUid === undefined ? {} : { requiredUid: deps.scriptOwnerUid });
+  if (scripts.length === 0) return [];
+  const results = await runScripts(scripts, event, xml, { logFile: deps.scriptLog });
+  for (const r of results) {
+    deps.log.info({ domain: event.domain, event: `${event.op}/${event.subop}`, script: r.script.name, outcome: r.outcome, exitCode: r.exitCode, ms: r.durationMs }, 'per-VM script');
+  }
+  return results;
+}
+
+function scriptFailure(results: readonly ScriptResult[]): string {
+  const bad = results.find((r) => r.outcome !== 'ok' && r.outcome !== 'skipped');
+  return bad ? `per-VM script ${bad.script.name}: ${bad.error ?? bad.outcome}` : 'a per-VM script failed';
+}
+
+type Found = { kind: 'ok'; config: Config; domain: DomainConfig } | { kind: 'absent' } | { kind: 'broken'; first: string };
+
+/**
+ * The domain's config entry. A config that does not validate refuses only the domains it names
+ * (or all, when it is not even YAML): an unrelated VM must still start.
+ */
+async function domainConfig(name: string, deps: HookDeps): Promise<Found> {
+  const r = await (deps.config ?? (() => loadConfigFile(deps.paths.configFile)))();
+  if (r.missing) return { kind: 'absent' };
+  if (r.config) {
+    const domain = r.config.domains.get(name);
+    return domain ? { kind: 'ok', config: r.config, domain } : { kind: 'absent' };
+  }
+  deps.log.error({ domain: name, errors: r.errors }, 'config invalid');
+  return (await namesDomain(deps.paths.configFile, name)) ? { kind: 'broken', first: r.errors[0] ?? 'invalid' } : { kind: 'absent' };
+}
+
+/** Whether the raw YAML has `domains.<name>`; unreadable YAML might, so it counts as yes. */
+async function namesDomain(file: string, name: string): Promise<boolean> {
+  try {
+    const raw = parseYaml(await readFile(file, 'utf8')) as { domains?: Record<string, unknown> } | null;
+    return raw?.domains != null && typeof raw.domains === 'object' && Object.hasOwn(raw.domains, name);
+  } catch {
+    return true;
+  }
+}
+
+function defaultConfig(): Config {
+  return { domains: new Map(), libvirtUri: 'qemu:///system', stateFile: '/var/lib/qemu-hook/state.json', log: { level: 'info', file: '/var/log/libvirt/qemu-hook.log' } };
+}
+
+/** libvirt shows stderr after "Hook script execution failed: …": keep it to two plain lines. */
+function refuse(event: HookEvent, errors: readonly string[]): HookResult {
+  const first = `qemu-hook: ${event.domain}: ${errors[0] ?? 'refused'}`;
+  const more = errors.length > 1 ? [`qemu-hook: and ${errors.length - 1} more; see: qemu-hook --simulate ${event.domain} prepare`] : [];
+  return { exitCode: 1, stdout: '', stderr: [first, ...more] };
+}
+

@@ -1,0 +1,56 @@
+import { access, mkdir, readFile, rename, writeFile, open } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { HostError } from '../model/errors.js';
+import type { DefinitionStore } from '../model/ports.js';
+
+/**
+ * Persistent definitions as files: libvirt's own `/etc/libvirt/qemu/<domain>.xml` (read-only
+ * fallback when libvirt is unreachable) or a fixture root's. A domain counts as running when
+ * libvirt's status file `/run/libvirt/qemu/<domain>.xml` exists, as it does on a real host.
+ */
+export class FileDefinitionStore implements DefinitionStore {
+  constructor(
+    private readonly definitionsDir: string,
+    private readonly runDir: string,
+  ) {}
+
+  async persistentXml(domain: string): Promise<{ xml: string; source: string } | null> {
+    const path = this.pathOf(domain);
+    try {
+      return { xml: await readFile(path, 'utf8'), source: path };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw HostError.from('read definition', path, err);
+    }
+  }
+
+  async isActive(domain: string): Promise<boolean> {
+    try {
+      await access(join(this.runDir, `${domain}.xml`));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Atomic replace beside the target, as libvirt itself does. */
+  async define(domain: string, xml: string): Promise<void> {
+    const path = this.pathOf(domain);
+    const tmp = `${path}.${process.pid}.tmp`;
+    try {
+      await mkdir(dirname(path), { recursive: true });
+      await writeFile(tmp, xml, { mode: 0o600 });
+      const fh = await open(tmp, 'r');
+      await fh.sync();
+      await fh.close();
+      await rename(tmp, path);
+    } catch (err) {
+      throw HostError.from('write definition', path, err);
+    }
+  }
+
+  private pathOf(domain: string): string {
+    if (domain.includes('/') || domain.startsWith('.')) throw new HostError('read definition', domain, undefined, 'not a valid domain name');
+    return join(this.definitionsDir, `${domain}.xml`);
+  }
+}

@@ -1,0 +1,20 @@
+import type { Inventory, ProtectedDevice } from '../model/device.js';
+import type { PciAddress } from '../model/pci-address.js';
+
+const WHY: Record<ProtectedDevice['reason'], string> = {
+  'root-disk': "it is the controller of the root filesystem's disk",
+  'default-route': 'it carries the default network route',
+  'boot-vga': 'it is the boot VGA device and drives the console (set force: true on the entry to allow it)',
+};
+
+/**
+ * Why the device at `address` must stay with the host, or null. The boot VGA device may go when
+ * its entry says `force: true`; the root disk's controller and the default route's NIC never.
+ */
+export function protectionOf(inventory: Inventory, address: PciAddress, force: boolean): string | null {
+  const hits = inventory.protectedDevices.filter(
+    (p) => p.address.equals(address) && !(force && p.reason === 'boot-vga'),
+  );
+  if (hits.length === 0) return null;
+  return hits.map((p) => `${WHY[p.reason]}${p.detail ? ` (${p.detail})` : ''}`).join('; ');
+}

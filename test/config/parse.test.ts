@@ -1,0 +1,142 @@
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/parse.js';
+
+const ok = (text: string) => {
+  const r = parseConfig(text);
+  expect(r.errors).toEqual([]);
+  return r.config!;
+};
+
+describe('parseConfig', () => {
+  it('reads the example from the issue, with defaults', () => {
+    const c = ok(`
+domains:
+  win11:
+    devices:
+      - name: gpu
+        match:
+          - { address: "0000:01:00.0", vendor: "10de", device: "2204" }
+          - { vendor: "0x10DE", device: "2204" }
+          - { class: "0300", name: "RTX 3090" }
+        functions: all
+      - name: wheel
+        type: usb
+        match: { vendor: "046d", product: "c24f" }
+      - name: net
+        type: sriov
+        match: { pf: "enp3s0f0" }
+        mac: "52:54:00:12:34:56"
+        vlan: 42
+`);
+    const d = c.domains.get('win11')!;
+    expect(d.iommuGroup).toBe('require');
+    expect(d.onAddressChange).toBe('redefine');
+    expect(c.libvirtUri).toBe('qemu:///system');
+    expect(c.stateFile).toBe('/var/lib/qemu-hook/state.json');
+    const gpu = d.devices[0]!;
+    expect(gpu.type).toBe('pci');
+    if (gpu.type !== 'pci') throw new Error('type');
+    expect(gpu.functions).toBe('all');
+    expect(gpu.tiers).toHaveLength(3);
+    expect(gpu.tiers[0]!.address!.toString()).toBe('0000:01:00.0');
+    expect(gpu.tiers[1]!.vendor).toBe('10de');
+    expect(gpu.tiers[2]!.class).toBe('0300');
+    expect(gpu.tiers[2]!.name!.test('NVIDIA Corporation GA102 [GeForce RTX 3090]')).toBe(true);
+    const net = d.devices[2]!;
+    expect(net.type === 'sriov' && net.mac).toBe('52:54:00:12:34:56');
+    expect(net.type === 'sriov' && net.vlan).toBe(42);
+  });
+
+  it('reads unquoted hex as written, not as the number YAML makes of it', () => {
+    const c = ok(`
+domains:
+  vm:
+    devices:
+      - name: gpu
+        match: { class: 0300, vendor: 0x10de, device: 2204 }
+`);
+    const gpu = c.domains.get('vm')!.devices[0]!;
+    if (gpu.type !== 'pci') throw new Error('type');
+    expect(gpu.tiers[0]).toMatchObject({ class: '0300', vendor: '10de', device: '2204' });
+  });
+
+  it('reports every problem at once, each with its path and a fix', () => {
+    const r = parseConfig(`
+domains:
+  win11:
+    devices:
+      - name: gpu
+        match: { vendor: "zz", device: "2204" }
+      - name: audio
+        match: [ { address: "01:00" }, { class: "030" } ]
+      - name: gpu
+        match: { name: "(" }
+    onAddressChange: redefin
+`);
+    expect(r.config).toBeNull();
+    expect(r.errors.join('\n')).toMatch(/onAddressChange/);
+    // Schema errors come first; once the shape is right, value errors are all listed together.
+    const r2 = parseConfig(`
+domains:
+  win11:
+    devices:
+      - name: gpu
+        match: { vendor: "zz", device: "2204" }
+      - name: audio
+        match: [ { address: "01:00" }, { class: "030" } ]
+      - name: gpu
+        match: { name: "(" }
+`);
+    expect(r2.errors).toEqual([
+      expect.stringMatching(/^domains\.win11\.devices\[0\]\.match\.vendor: "zz" is not a 16-bit hex id/),
+      expect.stringMatching(/^domains\.win11\.devices\[1\]\.match\[0\]\.address: "01:00" is not a PCI address/),
+      expect.stringMatching(/^domains\.win11\.devices\[1\]\.match\[1\]\.class: "030" is not a PCI class/),
+      expect.stringMatching(/^domains\.win11\.devices\[2\]\.match\.name: not a valid regular expression/),
+      expect.stringMatching(/^domains\.win11\.devices\[2\]\.name: "gpu" is already used by devices\[0\]/),
+    ]);
+  });
+
+  it('names unknown keys and bad enum values', () => {
+    const r = parseConfig(`
+domains:
+  vm:
+    devices:
+      - name: x
+        match: { vendor: "10de", clas: "03" }
+    iommuGroup: sometimes
+`);
+    expect(r.errors.some((e) => e.startsWith('domains.vm.iommuGroup:'))).toBe(true);
+    expect(r.errors.some((e) => e.startsWith('domains.vm.devices[0].match') && e.includes('clas'))).toBe(true);
+  });
+
+  it('rejects an empty criteria set, which would match everything', () => {
+    const r = parseConfig('domains:\n  vm:\n    devices:\n      - { name: x, match: {} }\n');
+    expect(r.errors).toEqual([expect.stringMatching(/^domains\.vm\.devices\[0\]\.match: empty criteria set/)]);
+  });
+
+  it('warns, without failing, when two domains claim one device', () => {
+    const r = parseConfig(`
+domains:
+  a: { devices: [ { name: gpu, match: { address: "0000:01:00.0" } } ] }
+  b: { devices: [ { name: card, match: { address: "01:00.0" } } ] }
+`);
+    expect(r.errors).toEqual([]);
+    expect(r.warnings).toEqual([expect.stringMatching(/0000:01:00\.0 is claimed by a\/gpu and b\/card/)]);
+  });
+
+  it('gives YAML syntax errors one line each', () => {
+    const r = parseConfig('domains:\n  vm: [\n');
+    expect(r.config).toBeNull();
+    expect(r.errors[0]).toMatch(/^YAML: /);
+    expect(r.errors[0]).not.toContain('\n');
+  });
+
+  it('accepts an empty file as no domains', () => {
+    expect(ok('').domains.size).toBe(0);
+  });
+
+  it('rejects a sriov entry with a bad MAC', () => {
+    const r = parseConfig('domains:\n  vm:\n    devices:\n      - { name: n, type: sriov, match: { pf: eth0 }, mac: "zz" }\n');
+    expect(r.errors).toEqual([expect.stringMatching(/^domains\.vm\.devices\[0\]\.mac: "zz" is not a MAC/)]);
+  });
+});
