@@ -28,7 +28,7 @@ const OPTIONS = {
 type OptionName = keyof typeof OPTIONS;
 
 export interface Args {
-  readonly command: 'simulate' | 'devices' | 'check' | 'status' | 'recover' | 'apply' | 'hook' | 'help' | 'version';
+  readonly command: 'simulate' | 'devices' | 'check' | 'status' | 'recover' | 'apply' | 'hook' | 'redefine' | 'help' | 'version';
   readonly positionals: readonly string[];
   readonly root: string | null;
   readonly config: string | null;
@@ -50,6 +50,7 @@ const ALLOWED: Record<Args['command'], readonly OptionName[]> = {
   recover: ['root', 'config', 'domain', 'dry-run'],
   apply: ['root', 'config', 'vm', 'dry-run', 'yes'],
   hook: [],
+  redefine: [],
   help: [],
   version: [],
 };
@@ -57,6 +58,8 @@ const ALLOWED: Record<Args['command'], readonly OptionName[]> = {
 export function parseCliArgs(argv: readonly string[]): Args {
   // Hook mode is positional only: a domain may be called "--help" in theory; never parse options there.
   if (argv[0] === 'hook') return { ...base('hook'), positionals: argv.slice(1) };
+  // Internal: the detached helper the hook starts after refusing a stale definition.
+  if (argv[0] === 'redefine') return { ...base('redefine'), positionals: argv.slice(1) };
 
   let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>>;
   try {

@@ -22,6 +22,10 @@ async function run(argv: readonly string[]): Promise<number> {
       const { runHookFromCli } = await import('./commands/hook.js');
       return await runHookFromCli(args.positionals);
     }
+    if (args.command === 'redefine') {
+      const { runRedefineFromCli } = await import('./commands/redefine.js');
+      return await runRedefineFromCli(args.positionals);
+    }
     const { makeContext } = await import('./context.js');
     const ctx = makeContext(args);
     switch (args.command) {

@@ -45,7 +45,7 @@ const oneOrMany = <T extends z.ZodType>(t: T) => z.union([t, z.array(t).min(1)])
 const common = {
   name: z
     .string()
-    .regex(/^[a-z0-9][a-z0-9_.-]*$/i, 'use letters, digits, "_", "." and "-" (it becomes the XML alias)')
+    .regex(/^[a-z0-9][a-z0-9_-]*$/i, 'use letters, digits, "_" and "-" (it becomes the XML alias ua-qemuhook-<name>)')
     .describe('unique per domain; used in messages and as the XML alias ua-qemuhook-<name>'),
   count: z.number().int().min(1).default(1).describe('how many devices the criteria must match'),
   force: z.boolean().default(false).describe('allow the boot VGA device that drives the console'),

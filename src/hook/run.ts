@@ -6,7 +6,10 @@ import { errorMessage } from '../model/errors.js';
 import type { HookEvent } from '../model/hook-event.js';
 import { type HostPaths, underRoot } from '../model/paths.js';
 import type { Clock, DriverControl, InventoryReader } from '../model/ports.js';
-import { planPrepare } from '../plan/prepare.js';
+import { correctMovedEntries } from '../plan/correct.js';
+import { type PrepareInput, planPrepare } from '../plan/prepare.js';
+import type { Plan } from '../model/plan.js';
+import type { Inventory } from '../model/device.js';
 import { loadState } from '../state/file.js';
 import { DomainXml } from '../xml/domain-xml.js';
 import { executePrepare, executeRelease } from './execute.js';
@@ -24,6 +27,8 @@ export interface HookDeps {
   readonly timeoutMs: number;
   readonly scriptOwnerUid?: number;
   readonly faults?: (point: FaultPoint) => void;
+  /** Start the detached redefine helper; false when it could not be started. */
+  readonly scheduleRedefine?: (domain: string, restart: boolean) => boolean;
   /** The config as already read by the caller (it needs the log settings first); read here if absent. */
   readonly config?: () => ReturnType<typeof loadConfigFile>;
   /** Where per-VM scripts write their output (never libvirt's pipes). */
@@ -50,10 +55,11 @@ export async function runHook(event: HookEvent, xml: string, deps: HookDeps): Pr
         return await prepare(event, xml, deps);
       case 'release':
         return await release(event, xml, deps);
-      case 'start':
-      case 'started':
       case 'migrate':
       case 'restore':
+        return await incoming(event, xml, deps);
+      case 'start':
+      case 'started':
         return await scriptsOnly(event, xml, deps, true);
       default:
         // stopped, reconnect, attach and ops libvirt may add later: a failure here must never
@@ -84,7 +90,7 @@ async function prepare(event: HookEvent, xml: string, deps: HookDeps): Promise<H
   for (const w of plan.warnings) log.warn({ domain: event.domain }, w);
   if (!plan.ok) {
     log.warn({ domain: event.domain, errors: plan.errors, definitionStale: plan.definition.stale ?? false }, 'start refused by plan');
-    return refuse(event, plan.errors);
+    return refuseStale(event, plan, { domain, inventory, records: state.records }, deps) ?? refuse(event, plan.errors);
   }
   log.info({ domain: event.domain, devices: plan.devices.map((d) => `${d.name}=${d.address ?? 'usb'}:${d.action}`) }, 'plan ok');
 
@@ -103,6 +109,47 @@ async function prepare(event: HookEvent, xml: string, deps: HookDeps): Promise<H
     ...(deps.faults ? { faults: deps.faults } : {}),
   });
   return outcome.ok ? OK : refuse(event, outcome.errors);
+}
+
+/**
+ * A stale definition cannot be fixed for the start in progress (no hook can change it), so the
+ * start is refused; when the corrected definition would pass, a detached helper redefines it once
+ * libvirt has let go of the domain (and, with onAddressChange: restart, starts it again).
+ */
+function refuseStale(
+  event: HookEvent,
+  plan: Plan,
+  host: { domain: DomainConfig; inventory: Inventory; records: PrepareInput['records'] },
+  deps: HookDeps,
+): HookResult | null {
+  if (!plan.definition.stale || !plan.definition.xml) return null;
+  const fixed = planPrepare({ domain: event.domain, config: host.domain, inventory: host.inventory, records: host.records, definition: { xml: DomainXml.parse(plan.definition.xml), source: 'corrected' } });
+  if (!fixed.ok) return null;
+  const what = plan.errors.filter((e) => / moved |has no entry|no longer in the config/.test(e)).map((e) => e.replace(/: the definition is stale.*$/, '').replace(/; run qemu-hook apply$/, ''));
+  const policy = host.domain.onAddressChange;
+  if (policy !== 'refuse' && deps.scheduleRedefine?.(event.domain, policy === 'restart')) {
+    const then = policy === 'restart' ? 'it starts again by itself' : 'start the VM again';
+    return refuse(event, [`${what.join('; ')}; definition updated, ${then}`]);
+  }
+  return refuse(event, [`${what.join('; ')}; run qemu-hook apply --vm ${event.domain}, then start the VM again`]);
+}
+
+/**
+ * migrate/restore: the two events whose stdout replaces the XML. Print a corrected XML only when
+ * our entries point at stale addresses on this host; print nothing otherwise.
+ */
+async function incoming(event: HookEvent, xml: string, deps: HookDeps): Promise<HookResult> {
+  const scripts = await runFor(event, xml, deps);
+  if (!scriptsSucceeded(scripts)) return refuse(event, [scriptFailure(scripts)]);
+  const found = await domainConfig(event.domain, deps);
+  if (found.kind !== 'ok') return found.kind === 'broken' ? refuse(event, [`the config is invalid (${found.first}); run qemu-hook check`]) : OK;
+  const stateFile = underRoot(deps.paths.root, found.config.stateFile);
+  const [inventory, state] = await Promise.all([deps.inventory.read(), loadState(stateFile)]);
+  const c = correctMovedEntries({ domain: event.domain, config: found.domain, inventory, records: state.records, definition: { xml: DomainXml.parse(xml), source: 'stdin' } });
+  if (c.kind === 'unchanged') return OK;
+  if (c.kind === 'impossible') return refuse(event, [c.reason]);
+  deps.log.info({ domain: event.domain, moves: c.moves }, `${event.op}: XML corrected for this host`);
+  return { exitCode: 0, stdout: c.xml, stderr: [] };
 }
 
 async function release(event: HookEvent, xml: string, deps: HookDeps): Promise<HookResult> {

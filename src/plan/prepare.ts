@@ -24,7 +24,7 @@ export interface PrepareInput {
 }
 
 /** A resolved device with what the definition should say about it. */
-interface Resolved {
+export interface Resolved {
   readonly entry: DeviceEntry;
   readonly planned: PlannedDevice;
   readonly desired: DesiredHostdev;
@@ -40,15 +40,8 @@ export function planPrepare(input: PrepareInput): Plan {
   warnings.push(...stale.map(staleWarning));
   const hostdevs = definition ? definition.xml.hostdevs() : [];
 
-  const resolved: Resolved[] = [];
-  for (const entry of config.devices) {
-    const r = resolveEntry(entry, input, current, hostdevs);
-    if (!r.ok) {
-      errors.push(r.reason);
-      continue;
-    }
-    resolved.push(...r.items);
-  }
+  const { resolved, errors: unresolved } = resolveAll(input, current, hostdevs);
+  errors.push(...unresolved);
 
   // Devices held by another domain in this boot cannot be given to this one.
   for (const r of resolved) {
@@ -70,6 +63,22 @@ export function planPrepare(input: PrepareInput): Plan {
     errors,
     warnings,
   };
+}
+
+/** Every configured entry against the host; entries that do not resolve give one error each. */
+export function resolveAll(
+  input: PrepareInput,
+  current: readonly StateRecord[],
+  hostdevs: readonly HostdevEntry[],
+): { resolved: Resolved[]; errors: string[] } {
+  const resolved: Resolved[] = [];
+  const errors: string[] = [];
+  for (const entry of input.config.devices) {
+    const r = resolveEntry(entry, input, current, hostdevs);
+    if (r.ok) resolved.push(...r.items);
+    else errors.push(r.reason);
+  }
+  return { resolved, errors };
 }
 
 function resolveEntry(

@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { loadConfigFile } from '../../config/load.js';
 import { faultsFromFile } from '../../hook/faults.js';
@@ -48,11 +50,33 @@ export async function runHookFromCli(positionals: readonly string[]): Promise<nu
     faults: faultsFromFile(join(dirname(paths.configFile), 'fault-injection')),
     scriptLog: join(dirname(logFile), 'qemu-hook-scripts.log'),
     config: configOnce,
+    scheduleRedefine: (name, restart) => spawnRedefine(name, restart, root, join(dirname(logFile), 'qemu-hook-scripts.log')),
   });
   if (result.stdout) process.stdout.write(result.stdout);
   for (const line of result.stderr) process.stderr.write(`${line}\n`);
   log.flush();
   return result.exitCode;
+}
+
+/**
+ * The redefine helper, fully detached: its own session, stdio on a log file, nothing inherited
+ * from libvirt's pipes (libvirt reads them until EOF, so a child holding them stalls the VM start).
+ */
+function spawnRedefine(domain: string, restart: boolean, root: string, logFile: string): boolean {
+  try {
+    mkdirSync(dirname(logFile), { recursive: true });
+    const out = openSync(logFile, 'a');
+    const child = spawn(process.execPath, [fileURLToPath(new URL('../main.js', import.meta.url)), 'redefine', domain, restart ? 'restart' : 'redefine'], {
+      detached: true,
+      stdio: ['ignore', out, out],
+      env: { ...process.env, QEMU_HOOK_ROOT: root },
+    });
+    child.unref();
+    closeSync(out);
+    return child.pid !== undefined;
+  } catch {
+    return false;
+  }
 }
 
 /** libvirt writes the domain XML and closes stdin; an absent stdin reads as empty. */

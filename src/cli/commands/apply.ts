@@ -1,0 +1,108 @@
+import { createInterface } from 'node:readline/promises';
+import type { Config } from '../../config/model.js';
+import { UsageError } from '../../model/errors.js';
+import type { DefinitionStore } from '../../model/ports.js';
+import { planPrepare } from '../../plan/prepare.js';
+import { loadState } from '../../state/file.js';
+import { DomainXml } from '../../xml/domain-xml.js';
+import { type CliContext, loadConfig, requireRoot, stateFileOf } from '../context.js';
+import { EXIT } from '../exit.js';
+import { definitionStore, inventoryReader } from '../wiring.js';
+
+/**
+ * `qemu-hook apply`: make each configured domain's persistent definition name the devices where
+ * they are now. Shows the diff, asks (unless --yes), never touches a running domain.
+ * --dry-run: exit 0 when nothing would change, 1 when something would.
+ */
+export async function apply(ctx: CliContext): Promise<number> {
+  const config = await loadConfig(ctx);
+  const names = ctx.args.vms.length > 0 ? ctx.args.vms : [...config.domains.keys()];
+  const unknown = names.filter((n) => !config.domains.has(n));
+  if (unknown.length > 0) throw new UsageError(`not in the config: ${unknown.join(', ')} (configured: ${[...config.domains.keys()].join(', ') || 'none'})`);
+  if (!ctx.args.dryRun) {
+    requireRoot(ctx, 'apply');
+    if (!ctx.args.yes && !ctx.isTty) throw new UsageError('no terminal to ask on: pass --yes to apply without asking, or --dry-run to only show the changes');
+  }
+  const store = await definitionStore(ctx, config);
+  const [inventory, state] = await Promise.all([inventoryReader(ctx).read(), loadState(stateFileOf(ctx, config))]);
+  let wouldChange = 0;
+  let refused = 0;
+  for (const name of names) {
+    const r = await applyOne(ctx, config, store, name, { inventory, records: state.records });
+    if (r === 'refused') refused++;
+    if (r === 'changed' || r === 'would-change') wouldChange++;
+  }
+  if (refused > 0) return EXIT.refused;
+  return ctx.args.dryRun && wouldChange > 0 ? EXIT.refused : EXIT.ok;
+}
+
+type Outcome = 'unchanged' | 'changed' | 'would-change' | 'skipped' | 'refused';
+
+async function applyOne(
+  ctx: CliContext,
+  config: Config,
+  store: DefinitionStore,
+  name: string,
+  host: Pick<Parameters<typeof planPrepare>[0], 'inventory' | 'records'>,
+): Promise<Outcome> {
+  const found = await store.persistentXml(name);
+  if (!found) {
+    ctx.err(`${name}: not defined in libvirt: define the VM first (virsh define), then apply`);
+    return 'skipped';
+  }
+  const dc = config.domains.get(name)!;
+  const plan = planPrepare({ domain: name, config: dc, ...host, definition: { xml: DomainXml.parse(found.xml), source: found.source } });
+  if (!plan.definition.changed || !plan.definition.xml) {
+    ctx.out(`${name}: definition already in step with the hardware`);
+    return 'unchanged';
+  }
+  // Check the result as the next start will, before writing anything.
+  const after = planPrepare({ domain: name, config: dc, ...host, definition: { xml: DomainXml.parse(plan.definition.xml), source: 'new' } });
+  const blocking = after.errors.filter((e) => !/is held by domain/.test(e));
+  ctx.out(colourDiff(plan.definition.diff, ctx.isTty));
+  if (blocking.length > 0) {
+    ctx.err(`${name}: not applied: the new definition would still be refused:`);
+    for (const e of blocking) ctx.err(`  ${e}`);
+    return 'refused';
+  }
+  if (ctx.args.dryRun) return 'would-change';
+  if (await store.isActive(name)) {
+    ctx.out(`${name}: running: not redefined (the change would only apply after it stops); run apply again then`);
+    return 'skipped';
+  }
+  if (!ctx.args.yes && !(await confirm(`Apply to ${name}? [y/N] `))) {
+    ctx.out(`${name}: left as it was`);
+    return 'skipped';
+  }
+  await store.define(name, plan.definition.xml);
+  ctx.out(`${name}: definition updated`);
+  return 'changed';
+}
+
+async function confirm(question: string): Promise<boolean> {
+  const rl = createInterface({ input: process.stdin, output: process.stdout });
+  try {
+    return /^y(es)?$/i.test((await rl.question(question)).trim());
+  } finally {
+    rl.close();
+  }
+}
+
+export function colourDiff(diff: string, colour: boolean): string {
+  const text = diff.trimEnd();
+  if (!colour) return text;
+  return text
+    .split('\n')
+    .map((l) =>
+      l.startsWith('+++') || l.startsWith('---')
+        ? `\x1b[1m${l}\x1b[0m`
+        : l.startsWith('+')
+          ? `\x1b[32m${l}\x1b[0m`
+          : l.startsWith('-')
+            ? `\x1b[31m${l}\x1b[0m`
+            : l.startsWith('@@')
+              ? `\x1b[36m${l}\x1b[0m`
+              : l,
+    )
+    .join('\n');
+}

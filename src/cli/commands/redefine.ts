@@ -1,0 +1,97 @@
+import { open, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { requireConfig } from '../../config/load.js';
+import { redefineAfterRefusal } from '../../hook/redefine.js';
+import { LibvirtConnection } from '../../host/libvirt/connection.js';
+import { LibvirtDefinitionStore } from '../../host/libvirt/definition-store.js';
+import { openHookLog } from '../../host/hook-log.js';
+import { SysfsInventoryReader } from '../../host/sysfs/inventory.js';
+import { errorMessage } from '../../model/errors.js';
+import { hostPaths, underRoot } from '../../model/paths.js';
+import { loadState } from '../../state/file.js';
+
+/** The helper gives up after this long: a libvirt that never lets go of the domain must not leave it behind forever. */
+const TIME_LIMIT_MS = 180_000;
+
+/**
+ * `qemu-hook redefine <domain> redefine|restart`: started detached by the hook (own session, stdio
+ * on the log, no libvirt pipes). One at a time per domain, by a pid file under /run.
+ */
+export async function runRedefineFromCli(positionals: readonly string[]): Promise<number> {
+  const [domain, mode] = positionals;
+  if (!domain || (mode !== 'redefine' && mode !== 'restart')) {
+    process.stderr.write('qemu-hook: redefine is internal: qemu-hook redefine <domain> redefine|restart\n');
+    return 2;
+  }
+  const root = process.env['QEMU_HOOK_ROOT'] || '/';
+  const paths = hostPaths(root);
+  const { config } = await requireConfig(paths.configFile);
+  const log = openHookLog(underRoot(root, config.log.file), config.log.level, { domain, op: 'redefine' });
+  const dc = config.domains.get(domain);
+  if (!dc) return 0;
+  const limit = setTimeout(() => {
+    log.error({ domain }, `redefine: gave up after ${TIME_LIMIT_MS / 1000} s (libvirt still busy with the domain?)`);
+    log.flush();
+    process.exit(3);
+  }, TIME_LIMIT_MS);
+  limit.unref();
+
+  const pidFile = join(underRoot(root, '/run/qemu-hook'), `redefine-${domain}.pid`);
+  if (!(await claim(pidFile))) {
+    log.info({ domain }, 'redefine: another helper is already at work for this domain');
+    return 0;
+  }
+  const store = new LibvirtDefinitionStore(config.libvirtUri);
+  try {
+    const outcome = await redefineAfterRefusal(domain, dc, mode === 'restart', {
+      store,
+      start: (name) => LibvirtConnection.withConnection(config.libvirtUri, async (c) => (await c.domain(name)).create()),
+      readHost: async () => {
+        const inventory = await new SysfsInventoryReader(paths).read();
+        const state = await loadState(underRoot(root, config.stateFile));
+        return { inventory, records: state.records };
+      },
+      log,
+    });
+    log.info({ domain, outcome }, 'redefine: done');
+    return 0;
+  } catch (err) {
+    log.error({ domain, err: errorMessage(err) }, 'redefine failed');
+    return 1;
+  } finally {
+    await store.close();
+    await rm(pidFile, { force: true });
+    log.flush();
+    clearTimeout(limit);
+  }
+}
+
+/** O_EXCL pid file; one left by a dead helper is taken over. */
+async function claim(pidFile: string): Promise<boolean> {
+  const { mkdir, readFile } = await import('node:fs/promises');
+  await mkdir(dirname(pidFile), { recursive: true });
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fh = await open(pidFile, 'wx');
+      await fh.writeFile(String(process.pid));
+      await fh.close();
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+      if (pid > 0 && alive(pid)) return false;
+      await writeFile(pidFile, '').catch(() => {});
+      await rm(pidFile, { force: true });
+    }
+  }
+  return false;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -1,0 +1,17 @@
+import { chmod, mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { HostError } from '../model/errors.js';
+
+/** Creates `dir` and any missing parents as 0755 whatever the umask (other users may read state). */
+export async function ensureDir(dir: string): Promise<void> {
+  try {
+    const first = await mkdir(dir, { recursive: true, mode: 0o755 });
+    if (first === undefined) return;
+    for (let d = dir; ; d = dirname(d)) {
+      await chmod(d, 0o755);
+      if (d === first || d === dirname(d)) break;
+    }
+  } catch (err) {
+    throw HostError.from('create state folder', dir, err);
+  }
+}

@@ -1,0 +1,165 @@
+import { constants } from 'node:fs';
+import { link, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { z } from 'zod';
+import { errorMessage, HostError, InvariantError } from '../model/errors.js';
+import { ensureDir } from './dir.js';
+import { StateCorruptError, StateVersionError } from './errors.js';
+import { isAlive } from './pid.js';
+import { emptyState, STATE_VERSION, type StateFile, StateFileSchema } from './schema.js';
+
+export interface LoadOptions {
+  /** Names the `.corrupt.<timestamp>` copy when `.corrupt` is taken. */
+  readonly now?: () => Date;
+}
+
+/**
+ * Reads the state file. Missing → empty state. Unparsable or invalid → the file is moved aside
+ * (`<path>.corrupt`) and StateCorruptError is thrown: the file may name detached devices,
+ * so it is never silently replaced by an empty state.
+ */
+export async function loadState(path: string, options: LoadOptions = {}): Promise<StateFile> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return emptyState();
+    throw HostError.from('read state file', path, err);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    const problem = text.trim() === '' ? 'empty file' : `not valid JSON: ${errorMessage(err)}`;
+    throw await corrupt(path, problem, options, err);
+  }
+  const version = (json as { version?: unknown } | null)?.version;
+  if (typeof version === 'number' && version > STATE_VERSION) throw new StateVersionError(path, version);
+  const parsed = StateFileSchema.safeParse(json);
+  if (!parsed.success) throw await corrupt(path, summarize(parsed.error), options);
+  return parsed.data;
+}
+
+/** The first problems, one line: the full list is in the kept file for whoever inspects it. */
+function summarize(error: z.ZodError): string {
+  const shown = error.issues.slice(0, 2).map((i) => `${i.path.join('.') || 'top level'}: ${i.message}`);
+  const more = error.issues.length - shown.length;
+  return shown.join('; ') + (more > 0 ? ` and ${more} more problem${more > 1 ? 's' : ''}` : '');
+}
+
+async function corrupt(
+  path: string,
+  problem: string,
+  options: LoadOptions,
+  cause?: unknown,
+): Promise<StateCorruptError> {
+  const keptAt = await moveAside(path, options.now ?? (() => new Date()));
+  return new StateCorruptError(path, keptAt, problem, { cause });
+}
+
+/** Moves the file to `.corrupt`, or `.corrupt.<timestamp>` when taken; never overwrites a kept file. */
+async function moveAside(path: string, now: () => Date): Promise<string | null> {
+  const stamp = now().toISOString().replace(/[:.]/g, '-');
+  const candidates = [`${path}.corrupt`, `${path}.corrupt.${stamp}`];
+  for (let n = 1; n <= 20; n++) candidates.push(`${path}.corrupt.${stamp}.${n}`);
+  for (const target of candidates) {
+    try {
+      // link + unlink rather than rename: link refuses to replace an existing file.
+      await link(path, target);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') continue;
+      if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EXDEV') return renameIfFree(path, target);
+      return null;
+    }
+    try {
+      await unlink(path);
+    } catch {
+      return null;
+    }
+    return target;
+  }
+  return null;
+}
+
+async function renameIfFree(path: string, target: string): Promise<string | null> {
+  try {
+    await stat(target);
+    return null;
+  } catch {
+    try {
+      await rename(path, target);
+      return target;
+    } catch {
+      return null;
+    }
+  }
+}
+
+/**
+ * Replaces the state file atomically beside its target: write `<path>.<pid>.tmp`, fsync it,
+ * rename over the file, fsync the folder. A crash at any point leaves either the old or
+ * the new file, plus at worst a temp file that load ignores and a later save removes.
+ */
+export async function saveState(path: string, state: StateFile): Promise<void> {
+  const checked = StateFileSchema.safeParse(state);
+  if (!checked.success) {
+    throw new InvariantError(`refusing to write an invalid state file: ${z.prettifyError(checked.error)}`);
+  }
+  const dir = dirname(path);
+  await ensureDir(dir);
+  const tmp = `${path}.${process.pid}.tmp`;
+  try {
+    const fh = await open(tmp, 'w', 0o644);
+    try {
+      await fh.chmod(0o644); // the umask must not decide who may read the state
+      await fh.writeFile(`${JSON.stringify(checked.data, null, 2)}\n`, 'utf8');
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    await unlink(tmp).catch(() => {});
+    throw HostError.from('write state file', tmp, err);
+  }
+  try {
+    await rename(tmp, path);
+  } catch (err) {
+    await unlink(tmp).catch(() => {});
+    throw HostError.from('replace state file', path, err);
+  }
+  await syncDir(dir);
+  await removeDeadTemps(path);
+}
+
+async function syncDir(dir: string): Promise<void> {
+  try {
+    const fh = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    throw HostError.from('sync state folder', dir, err);
+  }
+}
+
+/** Temp files of processes that died between write and rename; those of live processes stay. */
+async function removeDeadTemps(path: string): Promise<void> {
+  const dir = dirname(path);
+  const prefix = `${basename(path)}.`;
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const m = /^(\d+)\.tmp$/.exec(name.slice(prefix.length));
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid !== process.pid && !isAlive(pid)) await unlink(join(dir, name)).catch(() => {});
+  }
+}

@@ -1,0 +1,200 @@
+import { randomBytes } from 'node:crypto';
+import { open, readFile, stat, unlink, utimes } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { HostError } from '../model/errors.js';
+import { ensureDir } from './dir.js';
+import { StateLockError } from './errors.js';
+import { isAlive } from './pid.js';
+
+// Node has no flock(2), so the lock is a file created with O_EXCL. Holders that died (or whose
+// boot is over: /var/lib survives reboots, pids do not) are detected and replaced.
+
+export interface LockOptions {
+  /** The current kernel boot id, written into the lock so a lock from an earlier boot is ignored. */
+  readonly bootId?: string | null;
+  /** How long to wait for a live holder before giving up. */
+  readonly timeoutMs?: number;
+  /** A lock not refreshed for this long is abandoned; holders refresh it every staleMs / 4. */
+  readonly staleMs?: number;
+  /** Pause between attempts (a little jitter is added). */
+  readonly retryMs?: number;
+}
+
+export const LOCK_DEFAULTS = { timeoutMs: 30_000, staleMs: 5 * 60_000, retryMs: 50 } as const;
+
+/** A lock file with no readable content yet may be one its creator is still writing. */
+const UNREADABLE_GRACE_MS = 5_000;
+
+interface LockContent {
+  readonly pid: number;
+  readonly bootId: string | null;
+  readonly since: string;
+  readonly token: string;
+}
+
+interface Holder {
+  readonly raw: string;
+  readonly ino: number;
+  readonly mtimeMs: number;
+  readonly content: LockContent | null;
+}
+
+export function lockPathFor(statePath: string): string {
+  return `${statePath}.lock`;
+}
+
+/**
+ * Runs `fn` while holding the exclusive lock beside the state file (`<path>.lock`). Every
+ * load-modify-save of the state file by hook processes (libvirt runs hooks of different domains
+ * at once) and by `recover` goes through here.
+ */
+export async function withStateLock<T>(
+  statePath: string,
+  fn: () => Promise<T> | T,
+  options: LockOptions = {},
+): Promise<T> {
+  const lockPath = lockPathFor(statePath);
+  const staleMs = options.staleMs ?? LOCK_DEFAULTS.staleMs;
+  const mine = await acquire(lockPath, options);
+  const heartbeat = setInterval(() => void refresh(lockPath, mine.token), Math.max(10, staleMs / 4));
+  heartbeat.unref();
+  try {
+    return await fn();
+  } finally {
+    clearInterval(heartbeat);
+    await release(lockPath, mine.token);
+  }
+}
+
+async function acquire(lockPath: string, options: LockOptions): Promise<LockContent> {
+  const timeoutMs = options.timeoutMs ?? LOCK_DEFAULTS.timeoutMs;
+  const staleMs = options.staleMs ?? LOCK_DEFAULTS.staleMs;
+  const retryMs = options.retryMs ?? LOCK_DEFAULTS.retryMs;
+  const bootId = options.bootId ?? null;
+  const started = Date.now();
+  await ensureDir(dirname(lockPath));
+  for (;;) {
+    const mine: LockContent = {
+      pid: process.pid,
+      bootId,
+      since: new Date().toISOString(),
+      token: randomBytes(12).toString('hex'),
+    };
+    if (await tryCreate(lockPath, mine)) return mine;
+    const holder = await readHolder(lockPath);
+    if (!holder) continue; // released between our attempt and the read
+    if (abandoned(holder, bootId, staleMs)) {
+      await takeOver(lockPath, holder, staleMs);
+      continue;
+    }
+    const waited = Date.now() - started;
+    if (waited >= timeoutMs) throw lockTimeout(lockPath, holder, waited);
+    await sleep(Math.min(retryMs + Math.random() * retryMs, Math.max(1, timeoutMs - waited)));
+  }
+}
+
+async function tryCreate(path: string, content: LockContent | { pid: number }): Promise<boolean> {
+  let fh: Awaited<ReturnType<typeof open>>;
+  try {
+    fh = await open(path, 'wx', 0o644);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw HostError.from('create lock file', path, err);
+  }
+  try {
+    await fh.writeFile(`${JSON.stringify(content)}\n`, 'utf8');
+  } catch (err) {
+    await fh.close().catch(() => {});
+    await unlink(path).catch(() => {});
+    throw HostError.from('write lock file', path, err);
+  }
+  await fh.close();
+  return true;
+}
+
+async function readHolder(path: string): Promise<Holder | null> {
+  try {
+    const st = await stat(path);
+    const raw = await readFile(path, 'utf8');
+    return { raw, ino: st.ino, mtimeMs: st.mtimeMs, content: parseContent(raw) };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw HostError.from('read lock file', path, err);
+  }
+}
+
+function parseContent(raw: string): LockContent | null {
+  try {
+    const v = JSON.parse(raw) as Partial<LockContent>;
+    if (typeof v?.pid !== 'number') return null;
+    return {
+      pid: v.pid,
+      bootId: typeof v.bootId === 'string' ? v.bootId : null,
+      since: typeof v.since === 'string' ? v.since : '?',
+      token: typeof v.token === 'string' ? v.token : '',
+    };
+  } catch {
+    return null;
+  }
+}
+
+function abandoned(holder: Holder, bootId: string | null, staleMs: number): boolean {
+  const age = Date.now() - holder.mtimeMs;
+  const c = holder.content;
+  if (!c) return age > Math.min(UNREADABLE_GRACE_MS, staleMs);
+  if (bootId && c.bootId && c.bootId !== bootId) return true;
+  if (!isAlive(c.pid)) return true;
+  return age > staleMs;
+}
+
+/**
+ * Removes an abandoned lock, but only if it is still the very file we judged (same inode, same
+ * content): two waiters may judge the same dead lock, and the second must not remove the fresh
+ * lock the first has since created. A short-lived `.takeover` file serialises the check and unlink.
+ */
+async function takeOver(lockPath: string, judged: Holder, staleMs: number): Promise<void> {
+  const mutex = `${lockPath}.takeover`;
+  if (!(await tryCreate(mutex, { pid: process.pid }))) {
+    const other = await readHolder(mutex);
+    if (other && abandoned(other, null, Math.min(staleMs, UNREADABLE_GRACE_MS))) {
+      await unlinkIfSame(mutex, other);
+    }
+    return;
+  }
+  try {
+    await unlinkIfSame(lockPath, judged);
+  } finally {
+    await unlink(mutex).catch(() => {});
+  }
+}
+
+async function unlinkIfSame(path: string, judged: Holder): Promise<void> {
+  const now = await readHolder(path);
+  if (now && now.ino === judged.ino && now.raw === judged.raw) await unlink(path).catch(() => {});
+}
+
+async function refresh(lockPath: string, token: string): Promise<void> {
+  const holder = await readHolder(lockPath).catch(() => null);
+  if (holder?.content?.token !== token) return;
+  const now = new Date();
+  await utimes(lockPath, now, now).catch(() => {});
+}
+
+/** Removes the lock only while it is still ours (it may have been taken over as abandoned). */
+async function release(lockPath: string, token: string): Promise<void> {
+  const holder = await readHolder(lockPath).catch(() => null);
+  if (holder?.content?.token === token) await unlink(lockPath).catch(() => {});
+}
+
+function lockTimeout(lockPath: string, holder: Holder, waitedMs: number): StateLockError {
+  const c = holder.content;
+  const who = c ? `pid ${c.pid} (since ${c.since})` : 'a process that has not written its pid yet';
+  return new StateLockError(
+    lockPath,
+    c?.pid ?? null,
+    `held by ${who}; waited ${Math.round(waitedMs / 1000)} s. Another qemu-hook is working on the ` +
+      `state file: try again when it is done; if that process is stuck, stop it, and if no qemu-hook ` +
+      `process is running, remove ${lockPath}`,
+  );
+}

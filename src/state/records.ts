@@ -1,0 +1,37 @@
+import type { StateFile, StateRecord } from './schema.js';
+
+// Pure helpers over a StateFile value: each returns a new value and leaves its input alone.
+
+export function recordsFor(state: StateFile, domain: string): readonly StateRecord[] {
+  return state.records.filter((r) => r.domain === domain);
+}
+
+export function recordFor(state: StateFile, address: string): StateRecord | null {
+  return state.records.find((r) => r.address === address) ?? null;
+}
+
+/**
+ * Records left by an earlier boot: their devices are back with the host after the reboot.
+ * A record or a current boot id that is unknown (null) never makes a record stale.
+ */
+export function staleRecords(state: StateFile, currentBootId: string | null): readonly StateRecord[] {
+  if (!currentBootId) return [];
+  return state.records.filter((r) => r.bootId !== null && r.bootId !== currentBootId);
+}
+
+/** Adds the record, or replaces the one with the same address (one record per device). */
+export function upsertRecord(state: StateFile, record: StateRecord): StateFile {
+  const i = state.records.findIndex((r) => r.address === record.address);
+  const records = i < 0 ? [...state.records, record] : state.records.map((r, j) => (j === i ? record : r));
+  return { ...state, records };
+}
+
+export function removeRecord(state: StateFile, address: string): StateFile {
+  return { ...state, records: state.records.filter((r) => r.address !== address) };
+}
+
+/** Drops every record of an earlier boot (see staleRecords). */
+export function withoutStale(state: StateFile, currentBootId: string | null): StateFile {
+  const stale = new Set(staleRecords(state, currentBootId));
+  return stale.size === 0 ? state : { ...state, records: state.records.filter((r) => !stale.has(r)) };
+}

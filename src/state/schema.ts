@@ -1,0 +1,56 @@
+import { z } from 'zod';
+import { PciAddress } from '../model/pci-address.js';
+
+// The state file is the hook's memory between `prepare` and `release` (and across crashes):
+// which devices it took from the host, from which driver, for which domain, in which boot.
+
+export const STATE_VERSION = 1;
+
+const canonicalPciAddress = z.string().refine((s) => PciAddress.tryParse(s)?.toString() === s, {
+  message: 'not a canonical PCI address (e.g. 0000:01:00.0)',
+});
+
+export const StateRecordSchema = z.object({
+  /** The domain the device was detached for. */
+  domain: z.string().min(1),
+  /** Canonical PCI address, "0000:01:00.0". */
+  address: canonicalPciAddress,
+  /** The driver bound before detach; null when none was bound. */
+  originalDriver: z.string().min(1).nullable(),
+  /** Kernel boot id at detach time; null when the host did not say (a record is then never stale). */
+  bootId: z.string().min(1).nullable(),
+  /** Write-ahead: `detaching` is recorded before the detach call, `detached` once it returned. */
+  phase: z.enum(['detaching', 'detached']),
+  /** When the record entered its current phase (ISO 8601). */
+  since: z.iso.datetime({ offset: true }),
+  /** The config entry that asked for the device. */
+  entry: z.string().min(1),
+});
+
+export const StateFileSchema = z
+  .object({
+    version: z.literal(STATE_VERSION),
+    records: z.array(StateRecordSchema),
+  })
+  .superRefine((state, ctx) => {
+    // One record per device: the planner relies on it to say which domain holds a device.
+    const seen = new Set<string>();
+    state.records.forEach((r, i) => {
+      if (seen.has(r.address)) {
+        ctx.addIssue({ code: 'custom', path: ['records', i, 'address'], message: `duplicate ${r.address}` });
+      }
+      seen.add(r.address);
+    });
+  });
+
+export type StateRecord = Readonly<z.infer<typeof StateRecordSchema>>;
+export type StatePhase = StateRecord['phase'];
+
+export interface StateFile {
+  readonly version: typeof STATE_VERSION;
+  readonly records: readonly StateRecord[];
+}
+
+export function emptyState(): StateFile {
+  return { version: STATE_VERSION, records: [] };
+}
