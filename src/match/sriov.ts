@@ -4,8 +4,10 @@ import { PciAddress } from '../model/pci-address.js';
 import type { PciResolution } from './resolution.js';
 
 export interface VfChoice {
-  /** A VF another domain holds (state record of this boot, or its definition). */
+  /** Who holds this VF (another domain's state record of this boot), or null. */
   isTaken(vf: PciDevice): string | null;
+  /** A VF that looks in use without a record of ours (bound to vfio-pci elsewhere): chosen last. */
+  isBusy(vf: PciDevice): boolean;
   /** VF addresses this domain's definition already uses: keep them so the guest sees no change. */
   preferred: readonly PciAddress[];
 }
@@ -37,7 +39,7 @@ export function resolveSriov(entry: SriovEntry, inventory: Inventory, choice: Vf
     }
     const free = vfs.filter((d) => !choice.isTaken(d));
     const kept = free.find((d) => choice.preferred.some((p) => p.equals(d.address)));
-    const pick = kept ?? free[0];
+    const pick = kept ?? free.find((d) => !choice.isBusy(d)) ?? free[0];
     if (!pick) return fail(entry, `every VF of ${t.pf} is in use (${vfs.map((d) => `${d.address}: ${choice.isTaken(d)}`).join(', ')})`);
     return { ok: true, devices: [pick], tier: i, criteria };
   }

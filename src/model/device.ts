@@ -57,6 +57,11 @@ export interface Inventory {
   readonly warnings: readonly string[];
 }
 
+/** "NVIDIA Corporation GA102 [GeForce RTX 3090]", or the ids when pci.ids has no name. */
+export function deviceName(d: PciDevice): string {
+  return [d.vendorName, d.deviceName].filter(Boolean).join(' ') || `[${d.vendor}:${d.device}]`;
+}
+
 export function deviceLabel(d: PciDevice): string {
   const name = [d.vendorName, d.deviceName].filter(Boolean).join(' ');
   return name ? `${d.address} (${name})` : `${d.address} [${d.vendor}:${d.device}]`;

@@ -3,7 +3,7 @@ import { resolvePci } from '../match/pci.js';
 import type { Resolution } from '../match/resolution.js';
 import { resolveSriov } from '../match/sriov.js';
 import { resolveUsb, usbTwins } from '../match/usb.js';
-import { deviceLabel, type Inventory, isVfio, type PciDevice, type UsbDevice } from '../model/device.js';
+import { deviceLabel, deviceName, type Inventory, isVfio, type PciDevice, type UsbDevice } from '../model/device.js';
 import { isBridgeClass } from '../model/ids.js';
 import type { PciAddress } from '../model/pci-address.js';
 import type { DefinitionChange, Plan, PlannedDevice } from '../model/plan.js';
@@ -97,10 +97,10 @@ function resolveEntry(
       const r = resolveSriov(entry, inventory, {
         isTaken: (vf) => {
           const held = current.find((h) => h.address === vf.address.toString() && h.domain !== input.domain);
-          if (held) return `domain ${held.domain}`;
-          const ours = hostdevs.some((h) => h.pciAddress?.equals(vf.address));
-          return isVfio(vf.driver) && !ours ? 'vfio-pci (another VM?)' : null;
+          return held ? `domain ${held.domain}` : null;
         },
+        // On vfio-pci with no record of ours: perhaps another VM's (libvirt-managed). Choose it last.
+        isBusy: (vf) => isVfio(vf.driver) && !hostdevs.some((h) => h.pciAddress?.equals(vf.address)),
         preferred: hostdevs.filter((h) => h.kind === 'sriov' && h.pciAddress).map((h) => h.pciAddress!),
       });
       if (!r.ok) return r;
@@ -251,7 +251,7 @@ function checkDefinition(input: PrepareInput, resolved: readonly Resolved[], hos
       if (was !== now && !(r.desired.kind === 'usb' && usbStillMatches(tagged, r.desired))) {
         stale = true;
         const holder = tagged.pciAddress ? inventory.pci.find((d) => d.address.equals(tagged.pciAddress)) : undefined;
-        const there = tagged.pciAddress ? (holder ? `; ${was} now holds ${deviceLabel(holder)}` : `; nothing is at ${was} now`) : '';
+        const there = tagged.pciAddress ? (holder ? `; ${was} now holds ${deviceName(holder)}` : `; nothing is at ${was} now`) : '';
         errors.push(`${r.planned.name} moved ${was} → ${now}: the definition is stale${there}`);
       }
       continue;

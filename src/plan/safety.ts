@@ -16,5 +16,7 @@ export function protectionOf(inventory: Inventory, address: PciAddress, force: b
     (p) => p.address.equals(address) && !(force && p.reason === 'boot-vga'),
   );
   if (hits.length === 0) return null;
-  return hits.map((p) => `${WHY[p.reason]}${p.detail ? ` (${p.detail})` : ''}`).join('; ');
+  // The inventory's detail names the disk, route or console; fall back to the general reason.
+  const forceHint = ' (set force: true on the entry to allow it)';
+  return hits.map((p) => (p.detail ? `it is the ${p.detail}${p.reason === 'boot-vga' ? forceHint : ''}` : WHY[p.reason])).join('; ');
 }

@@ -107,7 +107,7 @@ describe('USB matcher', () => {
 
 describe('SR-IOV matcher', () => {
   const inv = workstation();
-  const free = { isTaken: () => null, preferred: [] };
+  const free = { isTaken: () => null, isBusy: () => false, preferred: [] };
 
   it('takes the first free VF of the PF named by netdev or address', () => {
     const r = resolveSriov(entry<SriovEntry>('{ name: net, type: sriov, match: { pf: enp3s0f0 } }'), inv, free);
@@ -117,9 +117,11 @@ describe('SR-IOV matcher', () => {
   });
 
   it('skips taken VFs, keeps the one the definition already uses, honours a fixed index', () => {
-    const taken = { isTaken: (d: { address: PciAddress }) => (d.address.fn === 0 ? 'domain other' : null), preferred: [] };
+    const taken = { isTaken: (d: { address: PciAddress }) => (d.address.fn === 0 ? 'domain other' : null), isBusy: () => false, preferred: [] };
     expect(addresses(resolveSriov(entry<SriovEntry>('{ name: net, type: sriov, match: { pf: enp3s0f0 } }'), inv, taken))).toEqual(['0000:03:02.1']);
-    const kept = { isTaken: () => null, preferred: [PciAddress.parse('0000:03:02.1')] };
+    const kept = { isTaken: () => null, isBusy: () => false, preferred: [PciAddress.parse('0000:03:02.1')] };
+    const busyFirst = { isTaken: () => null, isBusy: (d: { address: PciAddress }) => d.address.fn === 0, preferred: [] };
+    expect(addresses(resolveSriov(entry<SriovEntry>('{ name: net, type: sriov, match: { pf: enp3s0f0 } }'), inv, busyFirst))).toEqual(['0000:03:02.1']);
     expect(addresses(resolveSriov(entry<SriovEntry>('{ name: net, type: sriov, match: { pf: enp3s0f0 } }'), inv, kept))).toEqual(['0000:03:02.1']);
     const fixed = resolveSriov(entry<SriovEntry>('{ name: net, type: sriov, match: { pf: enp3s0f0, vf: 0 } }'), inv, taken);
     expect(fixed.ok).toBe(false);
@@ -129,7 +131,7 @@ describe('SR-IOV matcher', () => {
   it('refuses a PF that is not SR-IOV capable or has no VFs left', () => {
     const notPf = resolveSriov(entry<SriovEntry>('{ name: net, type: sriov, match: { pf: eno1 } }'), inv, free);
     expect(!notPf.ok && notPf.reason).toMatch(/0000:00:1f\.6 \(eno1\) is not an SR-IOV physical function/);
-    const full = resolveSriov(entry<SriovEntry>('{ name: net, type: sriov, match: { pf: enp3s0f0 } }'), inv, { isTaken: () => 'domain x', preferred: [] });
+    const full = resolveSriov(entry<SriovEntry>('{ name: net, type: sriov, match: { pf: enp3s0f0 } }'), inv, { isTaken: () => 'domain x', isBusy: () => false, preferred: [] });
     expect(!full.ok && full.reason).toMatch(/every VF of enp3s0f0 is in use/);
   });
 });

@@ -1,0 +1,163 @@
+import { InvariantError } from '../../model/errors.js';
+import { VIR_DOMAIN_XML_INACTIVE, VIR_DOMAIN_XML_SECURE } from './constants.js';
+import { libvirtCall } from './libvirt-error.js';
+import { loadLibvirtBinding } from './loader.js';
+import type { NativeBinding, NativeConnection, NativeDomain, NativeNodeDevice } from './native.js';
+
+export interface LibvirtOpenOptions {
+  readOnly?: boolean;
+  /** The addon to use; loaded lazily from native/build when absent. */
+  binding?: () => NativeBinding;
+}
+
+export interface NodeDeviceEntry {
+  name: string;
+  parent: string | null;
+  capabilities: readonly string[];
+}
+
+/**
+ * The part of a connection hook mode may use: node devices only. Looking up or listing domains
+ * while a hook runs hangs libvirt, so hook-mode code is given this type, not LibvirtConnection.
+ */
+export interface NodeDeviceConnection {
+  readonly uri: string;
+  readonly readOnly: boolean;
+  listNodeDevices(flags?: number): Promise<NodeDeviceEntry[]>;
+  nodeDevice(name: string): Promise<LibvirtNodeDevice>;
+  close(): Promise<void>;
+}
+
+/** A libvirt connection (virConnectPtr). Every call returns a Promise; failures are LibvirtError. */
+export class LibvirtConnection implements NodeDeviceConnection {
+  private constructor(
+    readonly uri: string,
+    readonly readOnly: boolean,
+    private readonly native: NativeConnection,
+  ) {}
+
+  static async open(uri: string, options: LibvirtOpenOptions = {}): Promise<LibvirtConnection> {
+    const binding = (options.binding ?? loadLibvirtBinding)();
+    const readOnly = options.readOnly ?? false;
+    const native = await libvirtCall(`connect to ${uri}${readOnly ? ' (read-only)' : ''}`, () =>
+      binding.open(uri, readOnly),
+    );
+    return new LibvirtConnection(uri, readOnly, native);
+  }
+
+  /** Opens `uri`, runs `fn`, and closes the connection whatever `fn` does. */
+  static async withConnection<T>(
+    uri: string,
+    fn: (connection: LibvirtConnection) => Promise<T>,
+    options: LibvirtOpenOptions = {},
+  ): Promise<T> {
+    const connection = await LibvirtConnection.open(uri, options);
+    try {
+      return await fn(connection);
+    } finally {
+      await connection.close();
+    }
+  }
+
+  get closed(): boolean {
+    return this.native.closed;
+  }
+
+  /** Idempotent. Devices and domains already looked up stay usable. */
+  async close(): Promise<void> {
+    if (this.native.closed) return;
+    await libvirtCall(`close connection to ${this.uri}`, () => this.native.close());
+  }
+
+  /** virConnectListAllNodeDevices; `flags` filters by capability (VIR_CONNECT_LIST_NODE_DEVICES_CAP_*). */
+  async listNodeDevices(flags = 0): Promise<NodeDeviceEntry[]> {
+    const n = this.open();
+    return libvirtCall(`list node devices on ${this.uri}`, () => n.listAllNodeDevices(flags));
+  }
+
+  async nodeDevice(name: string): Promise<LibvirtNodeDevice> {
+    const n = this.open();
+    const dev = await libvirtCall(`look up node device ${name} on ${this.uri}`, () =>
+      n.nodeDeviceLookupByName(name),
+    );
+    return new LibvirtNodeDevice(dev, this.uri);
+  }
+
+  /** CLI only: in hook mode any call about the hooked domain hangs libvirt. */
+  async domain(name: string): Promise<LibvirtDomain> {
+    const n = this.open();
+    const dom = await libvirtCall(`look up domain ${name} on ${this.uri}`, () => n.domainLookupByName(name));
+    return new LibvirtDomain(dom, this.uri);
+  }
+
+  /** virDomainDefineXML: creates or replaces the persistent definition. CLI only. */
+  async defineDomain(xml: string): Promise<LibvirtDomain> {
+    const n = this.open();
+    const dom = await libvirtCall(`define a domain on ${this.uri}`, () => n.domainDefineXML(xml));
+    return new LibvirtDomain(dom, this.uri);
+  }
+
+  private open(): NativeConnection {
+    if (this.native.closed) throw new InvariantError(`libvirt connection to ${this.uri} used after close`);
+    return this.native;
+  }
+}
+
+export class LibvirtNodeDevice {
+  constructor(
+    private readonly native: NativeNodeDevice,
+    private readonly uri: string,
+  ) {}
+
+  get name(): string {
+    return this.native.name;
+  }
+
+  xml(): Promise<string> {
+    return libvirtCall(`read XML of node device ${this.name} on ${this.uri}`, () => this.native.xmlDesc(0));
+  }
+
+  /** virNodeDeviceDetachFlags: "vfio" hands the device to vfio-pci. */
+  detach(driver = 'vfio'): Promise<void> {
+    return libvirtCall(`detach node device ${this.name} to ${driver} on ${this.uri}`, () =>
+      this.native.detachFlags(driver),
+    );
+  }
+
+  /** virNodeDeviceReAttach: back to the host; the kernel picks the driver. */
+  reattach(): Promise<void> {
+    return libvirtCall(`reattach node device ${this.name} on ${this.uri}`, () => this.native.reAttach());
+  }
+}
+
+export interface DomainXmlOptions {
+  /** The persistent definition rather than the live one. */
+  inactive?: boolean;
+  /** Include security-sensitive parts (passwords); needed to define the XML back. libvirt refuses it on a read-only connection. */
+  secure?: boolean;
+}
+
+export class LibvirtDomain {
+  constructor(
+    private readonly native: NativeDomain,
+    private readonly uri: string,
+  ) {}
+
+  get name(): string {
+    return this.native.name;
+  }
+
+  xml(options: DomainXmlOptions = {}): Promise<string> {
+    const flags =
+      (options.inactive ? VIR_DOMAIN_XML_INACTIVE : 0) | (options.secure ? VIR_DOMAIN_XML_SECURE : 0);
+    return libvirtCall(`read XML of domain ${this.name} on ${this.uri}`, () => this.native.xmlDesc(flags));
+  }
+
+  create(): Promise<void> {
+    return libvirtCall(`start domain ${this.name} on ${this.uri}`, () => this.native.create());
+  }
+
+  isActive(): Promise<boolean> {
+    return libvirtCall(`check whether domain ${this.name} runs on ${this.uri}`, () => this.native.isActive());
+  }
+}

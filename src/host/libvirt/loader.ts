@@ -1,0 +1,55 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { errorMessage, UsageError } from '../../model/errors.js';
+import type { NativeBinding } from './native.js';
+
+// The addon is optional at install time (scripts/build-native.mjs skips it when libvirt's headers
+// or a compiler are missing), so it is loaded on first use only: --simulate --root and
+// devices --root never reach this file's loader.
+
+/** native/build/Release/qemu_hook_libvirt.node; the same relative path from src/ and dist/. */
+export const DEFAULT_ADDON_PATH = fileURLToPath(
+  new URL('../../../native/build/Release/qemu_hook_libvirt.node', import.meta.url),
+);
+
+export const BUILD_PREREQUISITES =
+  'Debian/Ubuntu: apt-get install libvirt-dev pkg-config g++ make python3; ' +
+  'Fedora/RHEL: dnf install libvirt-devel pkgconf gcc-c++ make python3; ' +
+  'Arch: pacman -S libvirt base-devel';
+
+const loaded = new Map<string, NativeBinding>();
+const require = createRequire(import.meta.url);
+
+/** The binding at `path` (loaded once per path), or a UsageError that says what to install. */
+export function loadLibvirtBinding(path: string = DEFAULT_ADDON_PATH): NativeBinding {
+  const cached = loaded.get(path);
+  if (cached) return cached;
+  if (!existsSync(path)) {
+    throw new UsageError(
+      `this command needs the libvirt binding, which is not built (${path} is missing). ` +
+        `Install libvirt's development files and a compiler (${BUILD_PREREQUISITES}), ` +
+        'then re-run npm ci (or install.sh).',
+    );
+  }
+  let binding: NativeBinding;
+  try {
+    binding = require(path) as NativeBinding;
+  } catch (err) {
+    throw new UsageError(
+      `the libvirt binding ${path} cannot be loaded (${errorMessage(err)}). ` +
+        `Make sure libvirt is installed (${BUILD_PREREQUISITES}), then re-run npm ci (or install.sh) to rebuild it.`,
+      { cause: err },
+    );
+  }
+  if (typeof binding?.open !== 'function') {
+    throw new UsageError(`${path} is not the qemu-hook libvirt binding; re-run npm ci (or install.sh).`);
+  }
+  loaded.set(path, binding);
+  return binding;
+}
+
+/** Whether the binding is built, without loading it (tests skip on this). */
+export function libvirtBindingBuilt(path: string = DEFAULT_ADDON_PATH): boolean {
+  return existsSync(path);
+}

@@ -1,0 +1,141 @@
+import { readFileSync } from 'node:fs';
+import type { HexId } from '../model/ids.js';
+
+/** Vendor and device names from pci.ids; every lookup answers null when the file is absent. */
+export interface PciNames {
+  /** The pci.ids file the names come from, null when none was found. */
+  readonly source: string | null;
+  vendorName(vendor: HexId): string | null;
+  deviceName(vendor: HexId, device: HexId): string | null;
+  subsystemName(vendor: HexId, device: HexId, subVendor: HexId, subDevice: HexId): string | null;
+}
+
+export const NO_PCI_NAMES: PciNames = {
+  source: null,
+  vendorName: () => null,
+  deviceName: () => null,
+  subsystemName: () => null,
+};
+
+/** A block of lines in the file: [start, end) character offsets. */
+interface Span {
+  readonly name: string;
+  readonly start: number;
+  readonly end: number;
+}
+
+/**
+ * pci.ids (about 1.3 MB, 38 000 lines) indexed lazily: the first lookup indexes only the vendor
+ * lines; a vendor's device lines, and a device's subsystem lines, are indexed when first asked for.
+ */
+export class PciIds implements PciNames {
+  private vendors: Map<string, Span> | null = null;
+  private readonly devices = new Map<string, Map<string, Span>>();
+
+  constructor(
+    private readonly text: string,
+    readonly source: string | null = null,
+  ) {}
+
+  /** The first readable file among `candidates`; NO_PCI_NAMES when there is none. */
+  static load(candidates: readonly string[]): PciNames {
+    for (const path of candidates) {
+      let text: string;
+      try {
+        text = readFileSync(path, 'utf8');
+      } catch {
+        continue;
+      }
+      return new PciIds(text, path);
+    }
+    return NO_PCI_NAMES;
+  }
+
+  vendorName(vendor: HexId): string | null {
+    return this.vendorIndex().get(vendor)?.name ?? null;
+  }
+
+  deviceName(vendor: HexId, device: HexId): string | null {
+    return this.deviceIndex(vendor)?.get(device)?.name ?? null;
+  }
+
+  subsystemName(vendor: HexId, device: HexId, subVendor: HexId, subDevice: HexId): string | null {
+    const span = this.deviceIndex(vendor)?.get(device);
+    if (!span) return null;
+    const key = `${subVendor} ${subDevice}`;
+    let name: string | null = null;
+    this.eachLine(span.start, span.end, (pos, eol) => {
+      // "\t\t1458 403b  GV-N3090GAMING OC-24GD"
+      if (this.text.startsWith(key, pos + 2) && this.text.charCodeAt(pos + 1) === TAB) {
+        name = this.text.slice(pos + 13, eol).trim();
+        return false;
+      }
+      return true;
+    });
+    return name;
+  }
+
+  private vendorIndex(): Map<string, Span> {
+    if (this.vendors) return this.vendors;
+    const vendors = new Map<string, Span>();
+    const { text } = this;
+    let prev: { id: string; name: string; start: number } | null = null;
+    let pos = 0;
+    while (pos < text.length) {
+      let eol = text.indexOf('\n', pos);
+      if (eol < 0) eol = text.length;
+      const c = text.charCodeAt(pos);
+      // "C xx" starts the class list; vendor lines are the only others that start with a hex digit.
+      if (c === 0x43 /* C */ && text.charCodeAt(pos + 1) === 0x20) break;
+      if (isHexDigit(c)) {
+        if (prev) vendors.set(prev.id, { name: prev.name, start: prev.start, end: pos });
+        prev = { id: text.slice(pos, pos + 4).toLowerCase(), name: text.slice(pos + 6, eol).trim(), start: eol + 1 };
+      }
+      pos = eol + 1;
+    }
+    if (prev) vendors.set(prev.id, { name: prev.name, start: prev.start, end: Math.min(pos, text.length) });
+    this.vendors = vendors;
+    return vendors;
+  }
+
+  private deviceIndex(vendor: HexId): Map<string, Span> | null {
+    const cached = this.devices.get(vendor);
+    if (cached) return cached;
+    const span = this.vendorIndex().get(vendor);
+    if (!span) return null;
+    const devices = new Map<string, Span>();
+    let prev: { id: string; name: string; start: number } | null = null;
+    this.eachLine(span.start, span.end, (pos, eol) => {
+      if (this.text.charCodeAt(pos) === TAB && this.text.charCodeAt(pos + 1) !== TAB) {
+        if (prev) devices.set(prev.id, { name: prev.name, start: prev.start, end: pos });
+        prev = {
+          id: this.text.slice(pos + 1, pos + 5).toLowerCase(),
+          name: this.text.slice(pos + 7, eol).trim(),
+          start: eol + 1,
+        };
+      }
+      return true;
+    });
+    const last = prev as { id: string; name: string; start: number } | null;
+    if (last) devices.set(last.id, { name: last.name, start: last.start, end: span.end });
+    this.devices.set(vendor, devices);
+    return devices;
+  }
+
+  /** Calls `fn(lineStart, lineEnd)` for each line in [start, end) until it returns false. */
+  private eachLine(start: number, end: number, fn: (pos: number, eol: number) => boolean): void {
+    let pos = start;
+    while (pos < end) {
+      let eol = this.text.indexOf('\n', pos);
+      if (eol < 0 || eol > end) eol = end;
+      if (!fn(pos, eol)) return;
+      pos = eol + 1;
+    }
+  }
+}
+
+const TAB = 0x09;
+
+function isHexDigit(c: number): boolean {
+  return (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46);
+}

@@ -1,0 +1,217 @@
+import { readlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import type { PciDevice } from '../../model/device.js';
+import { type HexId, type PciClassCode, parseHexId, parsePciClass } from '../../model/ids.js';
+import { PciAddress } from '../../model/pci-address.js';
+import type { PciNames } from '../pci-ids.js';
+import { linkName, listDir, readSmall, type Warnings } from './sysfs-files.js';
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+/** Every PCI function under `<sys>/bus/pci/devices`, sorted by address. */
+export function readPciDevices(sys: string, names: PciNames, warnings: Warnings): PciDevice[] {
+  const base = join(sys, 'bus/pci/devices');
+  const entries = listDir(base);
+  if (!entries) {
+    warnings.add(`no PCI devices: cannot read ${base}`);
+    return [];
+  }
+  const devices: Mutable<PciDevice>[] = [];
+  const netdevs = netdevsByFunction(sys);
+  for (const name of entries) {
+    const d = readOne(`${base}/${name}`, name, names, netdevs, warnings);
+    if (d) devices.push(d);
+  }
+  devices.sort((a, b) => a.address.compare(b.address));
+  resolveVfIndexes(devices, base);
+  return devices;
+}
+
+function readOne(
+  dir: string,
+  name: string,
+  names: PciNames,
+  netdevs: Map<string, string[]> | null,
+  warnings: Warnings,
+): Mutable<PciDevice> | null {
+  const address = PciAddress.tryParse(name);
+  if (!address) {
+    warnings.add(`PCI device ${name}: not a PCI address; skipped`);
+    return null;
+  }
+  const files = listDir(dir);
+  if (!files) {
+    warnings.add(`PCI device ${name} disappeared while it was being read; skipped`);
+    return null;
+  }
+  const has = new Set(files);
+
+  // Without ids or class the device cannot be matched or judged: skip it, say why.
+  const attr = (file: string, required: boolean): string | null => {
+    if (!has.has(file)) {
+      if (required) warnings.add(`PCI device ${name}: ${file} is missing`);
+      return null;
+    }
+    try {
+      return readSmall(`${dir}/${file}`);
+    } catch (err) {
+      warnings.unreadable(`PCI device ${name}`, `${dir}/${file}`, err, dir);
+      return null;
+    }
+  };
+  const hex = (file: string, required: boolean): HexId | null => {
+    const text = attr(file, required);
+    if (text === null) return null;
+    const id = parseHexId(text);
+    if (!id) warnings.add(`PCI device ${name}: unexpected ${file} "${text}"`);
+    return id;
+  };
+
+  // modalias carries vendor, device, subsystem ids and class in one read (half the syscalls of
+  // reading five attributes); the separate attributes are the fallback.
+  const ids = parseModalias(attr('modalias', false)) ?? {
+    vendor: hex('vendor', true),
+    device: hex('device', true),
+    subsystemVendor: hex('subsystem_vendor', true),
+    subsystemDevice: hex('subsystem_device', true),
+    classCode: classAttr(attr('class', true), name, warnings),
+  };
+  const { vendor, device, classCode } = ids;
+  if (!vendor || !device || !classCode) {
+    warnings.add(`PCI device ${name}: skipped (ids or class unreadable)`);
+    return null;
+  }
+
+  const override = attr('driver_override', false);
+  const groupName = has.has('iommu_group') ? linkName(`${dir}/iommu_group`) : null;
+  const group = groupName === null ? null : Number(groupName);
+
+  const vfLinks = files.filter((f) => /^virtfn\d+$/.test(f)).sort((a, b) => Number(a.slice(6)) - Number(b.slice(6)));
+  let sriov: PciDevice['sriov'] = null;
+  if (has.has('sriov_totalvfs')) {
+    const vfs: PciAddress[] = [];
+    for (const link of vfLinks) {
+      const vf = PciAddress.tryParse(linkName(`${dir}/${link}`) ?? '');
+      if (vf) vfs.push(vf);
+      else warnings.add(`PCI device ${name}: cannot follow ${link}`);
+    }
+    sriov = {
+      totalVfs: toInt(attr('sriov_totalvfs', false)),
+      numVfs: toInt(attr('sriov_numvfs', false)),
+      vfs,
+    };
+  }
+
+  let physfn: PciDevice['physfn'] = null;
+  if (has.has('physfn')) {
+    const pf = PciAddress.tryParse(linkName(`${dir}/physfn`) ?? '');
+    if (pf) physfn = { address: pf, index: -1 };
+    else warnings.add(`PCI device ${name}: cannot follow physfn`);
+  }
+
+  return {
+    kind: 'pci',
+    address,
+    vendor,
+    device,
+    subsystemVendor: ids.subsystemVendor,
+    subsystemDevice: ids.subsystemDevice,
+    classCode,
+    driver: has.has('driver') ? linkName(`${dir}/driver`) : null,
+    driverOverride: override === null || override === '(null)' || override === '' ? null : override,
+    iommuGroup: group !== null && Number.isInteger(group) ? group : null,
+    bootVga: attr('boot_vga', false) === '1',
+    vendorName: names.vendorName(vendor),
+    deviceName: names.deviceName(vendor, device),
+    netdevs: netdevs ? (netdevs.get(name) ?? []) : has.has('net') ? (listDir(`${dir}/net`) ?? []).sort() : [],
+    sriov,
+    physfn,
+  };
+}
+
+/**
+ * Network interfaces by the PCI function that provides them, from one pass over class/net
+ * instead of one readdir per device. An interface counts when it sits right under the function
+ * (`<fn>/net/<if>`) or under its virtio device (`<fn>/virtio0/net/<if>`); a USB NIC behind an
+ * xHCI controller is not the controller's. null when class/net cannot be read.
+ */
+function netdevsByFunction(sys: string): Map<string, string[]> | null {
+  const classNet = `${sys}/class/net`;
+  const ifaces = listDir(classNet);
+  if (!ifaces) return null;
+  const out = new Map<string, string[]>();
+  for (const iface of ifaces.sort()) {
+    const target = readlinkOrNull(`${classNet}/${iface}`);
+    const m = target && NET_UNDER_PCI.exec(target);
+    if (!m) continue;
+    const list = out.get(m[1]!);
+    if (list) list.push(iface);
+    else out.set(m[1]!, [iface]);
+  }
+  return out;
+}
+
+const NET_UNDER_PCI = /\/([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])\/(?:virtio\d+\/)?net\/[^/]+$/;
+
+function readlinkOrNull(path: string): string | null {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return null;
+  }
+}
+
+/** A VF's index is N in its PF's virtfnN link. */
+function resolveVfIndexes(devices: Mutable<PciDevice>[], base: string): void {
+  const byAddress = new Map(devices.map((d) => [d.address.toString(), d]));
+  for (const d of devices) {
+    if (!d.physfn) continue;
+    const pf = byAddress.get(d.physfn.address.toString());
+    let index = pf?.sriov?.vfs.findIndex((vf) => vf.equals(d.address)) ?? -1;
+    if (index < 0) {
+      // PF unreadable or skipped: look at its links directly.
+      const pfDir = join(base, d.physfn.address.toString());
+      const link = (listDir(pfDir) ?? []).find(
+        (f) => /^virtfn\d+$/.test(f) && linkName(join(pfDir, f)) === d.address.toString(),
+      );
+      index = link ? Number(link.slice(6)) : -1;
+    }
+    d.physfn = { address: d.physfn.address, index };
+  }
+}
+
+interface Ids {
+  readonly vendor: HexId | null;
+  readonly device: HexId | null;
+  readonly subsystemVendor: HexId | null;
+  readonly subsystemDevice: HexId | null;
+  readonly classCode: PciClassCode | null;
+}
+
+// pci:v000010DEd00002204sv00001458sd0000403Bbc03sc00i00, as drivers/pci/pci-sysfs.c prints it.
+const MODALIAS =
+  /^pci:v0000([0-9A-F]{4})d0000([0-9A-F]{4})sv0000([0-9A-F]{4})sd0000([0-9A-F]{4})bc([0-9A-F]{2})sc([0-9A-F]{2})i([0-9A-F]{2})$/i;
+
+function parseModalias(text: string | null): Ids | null {
+  const m = text === null ? null : MODALIAS.exec(text.trim());
+  if (!m) return null;
+  return {
+    vendor: parseHexId(m[1]!),
+    device: parseHexId(m[2]!),
+    subsystemVendor: parseHexId(m[3]!),
+    subsystemDevice: parseHexId(m[4]!),
+    classCode: parsePciClass(`${m[5]}${m[6]}${m[7]}`),
+  };
+}
+
+function classAttr(text: string | null, name: string, warnings: Warnings): PciClassCode | null {
+  if (text === null) return null;
+  const code = parsePciClass(text);
+  if (!code) warnings.add(`PCI device ${name}: unexpected class "${text}"`);
+  return code;
+}
+
+function toInt(text: string | null): number {
+  const n = text === null ? Number.NaN : Number.parseInt(text, 10);
+  return Number.isFinite(n) ? n : 0;
+}

@@ -1,0 +1,26 @@
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const REPO = resolve(import.meta.dirname, '../..');
+export const MAIN = join(REPO, 'dist/cli/main.js');
+export const HOSTS = join(REPO, 'fixtures/hosts');
+
+/** Runs the built CLI as a user would. `npm test` builds dist/ first. */
+export function cli(args: string[], options: { input?: string; env?: NodeJS.ProcessEnv } = {}) {
+  const r = spawnSync(process.execPath, [MAIN, ...args], {
+    encoding: 'utf8',
+    input: options.input ?? '',
+    env: { ...process.env, ...options.env },
+    timeout: 30_000,
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** A private copy of a fixture host (they are symlink trees), for tests that write. */
+export function copyHost(name: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `qh-${name}-`));
+  cpSync(join(HOSTS, name), dir, { recursive: true, verbatimSymlinks: true });
+  return dir;
+}
