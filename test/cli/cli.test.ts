@@ -1,0 +1,128 @@
+import { readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { cli, copyHost, HOSTS } from '../support/cli.js';
+
+const WS = join(HOSTS, 'workstation');
+const copies: string[] = [];
+const copy = (name: string) => {
+  const dir = copyHost(name);
+  copies.push(dir);
+  return dir;
+};
+afterEach(() => {
+  for (const d of copies.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+/** One clear line: no stack trace, no blank noise. */
+const oneLine = (s: string) => {
+  const lines = s.split('\n').filter(Boolean);
+  expect(lines).toHaveLength(1);
+  expect(s).not.toMatch(/\n\s+at /);
+  return lines[0]!;
+};
+
+describe('qemu-hook CLI', () => {
+  it('usage errors: one line, exit 2', () => {
+    for (const args of [[], ['frobnicate'], ['devices', '--bogus'], ['--simulate', 'win11'], ['--simulate', 'win11', 'start'], ['devices', '--yes']]) {
+      const r = cli(args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(oneLine(r.stderr)).toMatch(/^qemu-hook: .*(qemu-hook --help|prepare or release|does not apply)/);
+      expect(r.stdout).toBe('');
+    }
+  });
+
+  it('--help and --version print to stdout, exit 0', () => {
+    expect(cli(['--help'])).toMatchObject({ code: 0, stdout: expect.stringContaining('qemu-hook --simulate <domain> prepare') });
+    expect(cli(['--version']).stdout).toMatch(/^qemu-hook \d+\.\d+\.\d+\n$/);
+  });
+
+  it('a domain not in the config: nothing to do, exit 0, like the hook', () => {
+    const r = cli(['--simulate', 'nosuchvm', 'prepare', '--root', WS]);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    expect(r.stdout).toMatch(/nosuchvm: not in the config .*nothing to do/);
+    expect(JSON.parse(cli(['--simulate', 'nosuchvm', 'prepare', '--root', WS, '--json']).stdout)).toMatchObject({ ok: true, configured: false, devices: [] });
+  });
+
+  it('an invalid config: every problem with its path, exit 2', () => {
+    const root = copy('workstation');
+    writeFileSync(join(root, 'etc/qemu-hook/config.yaml'), 'domains:\n  win11:\n    devices:\n      - { name: gpu, match: { vendor: "zz" } }\n      - { name: b, match: { class: "1" } }\n');
+    const r = cli(['--simulate', 'win11', 'prepare', '--root', root]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.split('\n').filter(Boolean)).toEqual([
+      expect.stringMatching(/^qemu-hook: .*config\.yaml: 2 problems; fix and run qemu-hook check$/),
+      expect.stringMatching(/^ {2}domains\.win11\.devices\[0\]\.match\.vendor: "zz" is not a 16-bit hex id/),
+      expect.stringMatching(/^ {2}domains\.win11\.devices\[1\]\.match\.class: "1" is not a PCI class/),
+    ]);
+    const chk = cli(['check', '--root', root]);
+    expect(chk.code).toBe(2);
+    expect(chk.stderr).toContain('domains.win11.devices[0].match.vendor');
+  });
+
+  it('check on a valid config shows how each entry resolves', () => {
+    const r = cli(['check', '--root', WS]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/gpu: 0000:01:00\.0, 0000:01:00\.1 \(by/);
+    const moved = cli(['check', '--root', join(HOSTS, 'twin-gpus')]);
+    expect(moved.code).toBe(1);
+    expect(moved.stdout).toMatch(/matches 2 devices/);
+  });
+
+  it('a malformed definition: one line naming the problem, exit 1', () => {
+    const root = copy('workstation');
+    writeFileSync(join(root, 'etc/libvirt/qemu/win11.xml'), '<domain><name>win11</name><devices>');
+    const r = cli(['--simulate', 'win11', 'prepare', '--root', root]);
+    expect(r.code).toBe(1);
+    expect(oneLine(r.stderr)).toMatch(/^qemu-hook: /);
+  });
+
+  it('an unreadable sysfs attribute or a device that vanished: a warning, not a crash', () => {
+    const root = copy('workstation');
+    const dev = join(root, 'sys/bus/pci/devices/0000:05:00.0');
+    unlinkSync(join(dev, 'class'));
+    unlinkSync(join(dev, 'modalias')); // the reader takes ids and class from modalias when it can
+    const r = cli(['devices', '--root', root]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/warning: .*0000:05:00\.0/);
+    // A dangling device link: the device disappeared between listing and reading.
+    symlinkSync('../../../devices/pci0000:00/0000:00:1c.4/0000:09:00.0', join(root, 'sys/bus/pci/devices/0000:09:00.0'));
+    const gone = cli(['--simulate', 'win11', 'prepare', '--root', root]);
+    expect(gone.stderr).not.toMatch(/\n\s+at /);
+    expect([0, 1]).toContain(gone.code);
+  });
+
+  it('pci.ids missing: ids only, names absent, still works', () => {
+    const root = copy('workstation');
+    rmSync(join(root, 'usr/share/misc/pci.ids'));
+    const r = cli(['devices', '--root', root, '--json']);
+    expect(r.code).toBe(0);
+    const inv = JSON.parse(r.stdout);
+    expect(inv.pci.every((d: { vendorName: unknown }) => d.vendorName === null)).toBe(true);
+  });
+
+  it('devices lists PCI with groups and protections, USB, SR-IOV', () => {
+    const r = cli(['devices', '--root', WS]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/0000:01:00\.0 +030000 +10de:2204 +1458:403b +nvidia +13/);
+    expect(r.stdout).toMatch(/\[host: root-disk\]/);
+    expect(r.stdout).toMatch(/\[PF 4\/\d+ VFs enp3s0f0\]/);
+    expect(r.stdout).toMatch(/3-2 +046d:c24f/);
+  });
+
+  it('status works as an ordinary reader and says when nothing is held', () => {
+    const r = cli(['status', '--root', WS]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/no devices held/);
+    expect(JSON.parse(cli(['status', '--root', WS, '--json']).stdout)).toMatchObject({ records: [], stale: [] });
+  });
+
+  it('a corrupt state file is kept aside and named, never emptied silently', () => {
+    const root = copy('workstation');
+    const state = join(root, 'var/lib/qemu-hook/state.json');
+    writeFileSync(state, '{ not json');
+    const r = cli(['status', '--root', root]);
+    expect(r.code).toBe(1);
+    expect(oneLine(r.stderr)).toMatch(/state\.json\.corrupt/);
+    expect(readFileSync(`${state}.corrupt`, 'utf8')).toBe('{ not json');
+  });
+});
