@@ -12,12 +12,12 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { buildHost, fullAddr } from './fixtures/build-host.mjs';
-import { diffTrees } from './fixtures/tree-diff.mjs';
 import { largeHost } from './fixtures/hosts/large.mjs';
 import sharedGroup from './fixtures/hosts/shared-group.mjs';
 import twinGpus from './fixtures/hosts/twin-gpus.mjs';
 import workstation from './fixtures/hosts/workstation.mjs';
 import workstationMoved from './fixtures/hosts/workstation-moved.mjs';
+import { diffTrees } from './fixtures/tree-diff.mjs';
 
 const HOSTS = {
   workstation,
@@ -44,7 +44,8 @@ function main() {
 
   if (values['generate-large'] !== undefined) {
     const total = Number(values.devices);
-    if (!Number.isInteger(total) || total <= 0) fail(`--devices must be a positive integer, got "${values.devices}"`);
+    if (!Number.isInteger(total) || total <= 0)
+      fail(`--devices must be a positive integer, got "${values.devices}"`);
     const dir = resolve(values['generate-large']);
     const host = largeHost(total);
     checkCoverage('large', host);
@@ -115,7 +116,8 @@ function checkCoverage(name, host) {
   for (const d of host.pci) {
     const [v] = d.id.split(':');
     const [sv] = (d.sub ?? '0000:0000').split(':');
-    for (const key of [v, d.id, sv]) if (key !== '0000' && !known.has(key)) missing.add(`${key} (${fullAddr(d.addr)})`);
+    for (const key of [v, d.id, sv])
+      if (key !== '0000' && !known.has(key)) missing.add(`${key} (${fullAddr(d.addr)})`);
   }
   if (missing.size > 0) fail(`${name}: fixtures/pci.ids lacks ${[...missing].join(', ')}`);
 }

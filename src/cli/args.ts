@@ -28,7 +28,17 @@ const OPTIONS = {
 type OptionName = keyof typeof OPTIONS;
 
 export interface Args {
-  readonly command: 'simulate' | 'devices' | 'check' | 'status' | 'recover' | 'apply' | 'hook' | 'redefine' | 'help' | 'version';
+  readonly command:
+    | 'simulate'
+    | 'devices'
+    | 'check'
+    | 'status'
+    | 'recover'
+    | 'apply'
+    | 'hook'
+    | 'redefine'
+    | 'help'
+    | 'version';
   readonly positionals: readonly string[];
   readonly root: string | null;
   readonly config: string | null;
@@ -83,16 +93,22 @@ export function parseCliArgs(argv: readonly string[]): Args {
   }
   for (const name of Object.keys(v) as OptionName[]) {
     if (['verbose', 'help', 'version'].includes(name)) continue;
-    if (!ALLOWED[command].includes(name)) throw new UsageError(`--${name} does not apply to ${command === 'simulate' ? '--simulate' : command}; see qemu-hook --help`);
+    if (!ALLOWED[command].includes(name))
+      throw new UsageError(
+        `--${name} does not apply to ${command === 'simulate' ? '--simulate' : command}; see qemu-hook --help`,
+      );
   }
 
   let simulate: Args['simulate'] = null;
   let positionals = pos.slice(command === 'simulate' ? 0 : 1);
   if (command === 'simulate') {
     const event = pos[0];
-    if (!v.simulate) throw new UsageError('--simulate needs a domain name: qemu-hook --simulate <domain> prepare');
+    if (!v.simulate)
+      throw new UsageError('--simulate needs a domain name: qemu-hook --simulate <domain> prepare');
     if (event !== 'prepare' && event !== 'release') {
-      throw new UsageError(`--simulate ${v.simulate} needs an event, prepare or release (got ${event ? `"${event}"` : 'none'})`);
+      throw new UsageError(
+        `--simulate ${v.simulate} needs an event, prepare or release (got ${event ? `"${event}"` : 'none'})`,
+      );
     }
     simulate = { domain: v.simulate, event };
     positionals = pos.slice(1);
@@ -116,5 +132,17 @@ export function parseCliArgs(argv: readonly string[]): Args {
 }
 
 function base(command: Args['command']): Args {
-  return { command, positionals: [], root: null, config: null, json: false, verbose: false, domain: null, vms: [], dryRun: false, yes: false, simulate: null };
+  return {
+    command,
+    positionals: [],
+    root: null,
+    config: null,
+    json: false,
+    verbose: false,
+    domain: null,
+    vms: [],
+    dryRun: false,
+    yes: false,
+    simulate: null,
+  };
 }

@@ -43,5 +43,6 @@ export function stateFileOf(ctx: CliContext, config: Config | null): string {
 }
 
 export function requireRoot(ctx: CliContext, what: string): void {
-  if (!ctx.isRoot && !ctx.fixtureRoot) throw new UsageError(`${what} changes the host and needs root: run it with sudo`);
+  if (!ctx.isRoot && !ctx.fixtureRoot)
+    throw new UsageError(`${what} changes the host and needs root: run it with sudo`);
 }

@@ -1,4 +1,11 @@
-import { ConfigError, HostError, InvariantError, LibvirtError, UsageError, XmlError } from '../model/errors.js';
+import {
+  ConfigError,
+  HostError,
+  InvariantError,
+  LibvirtError,
+  UsageError,
+  XmlError,
+} from '../model/errors.js';
 
 export const EXIT = { ok: 0, refused: 1, usage: 2 } as const;
 
@@ -19,6 +26,8 @@ export function reportError(err: unknown, verbose: boolean, write: (line: string
     return EXIT.refused;
   }
   const kind = err instanceof InvariantError ? 'internal error (a bug in qemu-hook)' : 'unexpected error';
-  write(`qemu-hook: ${kind}: ${err instanceof Error ? err.message : String(err)}${verbose ? '' : ' (run with --verbose for details)'}`);
+  write(
+    `qemu-hook: ${kind}: ${err instanceof Error ? err.message : String(err)}${verbose ? '' : ' (run with --verbose for details)'}`,
+  );
   return EXIT.refused;
 }

@@ -14,7 +14,9 @@ async function run(argv: readonly string[]): Promise<number> {
       return EXIT.ok;
     }
     if (args.command === 'version') {
-      const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+      const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+        version: string;
+      };
       process.stdout.write(`qemu-hook ${pkg.version}\n`);
       return EXIT.ok;
     }
@@ -43,8 +45,18 @@ async function run(argv: readonly string[]): Promise<number> {
         return await (await import('./commands/apply.js')).apply(ctx);
     }
   } catch (err) {
-    return reportError(err, args?.verbose ?? argv.includes('--verbose'), (l) => process.stderr.write(`${l}\n`));
+    return reportError(err, args?.verbose ?? argv.includes('--verbose'), (l) =>
+      process.stderr.write(`${l}\n`),
+    );
   }
+}
+
+// A reader that goes away (`qemu-hook devices | head`) is not an error of ours.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
 }
 
 process.exitCode = await run(process.argv.slice(2));

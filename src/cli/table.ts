@@ -1,5 +1,9 @@
 /** Aligned columns for human output: short, readable at a glance. */
-export function table(header: readonly string[], rows: readonly (readonly string[])[], indent = '  '): string[] {
+export function table(
+  header: readonly string[],
+  rows: readonly (readonly string[])[],
+  indent = '  ',
+): string[] {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: readonly string[]) =>
     indent +

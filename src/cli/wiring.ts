@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 import type { Config } from '../config/model.js';
-import { errorMessage } from '../model/errors.js';
-import type { DefinitionSource, DefinitionStore, DriverControl, InventoryReader } from '../model/ports.js';
 import { FileDefinitionStore } from '../host/definition-files.js';
 import { SysfsInventoryReader } from '../host/sysfs/inventory.js';
+import { errorMessage } from '../model/errors.js';
+import type { DefinitionSource, DefinitionStore, DriverControl, InventoryReader } from '../model/ports.js';
 import type { CliContext } from './context.js';
 
 // Composition root for the CLI: real host or fixture root, chosen by --root.
@@ -29,7 +29,9 @@ export async function definitionSource(ctx: CliContext, config: Config): Promise
         const { LibvirtDefinitionStore } = await import('../host/libvirt/definition-store.js');
         return await new LibvirtDefinitionStore(config.libvirtUri, { readOnly: true }).persistentXml(domain);
       } catch (err) {
-        ctx.err(`note: libvirt unreachable at ${config.libvirtUri} (${errorMessage(err)}); reading ${ctx.paths.definitionsDir} instead`);
+        ctx.err(
+          `note: libvirt unreachable at ${config.libvirtUri} (${errorMessage(err)}); reading ${ctx.paths.definitionsDir} instead`,
+        );
         return files.persistentXml(domain);
       }
     },

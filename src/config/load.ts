@@ -21,10 +21,16 @@ export async function loadConfigFile(path: string): Promise<ConfigResult & { mis
 export async function requireConfig(path: string): Promise<{ config: Config; warnings: readonly string[] }> {
   const r = await loadConfigFile(path);
   if (r.missing) {
-    throw new ConfigError(`no config file at ${path}: create it (see examples/config.yaml) or pass --config FILE`, []);
+    throw new ConfigError(
+      `no config file at ${path}: create it (see examples/config.yaml) or pass --config FILE`,
+      [],
+    );
   }
   if (!r.config) {
-    throw new ConfigError(`${path}: ${r.errors.length} problem${r.errors.length === 1 ? '' : 's'}; fix and run qemu-hook check`, r.errors);
+    throw new ConfigError(
+      `${path}: ${r.errors.length} problem${r.errors.length === 1 ? '' : 's'}; fix and run qemu-hook check`,
+      r.errors,
+    );
   }
   return { config: r.config, warnings: r.warnings };
 }

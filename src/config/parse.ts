@@ -1,6 +1,6 @@
 import { isScalar, parseDocument, visit } from 'yaml';
-import type { z } from 'zod';
-import { parseHexId, parsePciClassPrefix, parseMac } from '../model/ids.js';
+import type * as z from 'zod/mini';
+import { parseHexId, parseMac, parsePciClassPrefix } from '../model/ids.js';
 import { PciAddress, PciAddressPattern } from '../model/pci-address.js';
 import type {
   Config,
@@ -41,7 +41,12 @@ export function parseConfig(text: string): ConfigResult {
   const domains = new Map<string, DomainConfig>();
   for (const [name, d] of Object.entries(parsed.data.domains)) {
     const devices = d.devices.map((e, i) => normalizeEntry(e, ['domains', name, 'devices', i], errors));
-    errors.push(...duplicateNames(name, d.devices.map((e) => e.name)));
+    errors.push(
+      ...duplicateNames(
+        name,
+        d.devices.map((e) => e.name),
+      ),
+    );
     domains.set(name, {
       name,
       devices: devices.filter((e): e is DeviceEntry => e !== null),
@@ -124,7 +129,10 @@ function normalizeEntry(e: RawDeviceEntry, path: Path, errors: string[]): Device
       break;
     case 'sriov': {
       const mac = e.mac === undefined ? undefined : parseMac(e.mac);
-      if (mac === null) errors.push(`${formatPath([...path, 'mac'])}: "${e.mac}" is not a MAC address (e.g. 52:54:00:12:34:56)`);
+      if (mac === null)
+        errors.push(
+          `${formatPath([...path, 'mac'])}: "${e.mac}" is not a MAC address (e.g. 52:54:00:12:34:56)`,
+        );
       entry = {
         ...base,
         type: 'sriov',
@@ -141,11 +149,17 @@ function normalizeEntry(e: RawDeviceEntry, path: Path, errors: string[]): Device
 function pciCriteria(t: RawPciCriteria, path: Path, errors: string[]): PciCriteria {
   const at = (k: string) => formatPath([...path, k]);
   const out: { -readonly [K in keyof PciCriteria]: PciCriteria[K] } = { text: criteriaText(t) };
-  if (Object.keys(t).length === 0) errors.push(`${formatPath(path)}: empty criteria set: it would match every device; add vendor/device, address, class or name`);
+  if (Object.keys(t).length === 0)
+    errors.push(
+      `${formatPath(path)}: empty criteria set: it would match every device; add vendor/device, address, class or name`,
+    );
   if (t.address !== undefined) {
     const a = PciAddressPattern.tryParse(t.address);
     if (a) out.address = a;
-    else errors.push(`${at('address')}: "${t.address}" is not a PCI address: write "0000:01:00.0" (or "0000:01:00.*")`);
+    else
+      errors.push(
+        `${at('address')}: "${t.address}" is not a PCI address: write "0000:01:00.0" (or "0000:01:00.*")`,
+      );
   }
   for (const k of ['vendor', 'device', 'subsystemVendor', 'subsystemDevice'] as const) {
     if (t[k] === undefined) continue;
@@ -156,7 +170,10 @@ function pciCriteria(t: RawPciCriteria, path: Path, errors: string[]): PciCriter
   if (t.class !== undefined) {
     const c = parsePciClassPrefix(t.class);
     if (c) out.class = c;
-    else errors.push(`${at('class')}: "${t.class}" is not a PCI class: write 2, 4 or 6 hex digits, quoted, e.g. "0300"`);
+    else
+      errors.push(
+        `${at('class')}: "${t.class}" is not a PCI class: write 2, 4 or 6 hex digits, quoted, e.g. "0300"`,
+      );
   }
   if (t.name !== undefined) {
     const re = compileRegex(t.name, at('name'), errors);
@@ -169,7 +186,8 @@ function pciCriteria(t: RawPciCriteria, path: Path, errors: string[]): PciCriter
 function usbCriteria(t: RawUsbCriteria, path: Path, errors: string[]): UsbCriteria {
   const at = (k: string) => formatPath([...path, k]);
   const out: { -readonly [K in keyof UsbCriteria]: UsbCriteria[K] } = { text: criteriaText(t) };
-  if (Object.keys(t).length === 0) errors.push(`${formatPath(path)}: empty criteria set: add vendor/product, serial, port or name`);
+  if (Object.keys(t).length === 0)
+    errors.push(`${formatPath(path)}: empty criteria set: add vendor/product, serial, port or name`);
   for (const k of ['vendor', 'product'] as const) {
     if (t[k] === undefined) continue;
     const id = parseHexId(t[k]);
@@ -179,7 +197,10 @@ function usbCriteria(t: RawUsbCriteria, path: Path, errors: string[]): UsbCriter
   if (t.serial !== undefined) out.serial = t.serial;
   if (t.port !== undefined) {
     if (/^\d+-\d+(\.\d+)*$/.test(t.port)) out.port = t.port;
-    else errors.push(`${at('port')}: "${t.port}" is not a USB port path: write it as in /sys/bus/usb/devices, e.g. "3-2.1"`);
+    else
+      errors.push(
+        `${at('port')}: "${t.port}" is not a USB port path: write it as in /sys/bus/usb/devices, e.g. "3-2.1"`,
+      );
   }
   if (t.name !== undefined) {
     const re = compileRegex(t.name, at('name'), errors);

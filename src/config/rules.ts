@@ -11,7 +11,9 @@ export function duplicateNames(domain: string, names: readonly string[]): string
       seen.set(name, i);
       return [];
     }
-    return [`domains.${domain}.devices[${i}].name: "${name}" is already used by devices[${first}]: names must be unique per domain`];
+    return [
+      `domains.${domain}.devices[${i}].name: "${name}" is already used by devices[${first}]: names must be unique per domain`,
+    ];
   });
 }
 
@@ -36,7 +38,9 @@ export function checkRules(config: Config): { errors: string[]; warnings: string
   for (const [key, owners] of claims) {
     const domains = new Set(owners.map((o) => o.split('/')[0]));
     if (domains.size > 1) {
-      warnings.push(`${key} is claimed by ${owners.join(' and ')}: only one of these domains can run at a time`);
+      warnings.push(
+        `${key} is claimed by ${owners.join(' and ')}: only one of these domains can run at a time`,
+      );
     }
   }
   return { errors, warnings };
@@ -51,7 +55,13 @@ function claimKeys(entry: DeviceEntry): string[] {
       );
     case 'usb':
       return entry.tiers.flatMap((t) =>
-        t.serial ? [`USB serial ${t.serial}`] : t.port ? [`USB port ${t.port}`] : t.vendor && t.product && !t.serial ? [`USB ${t.vendor}:${t.product}`] : [],
+        t.serial
+          ? [`USB serial ${t.serial}`]
+          : t.port
+            ? [`USB port ${t.port}`]
+            : t.vendor && t.product && !t.serial
+              ? [`USB ${t.vendor}:${t.product}`]
+              : [],
       );
     case 'sriov':
       return entry.tiers.flatMap((t) => (t.vf !== undefined ? [`VF ${t.vf} of ${t.pf}`] : []));

@@ -49,7 +49,9 @@ export async function executePrepare(plan: Plan, deps: ExecutorDeps): Promise<Pr
       for (const d of plan.devices) {
         const held = d.address ? recordFor(state, d.address) : null;
         if (held && held.domain !== plan.domain) {
-          return refuse([`${d.name}: ${d.address} is held by domain ${held.domain}; stop ${held.domain} first`]);
+          return refuse([
+            `${d.name}: ${d.address} is held by domain ${held.domain}; stop ${held.domain} first`,
+          ]);
         }
       }
       const taken: StateRecord[] = [];
@@ -70,12 +72,20 @@ export async function executePrepare(plan: Plan, deps: ExecutorDeps): Promise<Pr
         await saveState(deps.stateFile, state);
         fault('record');
         try {
-          await withTimeout(deps.control.detach(PciAddress.parse(d.address)), deps.timeoutMs, `detach of ${d.address}`);
+          await withTimeout(
+            deps.control.detach(PciAddress.parse(d.address)),
+            deps.timeoutMs,
+            `detach of ${d.address}`,
+          );
           const now = await deps.control.currentDriver(PciAddress.parse(d.address));
-          if (now !== 'vfio-pci') throw new Error(`${d.address} is on ${now ?? 'no driver'} after detach, not vfio-pci`);
+          if (now !== 'vfio-pci')
+            throw new Error(`${d.address} is on ${now ?? 'no driver'} after detach, not vfio-pci`);
         } catch (err) {
           const why = `${d.name}: detaching ${d.address} from ${record.originalDriver ?? 'no driver'} failed: ${errorMessage(err)}`;
-          log.error({ domain: plan.domain, address: d.address, err: errorMessage(err) }, 'detach failed; rolling back');
+          log.error(
+            { domain: plan.domain, address: d.address, err: errorMessage(err) },
+            'detach failed; rolling back',
+          );
           state = await rollback([...taken, record], state, deps);
           return refuse([why]);
         }
@@ -83,7 +93,10 @@ export async function executePrepare(plan: Plan, deps: ExecutorDeps): Promise<Pr
         state = upsertRecord(state, done);
         await saveState(deps.stateFile, state);
         taken.push(done);
-        log.info({ domain: plan.domain, address: d.address, originalDriver: done.originalDriver }, 'detached to vfio-pci');
+        log.info(
+          { domain: plan.domain, address: d.address, originalDriver: done.originalDriver },
+          'detached to vfio-pci',
+        );
         fault('detach');
       }
       return { ok: true, errors: [], detached: taken.map((r) => r.address) };
@@ -126,10 +139,16 @@ export async function executeRelease(
           state = removeRecord(state, r.address);
           await saveState(deps.stateFile, state);
           restored.push({ address: r.address, driver: res.driver });
-          deps.log.info({ domain: r.domain, address: r.address, driver: res.driver, steps: res.steps }, 'given back to original driver');
+          deps.log.info(
+            { domain: r.domain, address: r.address, driver: res.driver, steps: res.steps },
+            'given back to original driver',
+          );
         } else {
           failed.push({ address: r.address, error: res.error ?? 'unknown' });
-          deps.log.error({ domain: r.domain, address: r.address, err: res.error, steps: res.steps }, 'give-back failed; record kept for qemu-hook recover');
+          deps.log.error(
+            { domain: r.domain, address: r.address, err: res.error, steps: res.steps },
+            'give-back failed; record kept for qemu-hook recover',
+          );
         }
       }
       return { restored, failed };
@@ -138,15 +157,25 @@ export async function executeRelease(
   );
 }
 
-async function rollback(records: readonly StateRecord[], state: StateFile, deps: ExecutorDeps): Promise<StateFile> {
+async function rollback(
+  records: readonly StateRecord[],
+  state: StateFile,
+  deps: ExecutorDeps,
+): Promise<StateFile> {
   let s = state;
   for (const r of [...records].reverse()) {
     const res = await giveBack(deps.control, r.address, r.originalDriver, deps.timeoutMs);
     if (res.ok) {
       s = removeRecord(s, r.address);
-      deps.log.info({ domain: r.domain, address: r.address, driver: res.driver }, 'rolled back to original driver');
+      deps.log.info(
+        { domain: r.domain, address: r.address, driver: res.driver },
+        'rolled back to original driver',
+      );
     } else {
-      deps.log.error({ domain: r.domain, address: r.address, err: res.error }, 'rollback failed; record kept for qemu-hook recover');
+      deps.log.error(
+        { domain: r.domain, address: r.address, err: res.error },
+        'rollback failed; record kept for qemu-hook recover',
+      );
     }
   }
   await saveState(deps.stateFile, s);
@@ -157,7 +186,11 @@ async function rollback(records: readonly StateRecord[], state: StateFile, deps:
 function dropStale(state: StateFile, deps: ExecutorDeps, keep = false): StateFile {
   const stale = staleRecords(state, deps.bootId);
   if (stale.length === 0 || keep) return state;
-  for (const r of stale) deps.log.warn({ domain: r.domain, address: r.address, bootId: r.bootId }, 'dropping state record from an earlier boot');
+  for (const r of stale)
+    deps.log.warn(
+      { domain: r.domain, address: r.address, bootId: r.bootId },
+      'dropping state record from an earlier boot',
+    );
   return { ...state, records: state.records.filter((r) => !stale.includes(r)) };
 }
 

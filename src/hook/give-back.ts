@@ -43,7 +43,12 @@ export async function giveBack(
     }
     return now === originalDriver
       ? { ok: true, driver: now, steps }
-      : { ok: false, driver: now, steps, error: `${address} is on ${now ?? 'no driver'}, not ${originalDriver ?? 'no driver'}` };
+      : {
+          ok: false,
+          driver: now,
+          steps,
+          error: `${address} is on ${now ?? 'no driver'}, not ${originalDriver ?? 'no driver'}`,
+        };
   } catch (err) {
     return { ok: false, driver: null, steps, error: `${address}: ${errorMessage(err)}` };
   }

@@ -22,7 +22,12 @@ export type RedefineOutcome = 'redefined' | 'restarted' | 'unchanged' | 'running
  * until then), so no polling is needed. It re-reads everything: if the domain was started by hand
  * or fixed by `qemu-hook apply` meanwhile, it does nothing.
  */
-export async function redefineAfterRefusal(domain: string, config: DomainConfig, restart: boolean, deps: RedefineDeps): Promise<RedefineOutcome> {
+export async function redefineAfterRefusal(
+  domain: string,
+  config: DomainConfig,
+  restart: boolean,
+  deps: RedefineDeps,
+): Promise<RedefineOutcome> {
   const { log } = deps;
   if (await deps.store.isActive(domain)) {
     log.warn({ domain }, 'redefine: the domain is running now (started meanwhile?): left alone');
@@ -34,14 +39,27 @@ export async function redefineAfterRefusal(domain: string, config: DomainConfig,
     return 'undefined';
   }
   const host = await deps.readHost();
-  const plan = planPrepare({ domain, config, ...host, definition: { xml: DomainXml.parse(found.xml), source: found.source } });
+  const plan = planPrepare({
+    domain,
+    config,
+    ...host,
+    definition: { xml: DomainXml.parse(found.xml), source: found.source },
+  });
   if (!plan.definition.changed || !plan.definition.xml) {
     log.info({ domain }, 'redefine: definition already in step: nothing to do');
     return 'unchanged';
   }
-  const after = planPrepare({ domain, config, ...host, definition: { xml: DomainXml.parse(plan.definition.xml), source: 'corrected' } });
+  const after = planPrepare({
+    domain,
+    config,
+    ...host,
+    definition: { xml: DomainXml.parse(plan.definition.xml), source: 'corrected' },
+  });
   if (!after.ok) {
-    log.error({ domain, errors: after.errors }, 'redefine: the corrected definition would be refused too: not written');
+    log.error(
+      { domain, errors: after.errors },
+      'redefine: the corrected definition would be refused too: not written',
+    );
     return 'refused';
   }
   // Check once more right before writing: a start by hand may have slipped in while we planned.

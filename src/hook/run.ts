@@ -2,14 +2,14 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { loadConfigFile } from '../config/load.js';
 import type { Config, DomainConfig } from '../config/model.js';
+import type { Inventory } from '../model/device.js';
 import { errorMessage } from '../model/errors.js';
 import type { HookEvent } from '../model/hook-event.js';
 import { type HostPaths, underRoot } from '../model/paths.js';
+import type { Plan } from '../model/plan.js';
 import type { Clock, DriverControl, InventoryReader } from '../model/ports.js';
 import { correctMovedEntries } from '../plan/correct.js';
 import { type PrepareInput, planPrepare } from '../plan/prepare.js';
-import type { Plan } from '../model/plan.js';
-import type { Inventory } from '../model/device.js';
 import { loadState } from '../state/file.js';
 import { DomainXml } from '../xml/domain-xml.js';
 import { executePrepare, executeRelease } from './execute.js';
@@ -79,20 +79,36 @@ export async function runHook(event: HookEvent, xml: string, deps: HookDeps): Pr
 async function prepare(event: HookEvent, xml: string, deps: HookDeps): Promise<HookResult> {
   const { log } = deps;
   const found = await domainConfig(event.domain, deps);
-  if (found.kind === 'broken') return refuse(event, [`the config is invalid (${found.first}); run qemu-hook check`]);
+  if (found.kind === 'broken')
+    return refuse(event, [`the config is invalid (${found.first}); run qemu-hook check`]);
   if (found.kind === 'absent') return scriptsOnly(event, xml, deps, true);
   const { config, domain } = found;
 
   const definition = DomainXml.parse(xml);
   const stateFile = underRoot(deps.paths.root, config.stateFile);
   const [inventory, state] = await Promise.all([deps.inventory.read(), loadState(stateFile)]);
-  const plan = planPrepare({ domain: event.domain, config: domain, inventory, definition: { xml: definition, source: 'stdin' }, records: state.records });
+  const plan = planPrepare({
+    domain: event.domain,
+    config: domain,
+    inventory,
+    definition: { xml: definition, source: 'stdin' },
+    records: state.records,
+  });
   for (const w of plan.warnings) log.warn({ domain: event.domain }, w);
   if (!plan.ok) {
-    log.warn({ domain: event.domain, errors: plan.errors, definitionStale: plan.definition.stale ?? false }, 'start refused by plan');
-    return refuseStale(event, plan, { domain, inventory, records: state.records }, deps) ?? refuse(event, plan.errors);
+    log.warn(
+      { domain: event.domain, errors: plan.errors, definitionStale: plan.definition.stale ?? false },
+      'start refused by plan',
+    );
+    return (
+      refuseStale(event, plan, { domain, inventory, records: state.records }, deps) ??
+      refuse(event, plan.errors)
+    );
   }
-  log.info({ domain: event.domain, devices: plan.devices.map((d) => `${d.name}=${d.address ?? 'usb'}:${d.action}`) }, 'plan ok');
+  log.info(
+    { domain: event.domain, devices: plan.devices.map((d) => `${d.name}=${d.address ?? 'usb'}:${d.action}`) },
+    'plan ok',
+  );
 
   // Scripts first: they may stop a display manager that holds the GPU.
   const scripts = await runFor(event, xml, deps);
@@ -123,15 +139,25 @@ function refuseStale(
   deps: HookDeps,
 ): HookResult | null {
   if (!plan.definition.stale || !plan.definition.xml) return null;
-  const fixed = planPrepare({ domain: event.domain, config: host.domain, inventory: host.inventory, records: host.records, definition: { xml: DomainXml.parse(plan.definition.xml), source: 'corrected' } });
+  const fixed = planPrepare({
+    domain: event.domain,
+    config: host.domain,
+    inventory: host.inventory,
+    records: host.records,
+    definition: { xml: DomainXml.parse(plan.definition.xml), source: 'corrected' },
+  });
   if (!fixed.ok) return null;
-  const what = plan.errors.filter((e) => / moved |has no entry|no longer in the config/.test(e)).map((e) => e.replace(/: the definition is stale.*$/, '').replace(/; run qemu-hook apply$/, ''));
+  const what = plan.errors
+    .filter((e) => / moved |has no entry|no longer in the config/.test(e))
+    .map((e) => e.replace(/: the definition is stale.*$/, '').replace(/; run qemu-hook apply$/, ''));
   const policy = host.domain.onAddressChange;
   if (policy !== 'refuse' && deps.scheduleRedefine?.(event.domain, policy === 'restart')) {
     const then = policy === 'restart' ? 'it starts again by itself' : 'start the VM again';
     return refuse(event, [`${what.join('; ')}; definition updated, ${then}`]);
   }
-  return refuse(event, [`${what.join('; ')}; run qemu-hook apply --vm ${event.domain}, then start the VM again`]);
+  return refuse(event, [
+    `${what.join('; ')}; run qemu-hook apply --vm ${event.domain}, then start the VM again`,
+  ]);
 }
 
 /**
@@ -142,10 +168,19 @@ async function incoming(event: HookEvent, xml: string, deps: HookDeps): Promise<
   const scripts = await runFor(event, xml, deps);
   if (!scriptsSucceeded(scripts)) return refuse(event, [scriptFailure(scripts)]);
   const found = await domainConfig(event.domain, deps);
-  if (found.kind !== 'ok') return found.kind === 'broken' ? refuse(event, [`the config is invalid (${found.first}); run qemu-hook check`]) : OK;
+  if (found.kind !== 'ok')
+    return found.kind === 'broken'
+      ? refuse(event, [`the config is invalid (${found.first}); run qemu-hook check`])
+      : OK;
   const stateFile = underRoot(deps.paths.root, found.config.stateFile);
   const [inventory, state] = await Promise.all([deps.inventory.read(), loadState(stateFile)]);
-  const c = correctMovedEntries({ domain: event.domain, config: found.domain, inventory, records: state.records, definition: { xml: DomainXml.parse(xml), source: 'stdin' } });
+  const c = correctMovedEntries({
+    domain: event.domain,
+    config: found.domain,
+    inventory,
+    records: state.records,
+    definition: { xml: DomainXml.parse(xml), source: 'stdin' },
+  });
   if (c.kind === 'unchanged') return OK;
   if (c.kind === 'impossible') return refuse(event, [c.reason]);
   deps.log.info({ domain: event.domain, moves: c.moves }, `${event.op}: XML corrected for this host`);
@@ -155,7 +190,10 @@ async function incoming(event: HookEvent, xml: string, deps: HookDeps): Promise<
 async function release(event: HookEvent, xml: string, deps: HookDeps): Promise<HookResult> {
   const found = await domainConfig(event.domain, deps);
   // The config may have changed (or broken) while the VM ran: the state file alone says what to give back.
-  const stateFile = underRoot(deps.paths.root, found.kind === 'ok' ? found.config.stateFile : '/var/lib/qemu-hook/state.json');
+  const stateFile = underRoot(
+    deps.paths.root,
+    found.kind === 'ok' ? found.config.stateFile : '/var/lib/qemu-hook/state.json',
+  );
   const state = await loadState(stateFile);
   if (state.records.some((r) => r.domain === event.domain)) {
     const config = found.kind === 'ok' ? found.config : defaultConfig();
@@ -168,24 +206,47 @@ async function release(event: HookEvent, xml: string, deps: HookDeps): Promise<H
       log: deps.log,
       timeoutMs: deps.timeoutMs,
     });
-    if (out.failed.length > 0) deps.log.error({ domain: event.domain, failed: out.failed }, 'some devices were not given back; run qemu-hook recover');
+    if (out.failed.length > 0)
+      deps.log.error(
+        { domain: event.domain, failed: out.failed },
+        'some devices were not given back; run qemu-hook recover',
+      );
   }
   await runFor(event, xml, deps);
   return OK;
 }
 
-async function scriptsOnly(event: HookEvent, xml: string, deps: HookDeps, statusMatters: boolean): Promise<HookResult> {
+async function scriptsOnly(
+  event: HookEvent,
+  xml: string,
+  deps: HookDeps,
+  statusMatters: boolean,
+): Promise<HookResult> {
   const results = await runFor(event, xml, deps);
   if (statusMatters && !scriptsSucceeded(results)) return refuse(event, [scriptFailure(results)]);
   return OK;
 }
 
 async function runFor(event: HookEvent, xml: string, deps: HookDeps): Promise<ScriptResult[]> {
-  const scripts = await findScripts(deps.paths.hookScriptsDir, event, deps.scriptOwnerUid === undefined ? {} : { requiredUid: deps.scriptOwnerUid });
+  const scripts = await findScripts(
+    deps.paths.hookScriptsDir,
+    event,
+    deps.scriptOwnerUid === undefined ? {} : { requiredUid: deps.scriptOwnerUid },
+  );
   if (scripts.length === 0) return [];
   const results = await runScripts(scripts, event, xml, { logFile: deps.scriptLog });
   for (const r of results) {
-    deps.log.info({ domain: event.domain, event: `${event.op}/${event.subop}`, script: r.script.name, outcome: r.outcome, exitCode: r.exitCode, ms: r.durationMs }, 'per-VM script');
+    deps.log.info(
+      {
+        domain: event.domain,
+        event: `${event.op}/${event.subop}`,
+        script: r.script.name,
+        outcome: r.outcome,
+        exitCode: r.exitCode,
+        ms: r.durationMs,
+      },
+      'per-VM script',
+    );
   }
   return results;
 }
@@ -195,7 +256,10 @@ function scriptFailure(results: readonly ScriptResult[]): string {
   return bad ? `per-VM script ${bad.script.name}: ${bad.error ?? bad.outcome}` : 'a per-VM script failed';
 }
 
-type Found = { kind: 'ok'; config: Config; domain: DomainConfig } | { kind: 'absent' } | { kind: 'broken'; first: string };
+type Found =
+  | { kind: 'ok'; config: Config; domain: DomainConfig }
+  | { kind: 'absent' }
+  | { kind: 'broken'; first: string };
 
 /**
  * The domain's config entry. A config that does not validate refuses only the domains it names
@@ -209,7 +273,9 @@ async function domainConfig(name: string, deps: HookDeps): Promise<Found> {
     return domain ? { kind: 'ok', config: r.config, domain } : { kind: 'absent' };
   }
   deps.log.error({ domain: name, errors: r.errors }, 'config invalid');
-  return (await namesDomain(deps.paths.configFile, name)) ? { kind: 'broken', first: r.errors[0] ?? 'invalid' } : { kind: 'absent' };
+  return (await namesDomain(deps.paths.configFile, name))
+    ? { kind: 'broken', first: r.errors[0] ?? 'invalid' }
+    : { kind: 'absent' };
 }
 
 /** Whether the raw YAML has `domains.<name>`; unreadable YAML might, so it counts as yes. */
@@ -223,13 +289,20 @@ async function namesDomain(file: string, name: string): Promise<boolean> {
 }
 
 function defaultConfig(): Config {
-  return { domains: new Map(), libvirtUri: 'qemu:///system', stateFile: '/var/lib/qemu-hook/state.json', log: { level: 'info', file: '/var/log/libvirt/qemu-hook.log' } };
+  return {
+    domains: new Map(),
+    libvirtUri: 'qemu:///system',
+    stateFile: '/var/lib/qemu-hook/state.json',
+    log: { level: 'info', file: '/var/log/libvirt/qemu-hook.log' },
+  };
 }
 
 /** libvirt shows stderr after "Hook script execution failed: …": keep it to two plain lines. */
 function refuse(event: HookEvent, errors: readonly string[]): HookResult {
   const first = `qemu-hook: ${event.domain}: ${errors[0] ?? 'refused'}`;
-  const more = errors.length > 1 ? [`qemu-hook: and ${errors.length - 1} more; see: qemu-hook --simulate ${event.domain} prepare`] : [];
+  const more =
+    errors.length > 1
+      ? [`qemu-hook: and ${errors.length - 1} more; see: qemu-hook --simulate ${event.domain} prepare`]
+      : [];
   return { exitCode: 1, stdout: '', stderr: [first, ...more] };
 }
-

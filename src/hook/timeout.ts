@@ -10,7 +10,10 @@ export class OperationTimeout extends Error {
 export async function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new OperationTimeout(`${what} did not finish within ${Math.round(ms / 1000)} s`)), ms);
+    timer = setTimeout(
+      () => reject(new OperationTimeout(`${what} did not finish within ${Math.round(ms / 1000)} s`)),
+      ms,
+    );
     timer.unref();
   });
   try {

@@ -1,4 +1,4 @@
-import { access, mkdir, readFile, rename, writeFile, open } from 'node:fs/promises';
+import { access, mkdir, open, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { HostError } from '../model/errors.js';
 import type { DefinitionStore } from '../model/ports.js';
@@ -50,7 +50,8 @@ export class FileDefinitionStore implements DefinitionStore {
   }
 
   private pathOf(domain: string): string {
-    if (domain.includes('/') || domain.startsWith('.')) throw new HostError('read definition', domain, undefined, 'not a valid domain name');
+    if (domain.includes('/') || domain.startsWith('.'))
+      throw new HostError('read definition', domain, undefined, 'not a valid domain name');
     return join(this.definitionsDir, `${domain}.xml`);
   }
 }

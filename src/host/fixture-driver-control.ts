@@ -63,7 +63,8 @@ export class FixtureDriverControl implements DriverControl {
     } catch (err) {
       throw HostError.from('open fixture root', root, err);
     }
-    if (real === sep) throw new InvariantError(`refusing to simulate driver changes on "${root}": it is the real root`);
+    if (real === sep)
+      throw new InvariantError(`refusing to simulate driver changes on "${root}": it is the real root`);
     const sys = join(real, 'sys');
     let sysReal: string;
     try {
@@ -73,11 +74,16 @@ export class FixtureDriverControl implements DriverControl {
     }
     // A sys/ that leads out of the fixture, or a real sysfs mounted there, is never written.
     if (sysReal !== sys || statfsSync(sysReal).type === SYSFS_MAGIC) {
-      throw new InvariantError(`refusing to simulate driver changes on "${root}": its sys/ is not a fixture tree`);
+      throw new InvariantError(
+        `refusing to simulate driver changes on "${root}": its sys/ is not a fixture tree`,
+      );
     }
     this.root = real;
     this.sys = sys;
-    this.failures = [...(options.failures ?? []), ...readJson<InjectedFailure[]>(join(real, FAULTS_FILE), [])];
+    this.failures = [
+      ...(options.failures ?? []),
+      ...readJson<InjectedFailure[]>(join(real, FAULTS_FILE), []),
+    ];
   }
 
   async currentDriver(address: PciAddress): Promise<string | null> {
@@ -236,7 +242,12 @@ export class FixtureDriverControl implements DriverControl {
         (f.call !== undefined || f.address !== undefined),
     );
     if (hit) {
-      throw new HostError(op, join(this.sys, 'bus/pci/devices', address.toString()), 'EIO', 'injected failure (fixture)');
+      throw new HostError(
+        op,
+        join(this.sys, 'bus/pci/devices', address.toString()),
+        'EIO',
+        'injected failure (fixture)',
+      );
     }
   }
 

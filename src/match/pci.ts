@@ -21,7 +21,8 @@ export function resolvePci(entry: PciEntry, inventory: Inventory): PciResolution
   for (const d of r.devices) {
     devices.push(d);
     for (const f of inventory.pci) {
-      if (f.address.slotKey === d.address.slotKey && !f.address.equals(d.address) && !r.devices.includes(f)) devices.push(f);
+      if (f.address.slotKey === d.address.slotKey && !f.address.equals(d.address) && !r.devices.includes(f))
+        devices.push(f);
     }
   }
   return { ...r, devices };
@@ -31,7 +32,8 @@ export function resolvePci(entry: PciEntry, inventory: Inventory): PciResolution
 function pciDifferences(ds: readonly PciDevice[]): string {
   const differ = (f: (d: PciDevice) => unknown) => new Set(ds.map((d) => String(f(d)))).size > 1;
   const hints: string[] = [];
-  if (differ((d) => `${d.subsystemVendor}:${d.subsystemDevice}`)) hints.push('subsystemVendor/subsystemDevice');
+  if (differ((d) => `${d.subsystemVendor}:${d.subsystemDevice}`))
+    hints.push('subsystemVendor/subsystemDevice');
   if (differ((d) => d.driver)) hints.push('driver');
   hints.push('address');
   return `tell them apart with ${hints.join(' or ')} (see ${ds.map(deviceLabel).join('; ')})`;

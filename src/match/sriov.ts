@@ -17,7 +17,9 @@ export function resolveSriov(entry: SriovEntry, inventory: Inventory, choice: Vf
   const problems: string[] = [];
   for (const [i, t] of entry.tiers.entries()) {
     const pfAddress = PciAddress.tryParse(t.pf);
-    const pf = inventory.pci.find((d) => (pfAddress ? d.address.equals(pfAddress) : d.netdevs.includes(t.pf)));
+    const pf = inventory.pci.find((d) =>
+      pfAddress ? d.address.equals(pfAddress) : d.netdevs.includes(t.pf),
+    );
     if (!pf) {
       problems.push(`no PF ${t.pf}`);
       continue;
@@ -27,7 +29,10 @@ export function resolveSriov(entry: SriovEntry, inventory: Inventory, choice: Vf
       .map((a) => inventory.pci.find((d) => d.address.equals(a)))
       .filter((d): d is PciDevice => d !== undefined);
     if (vfs.length === 0) {
-      return fail(entry, `${t.pf} has no VFs enabled (sriov_numvfs is ${pf.sriov.numVfs}); enable them, e.g. echo 4 > .../sriov_numvfs`);
+      return fail(
+        entry,
+        `${t.pf} has no VFs enabled (sriov_numvfs is ${pf.sriov.numVfs}); enable them, e.g. echo 4 > .../sriov_numvfs`,
+      );
     }
     const criteria = t.text;
     if (t.vf !== undefined) {
@@ -40,7 +45,11 @@ export function resolveSriov(entry: SriovEntry, inventory: Inventory, choice: Vf
     const free = vfs.filter((d) => !choice.isTaken(d));
     const kept = free.find((d) => choice.preferred.some((p) => p.equals(d.address)));
     const pick = kept ?? free.find((d) => !choice.isBusy(d)) ?? free[0];
-    if (!pick) return fail(entry, `every VF of ${t.pf} is in use (${vfs.map((d) => `${d.address}: ${choice.isTaken(d)}`).join(', ')})`);
+    if (!pick)
+      return fail(
+        entry,
+        `every VF of ${t.pf} is in use (${vfs.map((d) => `${d.address}: ${choice.isTaken(d)}`).join(', ')})`,
+      );
     return { ok: true, devices: [pick], tier: i, criteria };
   }
   return fail(entry, `${problems.join('; ')}: run \`qemu-hook devices\` to see the SR-IOV PFs`);

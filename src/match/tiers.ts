@@ -34,6 +34,7 @@ export function resolveTiers<T, C extends { text: string }>(args: {
       };
     }
   }
-  const sets = tiers.length > 1 ? `any of its ${tiers.length} criteria sets` : tiers[0]?.text ?? 'its criteria';
+  const sets =
+    tiers.length > 1 ? `any of its ${tiers.length} criteria sets` : (tiers[0]?.text ?? 'its criteria');
   return { ok: false, reason: `${entry}: no device matches ${sets}; ${args.nothingFound}` };
 }

@@ -14,7 +14,9 @@ export function resolveUsb(entry: UsbEntry, inventory: Inventory): UsbResolution
     describe: usbLabel,
     differences: (ds) => {
       const bySerial = new Set(ds.map((d) => d.serial ?? '')).size === ds.length && ds.every((d) => d.serial);
-      return bySerial ? 'tell them apart with serial (each has its own) or port' : 'tell them apart with port (they share a serial)';
+      return bySerial
+        ? 'tell them apart with serial (each has its own) or port'
+        : 'tell them apart with port (they share a serial)';
     },
     nothingFound: 'is it plugged in? run `qemu-hook devices` to see what the host has',
   });

@@ -21,7 +21,11 @@ export interface PciDevice {
   /** Network interfaces this function provides (sysfs net/). */
   readonly netdevs: readonly string[];
   /** Set on an SR-IOV physical function. */
-  readonly sriov: { readonly totalVfs: number; readonly numVfs: number; readonly vfs: readonly PciAddress[] } | null;
+  readonly sriov: {
+    readonly totalVfs: number;
+    readonly numVfs: number;
+    readonly vfs: readonly PciAddress[];
+  } | null;
   /** Set on an SR-IOV virtual function: its PF and index. */
   readonly physfn: { readonly address: PciAddress; readonly index: number } | null;
 }

@@ -13,7 +13,13 @@ export class PciAddress {
   ) {}
 
   static of(domain: number, bus: number, slot: number, fn: number): PciAddress {
-    if (domain > 0xffff || bus > 0xff || slot > 0x1f || fn > 7 || [domain, bus, slot, fn].some((n) => n < 0)) {
+    if (
+      domain > 0xffff ||
+      bus > 0xff ||
+      slot > 0x1f ||
+      fn > 7 ||
+      [domain, bus, slot, fn].some((n) => n < 0)
+    ) {
       throw new UsageError(`PCI address out of range: ${domain}:${bus}:${slot}.${fn}`);
     }
     return new PciAddress(domain, bus, slot, fn);

@@ -13,7 +13,12 @@ export interface PlannedDevice {
   /** For release: the driver recorded before detach. */
   readonly originalDriver?: string | null;
   /** For USB: the ids (and port) the definition names. */
-  readonly usb?: { readonly vendor: string; readonly product: string; readonly port: string; readonly serial: string | null };
+  readonly usb?: {
+    readonly vendor: string;
+    readonly product: string;
+    readonly port: string;
+    readonly serial: string | null;
+  };
   /** Which match tier won (0-based) and what it said. */
   readonly matchedBy?: string;
   /** Why the device is in the plan besides its own entry ("function of gpu", "IOMMU group 13 of gpu"). */

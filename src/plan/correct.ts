@@ -24,16 +24,30 @@ export function correctMovedEntries(input: PrepareInput): Correction {
   const moves = ours.flatMap((r) => {
     const h = tagged.get(r.desired.alias)!;
     if (r.desired.kind === 'usb') return [];
-    return h.pciAddress && !h.pciAddress.equals(r.desired.address) ? [`${r.planned.name}: ${h.pciAddress} → ${r.desired.address}`] : [];
+    return h.pciAddress && !h.pciAddress.equals(r.desired.address)
+      ? [`${r.planned.name}: ${h.pciAddress} → ${r.desired.address}`]
+      : [];
   });
   if (moves.length === 0) return { kind: 'unchanged' };
-  const missing = [...tagged.values()].filter((h) => h.ourName && !resolved.some((r) => r.desired.alias === h.alias));
+  const missing = [...tagged.values()].filter(
+    (h) => h.ourName && !resolved.some((r) => r.desired.alias === h.alias),
+  );
   if (missing.length > 0) {
-    return { kind: 'impossible', reason: `cannot correct the XML for this host: ${errors[0] ?? `${missing[0]!.alias} has no device here`}` };
+    return {
+      kind: 'impossible',
+      reason: `cannot correct the XML for this host: ${errors[0] ?? `${missing[0]!.alias} has no device here`}`,
+    };
   }
-  const rewrite = rewriteHostdevs(input.definition.xml.text(), ours.map((r) => r.desired), { managedEntries: () => false });
+  const rewrite = rewriteHostdevs(
+    input.definition.xml.text(),
+    ours.map((r) => r.desired),
+    { managedEntries: () => false },
+  );
   // Check the corrected XML as a start would: never hand the root disk or the route's NIC over.
-  const check = planPrepare({ ...input, definition: { xml: DomainXml.parse(rewrite.xml), source: 'corrected' } });
+  const check = planPrepare({
+    ...input,
+    definition: { xml: DomainXml.parse(rewrite.xml), source: 'corrected' },
+  });
   const blocking = check.errors.filter((e) => /refusing to give|IOMMU group/.test(e));
   if (blocking.length > 0) return { kind: 'impossible', reason: blocking[0]! };
   return { kind: 'corrected', xml: rewrite.xml, moves };

@@ -3,7 +3,14 @@ import { resolvePci } from '../match/pci.js';
 import type { Resolution } from '../match/resolution.js';
 import { resolveSriov } from '../match/sriov.js';
 import { resolveUsb, usbTwins } from '../match/usb.js';
-import { deviceLabel, deviceName, type Inventory, isVfio, type PciDevice, type UsbDevice } from '../model/device.js';
+import {
+  deviceLabel,
+  deviceName,
+  type Inventory,
+  isVfio,
+  type PciDevice,
+  type UsbDevice,
+} from '../model/device.js';
 import { isBridgeClass } from '../model/ids.js';
 import type { PciAddress } from '../model/pci-address.js';
 import type { DefinitionChange, Plan, PlannedDevice } from '../model/plan.js';
@@ -45,8 +52,13 @@ export function planPrepare(input: PrepareInput): Plan {
 
   // Devices held by another domain in this boot cannot be given to this one.
   for (const r of resolved) {
-    const held = r.planned.address ? current.find((h) => h.address === r.planned.address && h.domain !== input.domain) : undefined;
-    if (held) errors.push(`${r.planned.name}: ${r.planned.address} is held by domain ${held.domain} (detached for it and not yet given back); stop ${held.domain} first`);
+    const held = r.planned.address
+      ? current.find((h) => h.address === r.planned.address && h.domain !== input.domain)
+      : undefined;
+    if (held)
+      errors.push(
+        `${r.planned.name}: ${r.planned.address} is held by domain ${held.domain} (detached for it and not yet given back); stop ${held.domain} first`,
+      );
   }
 
   const siblings = groupSiblings(resolved, inventory, config, errors);
@@ -130,7 +142,13 @@ function resolveEntry(
   }
 }
 
-function pciItem(entry: DeviceEntry, d: PciDevice, index: number, r: Resolution<unknown> & { ok: true }, current: readonly StateRecord[]): Resolved {
+function pciItem(
+  entry: DeviceEntry,
+  d: PciDevice,
+  index: number,
+  r: Resolution<unknown> & { ok: true },
+  current: readonly StateRecord[],
+): Resolved {
   const mine = current.find((h) => h.address === d.address.toString());
   return {
     entry,
@@ -151,7 +169,13 @@ function pciItem(entry: DeviceEntry, d: PciDevice, index: number, r: Resolution<
   };
 }
 
-function usbItem(entry: DeviceEntry, d: UsbDevice, index: number, r: Resolution<unknown> & { ok: true }, inventory: Inventory): Resolved {
+function usbItem(
+  entry: DeviceEntry,
+  d: UsbDevice,
+  index: number,
+  r: Resolution<unknown> & { ok: true },
+  inventory: Inventory,
+): Resolved {
   // libvirt refuses a vendor/product pair that several devices share: name the bus/device then.
   const twins = usbTwins(d, inventory).length > 0;
   return {
@@ -178,7 +202,12 @@ function usbItem(entry: DeviceEntry, d: UsbDevice, index: number, r: Resolution<
 }
 
 /** The IOMMU-group policy: other non-bridge members of a group bound to a host driver. */
-function groupSiblings(resolved: readonly Resolved[], inventory: Inventory, config: DomainConfig, errors: string[]): PlannedDevice[] {
+function groupSiblings(
+  resolved: readonly Resolved[],
+  inventory: Inventory,
+  config: DomainConfig,
+  errors: string[],
+): PlannedDevice[] {
   if (config.iommuGroup === 'ignore') return [];
   const inPlan = new Set(resolved.map((r) => r.planned.address));
   const added: PlannedDevice[] = [];
@@ -234,11 +263,17 @@ function checkSafety(
   };
   for (const r of resolved) if (r.pci) guard(r.planned.name, r.pci.address, r.entry.force);
   for (const s of siblings) guard(s.name, parseKnown(inventory, s.address!), false);
-  for (const h of hostdevs) if (h.pciAddress) guard(h.alias ? `definition's ${h.alias}` : 'definition', h.pciAddress, false);
+  for (const h of hostdevs)
+    if (h.pciAddress) guard(h.alias ? `definition's ${h.alias}` : 'definition', h.pciAddress, false);
 }
 
 /** Tagged entries that moved, configured devices missing from the definition, the diff to fix it. */
-function checkDefinition(input: PrepareInput, resolved: readonly Resolved[], hostdevs: readonly HostdevEntry[], errors: string[]): DefinitionChange & { stale: boolean } {
+function checkDefinition(
+  input: PrepareInput,
+  resolved: readonly Resolved[],
+  hostdevs: readonly HostdevEntry[],
+  errors: string[],
+): DefinitionChange & { stale: boolean } {
   const { definition, inventory, config } = input;
   if (!definition) return { changed: false, diff: '', stale: false };
   let stale = false;
@@ -250,29 +285,45 @@ function checkDefinition(input: PrepareInput, resolved: readonly Resolved[], hos
       const now = desiredText(r.desired);
       if (was !== now && !(r.desired.kind === 'usb' && usbStillMatches(tagged, r.desired))) {
         stale = true;
-        const holder = tagged.pciAddress ? inventory.pci.find((d) => d.address.equals(tagged.pciAddress)) : undefined;
-        const there = tagged.pciAddress ? (holder ? `; ${was} now holds ${deviceName(holder)}` : `; nothing is at ${was} now`) : '';
+        const holder = tagged.pciAddress
+          ? inventory.pci.find((d) => d.address.equals(tagged.pciAddress))
+          : undefined;
+        const there = tagged.pciAddress
+          ? holder
+            ? `; ${was} now holds ${deviceName(holder)}`
+            : `; nothing is at ${was} now`
+          : '';
         errors.push(`${r.planned.name} moved ${was} → ${now}: the definition is stale${there}`);
       }
       continue;
     }
-    const adoptable = hostdevs.some((h) => !h.alias?.startsWith('ua-qemuhook-') && sourceText(h) === desiredText(r.desired) && h.kind === r.desired.kind);
+    const adoptable = hostdevs.some(
+      (h) =>
+        !h.alias?.startsWith('ua-qemuhook-') &&
+        sourceText(h) === desiredText(r.desired) &&
+        h.kind === r.desired.kind,
+    );
     if (!adoptable) {
       stale = true;
-      errors.push(`${r.planned.name}: the definition has no entry for ${desiredText(r.desired)}; run qemu-hook apply`);
+      errors.push(
+        `${r.planned.name}: the definition has no entry for ${desiredText(r.desired)}; run qemu-hook apply`,
+      );
     }
   }
   for (const h of hostdevs) {
     if (h.ourName && !configured.has(h.ourName.entry)) {
       stale = true;
-      errors.push(`the definition still has ${h.alias} (${sourceText(h)}), which is no longer in the config; run qemu-hook apply`);
+      errors.push(
+        `the definition still has ${h.alias} (${sourceText(h)}), which is no longer in the config; run qemu-hook apply`,
+      );
     }
   }
   const desired = resolved.map((r) => r.desired);
   // An entry that failed to resolve keeps whatever the definition has for it.
   const unresolved = config.devices.filter((e) => !resolved.some((r) => r.entry === e)).map((e) => e.name);
   const rewrite = rewriteHostdevs(definition.xml.text(), desired, {
-    managedEntries: (alias) => !unresolved.some((n) => alias === aliasFor(n, 0) || alias.startsWith(`${aliasFor(n, 0)}-`)),
+    managedEntries: (alias) =>
+      !unresolved.some((n) => alias === aliasFor(n, 0) || alias.startsWith(`${aliasFor(n, 0)}-`)),
   });
   return {
     changed: rewrite.changed,
@@ -285,18 +336,24 @@ function checkDefinition(input: PrepareInput, resolved: readonly Resolved[], hos
 
 function sourceText(h: HostdevEntry): string {
   if (h.pciAddress) return h.pciAddress.toString();
-  if (h.usb) return `usb ${h.usb.vendor ?? '?'}:${h.usb.product ?? '?'}${h.usb.bus !== null ? ` bus ${h.usb.bus} device ${h.usb.device}` : ''}`;
+  if (h.usb)
+    return `usb ${h.usb.vendor ?? '?'}:${h.usb.product ?? '?'}${h.usb.bus !== null ? ` bus ${h.usb.bus} device ${h.usb.device}` : ''}`;
   return '(no source)';
 }
 
 function desiredText(d: DesiredHostdev): string {
-  if (d.kind === 'usb') return `usb ${d.vendor}:${d.product}${d.bus !== undefined ? ` bus ${d.bus} device ${d.device}` : ''}`;
+  if (d.kind === 'usb')
+    return `usb ${d.vendor}:${d.product}${d.bus !== undefined ? ` bus ${d.bus} device ${d.device}` : ''}`;
   return d.address.toString();
 }
 
 /** libvirt finds a USB device by vendor/product itself; only the ids (and a pinned bus/device) matter. */
 function usbStillMatches(h: HostdevEntry, d: DesiredHostdev & { kind: 'usb' }): boolean {
-  return h.usb?.vendor === d.vendor && h.usb?.product === d.product && (h.usb.bus === null || d.bus === undefined || (h.usb.bus === d.bus && h.usb.device === d.device));
+  return (
+    h.usb?.vendor === d.vendor &&
+    h.usb?.product === d.product &&
+    (h.usb.bus === null || d.bus === undefined || (h.usb.bus === d.bus && h.usb.device === d.device))
+  );
 }
 
 function describeAt(inventory: Inventory, address: PciAddress): string {

@@ -21,7 +21,9 @@ export function planRelease(domain: string, inventory: Inventory, records: reado
         action: 'reattach' as const,
         iommuGroup: d?.iommuGroup ?? null,
         originalDriver: r.originalDriver,
-        ...(r.phase === 'detaching' ? { reason: 'the detach may not have finished (crash during prepare)' } : {}),
+        ...(r.phase === 'detaching'
+          ? { reason: 'the detach may not have finished (crash during prepare)' }
+          : {}),
       };
     }),
     definition: { changed: false, diff: '' },

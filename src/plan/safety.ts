@@ -18,5 +18,9 @@ export function protectionOf(inventory: Inventory, address: PciAddress, force: b
   if (hits.length === 0) return null;
   // The inventory's detail names the disk, route or console; fall back to the general reason.
   const forceHint = ' (set force: true on the entry to allow it)';
-  return hits.map((p) => (p.detail ? `it is the ${p.detail}${p.reason === 'boot-vga' ? forceHint : ''}` : WHY[p.reason])).join('; ');
+  return hits
+    .map((p) =>
+      p.detail ? `it is the ${p.detail}${p.reason === 'boot-vga' ? forceHint : ''}` : WHY[p.reason],
+    )
+    .join('; ');
 }

@@ -1,7 +1,7 @@
 import { constants } from 'node:fs';
 import { link, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { errorMessage, HostError, InvariantError } from '../model/errors.js';
 import { ensureDir } from './dir.js';
 import { StateCorruptError, StateVersionError } from './errors.js';
@@ -41,7 +41,7 @@ export async function loadState(path: string, options: LoadOptions = {}): Promis
 }
 
 /** The first problems, one line: the full list is in the kept file for whoever inspects it. */
-function summarize(error: z.ZodError): string {
+function summarize(error: z.core.$ZodError): string {
   const shown = error.issues.slice(0, 2).map((i) => `${i.path.join('.') || 'top level'}: ${i.message}`);
   const more = error.issues.length - shown.length;
   return shown.join('; ') + (more > 0 ? ` and ${more} more problem${more > 1 ? 's' : ''}` : '');

@@ -1,4 +1,9 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
+
+// Each process validates a config or a state file once: compiling validators first (zod's JIT)
+// costs more than it saves.
+z.config({ jitless: true });
+
 import { PciAddress } from '../model/pci-address.js';
 
 // The state file is the hook's memory between `prepare` and `release` (and across crashes):
@@ -6,25 +11,27 @@ import { PciAddress } from '../model/pci-address.js';
 
 export const STATE_VERSION = 1;
 
-const canonicalPciAddress = z.string().refine((s) => PciAddress.tryParse(s)?.toString() === s, {
-  message: 'not a canonical PCI address (e.g. 0000:01:00.0)',
-});
+const canonicalPciAddress = z.string().check(
+  z.refine((s: string) => PciAddress.tryParse(s)?.toString() === s, {
+    message: 'not a canonical PCI address (e.g. 0000:01:00.0)',
+  }),
+);
 
 export const StateRecordSchema = z.object({
   /** The domain the device was detached for. */
-  domain: z.string().min(1),
+  domain: z.string().check(z.minLength(1)),
   /** Canonical PCI address, "0000:01:00.0". */
   address: canonicalPciAddress,
   /** The driver bound before detach; null when none was bound. */
-  originalDriver: z.string().min(1).nullable(),
+  originalDriver: z.nullable(z.string().check(z.minLength(1))),
   /** Kernel boot id at detach time; null when the host did not say (a record is then never stale). */
-  bootId: z.string().min(1).nullable(),
+  bootId: z.nullable(z.string().check(z.minLength(1))),
   /** Write-ahead: `detaching` is recorded before the detach call, `detached` once it returned. */
   phase: z.enum(['detaching', 'detached']),
   /** When the record entered its current phase (ISO 8601). */
   since: z.iso.datetime({ offset: true }),
   /** The config entry that asked for the device. */
-  entry: z.string().min(1),
+  entry: z.string().check(z.minLength(1)),
 });
 
 export const StateFileSchema = z
@@ -32,16 +39,22 @@ export const StateFileSchema = z
     version: z.literal(STATE_VERSION),
     records: z.array(StateRecordSchema),
   })
-  .superRefine((state, ctx) => {
-    // One record per device: the planner relies on it to say which domain holds a device.
-    const seen = new Set<string>();
-    state.records.forEach((r, i) => {
-      if (seen.has(r.address)) {
-        ctx.addIssue({ code: 'custom', path: ['records', i, 'address'], message: `duplicate ${r.address}` });
-      }
-      seen.add(r.address);
-    });
-  });
+  .check(
+    z.superRefine((state, ctx) => {
+      // One record per device: the planner relies on it to say which domain holds a device.
+      const seen = new Set<string>();
+      state.records.forEach((r, i) => {
+        if (seen.has(r.address)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['records', i, 'address'],
+            message: `duplicate ${r.address}`,
+          });
+        }
+        seen.add(r.address);
+      });
+    }),
+  );
 
 export type StateRecord = Readonly<z.infer<typeof StateRecordSchema>>;
 export type StatePhase = StateRecord['phase'];

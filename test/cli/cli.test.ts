@@ -24,7 +24,14 @@ const oneLine = (s: string) => {
 
 describe('qemu-hook CLI', () => {
   it('usage errors: one line, exit 2', () => {
-    for (const args of [[], ['frobnicate'], ['devices', '--bogus'], ['--simulate', 'win11'], ['--simulate', 'win11', 'start'], ['devices', '--yes']]) {
+    for (const args of [
+      [],
+      ['frobnicate'],
+      ['devices', '--bogus'],
+      ['--simulate', 'win11'],
+      ['--simulate', 'win11', 'start'],
+      ['devices', '--yes'],
+    ]) {
       const r = cli(args);
       expect(r.code, args.join(' ')).toBe(2);
       expect(oneLine(r.stderr)).toMatch(/^qemu-hook: .*(qemu-hook --help|prepare or release|does not apply)/);
@@ -33,7 +40,10 @@ describe('qemu-hook CLI', () => {
   });
 
   it('--help and --version print to stdout, exit 0', () => {
-    expect(cli(['--help'])).toMatchObject({ code: 0, stdout: expect.stringContaining('qemu-hook --simulate <domain> prepare') });
+    expect(cli(['--help'])).toMatchObject({
+      code: 0,
+      stdout: expect.stringContaining('qemu-hook --simulate <domain> prepare'),
+    });
     expect(cli(['--version']).stdout).toMatch(/^qemu-hook \d+\.\d+\.\d+\n$/);
   });
 
@@ -41,12 +51,17 @@ describe('qemu-hook CLI', () => {
     const r = cli(['--simulate', 'nosuchvm', 'prepare', '--root', WS]);
     expect(r).toMatchObject({ code: 0, stderr: '' });
     expect(r.stdout).toMatch(/nosuchvm: not in the config .*nothing to do/);
-    expect(JSON.parse(cli(['--simulate', 'nosuchvm', 'prepare', '--root', WS, '--json']).stdout)).toMatchObject({ ok: true, configured: false, devices: [] });
+    expect(
+      JSON.parse(cli(['--simulate', 'nosuchvm', 'prepare', '--root', WS, '--json']).stdout),
+    ).toMatchObject({ ok: true, configured: false, devices: [] });
   });
 
   it('an invalid config: every problem with its path, exit 2', () => {
     const root = copy('workstation');
-    writeFileSync(join(root, 'etc/qemu-hook/config.yaml'), 'domains:\n  win11:\n    devices:\n      - { name: gpu, match: { vendor: "zz" } }\n      - { name: b, match: { class: "1" } }\n');
+    writeFileSync(
+      join(root, 'etc/qemu-hook/config.yaml'),
+      'domains:\n  win11:\n    devices:\n      - { name: gpu, match: { vendor: "zz" } }\n      - { name: b, match: { class: "1" } }\n',
+    );
     const r = cli(['--simulate', 'win11', 'prepare', '--root', root]);
     expect(r.code).toBe(2);
     expect(r.stderr.split('\n').filter(Boolean)).toEqual([
@@ -85,7 +100,10 @@ describe('qemu-hook CLI', () => {
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/warning: .*0000:05:00\.0/);
     // A dangling device link: the device disappeared between listing and reading.
-    symlinkSync('../../../devices/pci0000:00/0000:00:1c.4/0000:09:00.0', join(root, 'sys/bus/pci/devices/0000:09:00.0'));
+    symlinkSync(
+      '../../../devices/pci0000:00/0000:00:1c.4/0000:09:00.0',
+      join(root, 'sys/bus/pci/devices/0000:09:00.0'),
+    );
     const gone = cli(['--simulate', 'win11', 'prepare', '--root', root]);
     expect(gone.stderr).not.toMatch(/\n\s+at /);
     expect([0, 1]).toContain(gone.code);
@@ -113,7 +131,10 @@ describe('qemu-hook CLI', () => {
     const r = cli(['status', '--root', WS]);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/no devices held/);
-    expect(JSON.parse(cli(['status', '--root', WS, '--json']).stdout)).toMatchObject({ records: [], stale: [] });
+    expect(JSON.parse(cli(['status', '--root', WS, '--json']).stdout)).toMatchObject({
+      records: [],
+      stale: [],
+    });
   });
 
   it('a corrupt state file is kept aside and named, never emptied silently', () => {

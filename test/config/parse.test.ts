@@ -89,7 +89,9 @@ domains:
 `);
     expect(r2.errors).toEqual([
       expect.stringMatching(/^domains\.win11\.devices\[0\]\.match\.vendor: "zz" is not a 16-bit hex id/),
-      expect.stringMatching(/^domains\.win11\.devices\[1\]\.match\[0\]\.address: "01:00" is not a PCI address/),
+      expect.stringMatching(
+        /^domains\.win11\.devices\[1\]\.match\[0\]\.address: "01:00" is not a PCI address/,
+      ),
       expect.stringMatching(/^domains\.win11\.devices\[1\]\.match\[1\]\.class: "030" is not a PCI class/),
       expect.stringMatching(/^domains\.win11\.devices\[2\]\.match\.name: not a valid regular expression/),
       expect.stringMatching(/^domains\.win11\.devices\[2\]\.name: "gpu" is already used by devices\[0\]/),
@@ -106,12 +108,16 @@ domains:
     iommuGroup: sometimes
 `);
     expect(r.errors.some((e) => e.startsWith('domains.vm.iommuGroup:'))).toBe(true);
-    expect(r.errors.some((e) => e.startsWith('domains.vm.devices[0].match') && e.includes('clas'))).toBe(true);
+    expect(r.errors.some((e) => e.startsWith('domains.vm.devices[0].match') && e.includes('clas'))).toBe(
+      true,
+    );
   });
 
   it('rejects an empty criteria set, which would match everything', () => {
     const r = parseConfig('domains:\n  vm:\n    devices:\n      - { name: x, match: {} }\n');
-    expect(r.errors).toEqual([expect.stringMatching(/^domains\.vm\.devices\[0\]\.match: empty criteria set/)]);
+    expect(r.errors).toEqual([
+      expect.stringMatching(/^domains\.vm\.devices\[0\]\.match: empty criteria set/),
+    ]);
   });
 
   it('warns, without failing, when two domains claim one device', () => {
@@ -136,7 +142,9 @@ domains:
   });
 
   it('rejects a sriov entry with a bad MAC', () => {
-    const r = parseConfig('domains:\n  vm:\n    devices:\n      - { name: n, type: sriov, match: { pf: eth0 }, mac: "zz" }\n');
+    const r = parseConfig(
+      'domains:\n  vm:\n    devices:\n      - { name: n, type: sriov, match: { pf: eth0 }, mac: "zz" }\n',
+    );
     expect(r.errors).toEqual([expect.stringMatching(/^domains\.vm\.devices\[0\]\.mac: "zz" is not a MAC/)]);
   });
 });

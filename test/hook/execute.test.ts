@@ -17,7 +17,12 @@ beforeEach(async () => {
 });
 afterEach(() => rm(dir, { recursive: true, force: true }));
 
-const dev = (name: string, address: string, driver: string | null, action: PlannedDevice['action'] = 'detach'): PlannedDevice => ({
+const dev = (
+  name: string,
+  address: string,
+  driver: string | null,
+  action: PlannedDevice['action'] = 'detach',
+): PlannedDevice => ({
   name,
   type: 'pci',
   address,
@@ -48,11 +53,19 @@ const deps = (control: FakeDriverControl, extra: object = {}) => ({
   ...extra,
 });
 
-const GPU = [dev('gpu', '0000:01:00.0', 'nvidia'), dev('gpu-1', '0000:01:00.1', 'snd_hda_intel'), dev('gpu-2', '0000:01:00.2', null)];
+const GPU = [
+  dev('gpu', '0000:01:00.0', 'nvidia'),
+  dev('gpu-1', '0000:01:00.1', 'snd_hda_intel'),
+  dev('gpu-2', '0000:01:00.2', null),
+];
 
 describe('executePrepare', () => {
   it('records each original driver before detaching, then marks it detached', async () => {
-    const control = FakeDriverControl.of({ '0000:01:00.0': 'nvidia', '0000:01:00.1': 'snd_hda_intel', '0000:01:00.2': null });
+    const control = FakeDriverControl.of({
+      '0000:01:00.0': 'nvidia',
+      '0000:01:00.1': 'snd_hda_intel',
+      '0000:01:00.2': null,
+    });
     const out = await executePrepare(plan(GPU), deps(control));
     expect(out).toEqual({ ok: true, errors: [], detached: ['0000:01:00.0', '0000:01:00.1', '0000:01:00.2'] });
     const state = await loadState(stateFile);
@@ -92,7 +105,15 @@ describe('executePrepare', () => {
 
   it('refuses, touching nothing, when another domain holds a device (checked again under the lock)', async () => {
     const control = FakeDriverControl.of({ '0000:01:00.0': 'vfio-pci' });
-    const other: StateRecord = { domain: 'linux', address: '0000:01:00.0', originalDriver: 'nvidia', bootId: 'boot-1', phase: 'detached', since: '2026-11-25T10:00:00.000Z', entry: 'gpu' };
+    const other: StateRecord = {
+      domain: 'linux',
+      address: '0000:01:00.0',
+      originalDriver: 'nvidia',
+      bootId: 'boot-1',
+      phase: 'detached',
+      since: '2026-11-25T10:00:00.000Z',
+      entry: 'gpu',
+    };
     await saveState(stateFile, { version: 1, records: [other] });
     const out = await executePrepare(plan([dev('gpu', '0000:01:00.0', 'nvidia')]), deps(control));
     expect(out.errors).toEqual(['gpu: 0000:01:00.0 is held by domain linux; stop linux first']);
@@ -102,13 +123,36 @@ describe('executePrepare', () => {
 
   it('keeps the original driver of an earlier record of the same domain instead of writing vfio-pci', async () => {
     const control = FakeDriverControl.of({ '0000:01:00.0': 'vfio-pci' });
-    await saveState(stateFile, { version: 1, records: [{ domain: 'win11', address: '0000:01:00.0', originalDriver: 'nvidia', bootId: 'boot-1', phase: 'detaching', since: '2026-11-25T10:00:00.000Z', entry: 'gpu' }] });
-    await executePrepare(plan([{ ...dev('gpu', '0000:01:00.0', 'vfio-pci'), action: 'detach' }]), deps(control));
-    expect((await loadState(stateFile)).records[0]).toMatchObject({ originalDriver: 'nvidia', phase: 'detached' });
+    await saveState(stateFile, {
+      version: 1,
+      records: [
+        {
+          domain: 'win11',
+          address: '0000:01:00.0',
+          originalDriver: 'nvidia',
+          bootId: 'boot-1',
+          phase: 'detaching',
+          since: '2026-11-25T10:00:00.000Z',
+          entry: 'gpu',
+        },
+      ],
+    });
+    await executePrepare(
+      plan([{ ...dev('gpu', '0000:01:00.0', 'vfio-pci'), action: 'detach' }]),
+      deps(control),
+    );
+    expect((await loadState(stateFile)).records[0]).toMatchObject({
+      originalDriver: 'nvidia',
+      phase: 'detached',
+    });
   });
 
   it('a hung detach times out, is rolled back and refuses the start', async () => {
-    const control = FakeDriverControl.of({ '0000:01:00.0': 'nvidia' }, { '0000:01:00.0': 'nvidia' }, { op: 'detach', nth: 1, hang: true });
+    const control = FakeDriverControl.of(
+      { '0000:01:00.0': 'nvidia' },
+      { '0000:01:00.0': 'nvidia' },
+      { op: 'detach', nth: 1, hang: true },
+    );
     const out = await executePrepare(plan([GPU[0]!]), deps(control, { timeoutMs: 50 }));
     expect(out.ok).toBe(false);
     expect(out.errors[0]).toMatch(/did not finish within/);
@@ -127,7 +171,14 @@ describe('executeRelease', () => {
   });
 
   it('reattaches, and binds the recorded driver when the kernel picks another; removes verified records only', async () => {
-    await saveState(stateFile, { version: 1, records: [held('0000:01:00.0', 'nvidia'), held('0000:01:00.1', 'snd_hda_intel'), held('0000:03:02.0', 'iavf', 'other')] });
+    await saveState(stateFile, {
+      version: 1,
+      records: [
+        held('0000:01:00.0', 'nvidia'),
+        held('0000:01:00.1', 'snd_hda_intel'),
+        held('0000:03:02.0', 'iavf', 'other'),
+      ],
+    });
     const control = FakeDriverControl.of(
       { '0000:01:00.0': 'vfio-pci', '0000:01:00.1': 'vfio-pci', '0000:03:02.0': 'vfio-pci' },
       { '0000:01:00.0': 'nouveau', '0000:01:00.1': 'snd_hda_intel' },
@@ -136,13 +187,20 @@ describe('executeRelease', () => {
     expect(out.failed).toEqual([]);
     expect(control.drivers.get('0000:01:00.0')).toBe('nvidia');
     expect(control.drivers.get('0000:01:00.1')).toBe('snd_hda_intel');
-    expect(control.calls).toEqual(['reattach 0000:01:00.0', 'bind nvidia 0000:01:00.0', 'reattach 0000:01:00.1']);
+    expect(control.calls).toEqual([
+      'reattach 0000:01:00.0',
+      'bind nvidia 0000:01:00.0',
+      'reattach 0000:01:00.1',
+    ]);
     expect((await loadState(stateFile)).records.map((r) => r.address)).toEqual(['0000:03:02.0']);
   });
 
   it('leaves a device that had no driver with none, even when the kernel binds one', async () => {
     await saveState(stateFile, { version: 1, records: [held('0000:00:05.0', null)] });
-    const control = FakeDriverControl.of({ '0000:00:05.0': 'vfio-pci' }, { '0000:00:05.0': 'uio_pci_generic' });
+    const control = FakeDriverControl.of(
+      { '0000:00:05.0': 'vfio-pci' },
+      { '0000:00:05.0': 'uio_pci_generic' },
+    );
     await executeRelease(() => true, deps(control));
     expect(control.drivers.get('0000:00:05.0')).toBeNull();
     expect((await loadState(stateFile)).records).toEqual([]);
@@ -152,14 +210,19 @@ describe('executeRelease', () => {
     await saveState(stateFile, { version: 1, records: [held('0000:01:00.0', 'nvidia')] });
     const control = FakeDriverControl.of({ '0000:01:00.0': 'vfio-pci' }, {}, { op: 'reattach', nth: 1 });
     const out = await executeRelease(() => true, deps(control));
-    expect(out.failed).toEqual([{ address: '0000:01:00.0', error: expect.stringContaining('injected reattach failure') }]);
+    expect(out.failed).toEqual([
+      { address: '0000:01:00.0', error: expect.stringContaining('injected reattach failure') },
+    ]);
     expect((await loadState(stateFile)).records).toHaveLength(1);
   });
 
   it('is a no-op without records, and drops records of an earlier boot', async () => {
     const control = FakeDriverControl.of({});
     expect(await executeRelease(() => true, deps(control))).toEqual({ restored: [], failed: [] });
-    await saveState(stateFile, { version: 1, records: [{ ...held('0000:01:00.0', 'nvidia'), bootId: 'boot-0' }] });
+    await saveState(stateFile, {
+      version: 1,
+      records: [{ ...held('0000:01:00.0', 'nvidia'), bootId: 'boot-0' }],
+    });
     await executeRelease(() => true, deps(control));
     expect(control.calls).toEqual([]);
     expect((await loadState(stateFile)).records).toEqual([]);

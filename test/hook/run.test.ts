@@ -23,13 +23,19 @@ const CONFIG = `domains:
       - { name: gpu, functions: all, match: { vendor: "10de", device: "2204" } }
     onAddressChange: restart
 `;
-const TAGGED = domainXml('win11', [pciHostdev('0000:01:00.0', 'ua-qemuhook-gpu'), pciHostdev('0000:01:00.1', 'ua-qemuhook-gpu-1')]);
+const TAGGED = domainXml('win11', [
+  pciHostdev('0000:01:00.0', 'ua-qemuhook-gpu'),
+  pciHostdev('0000:01:00.1', 'ua-qemuhook-gpu-1'),
+]);
 
 beforeEach(async () => {
   root = await mkdtemp(join(tmpdir(), 'qh-run-'));
   await mkdir(join(root, 'etc/qemu-hook'), { recursive: true });
   await writeFile(join(root, 'etc/qemu-hook/config.yaml'), CONFIG);
-  control = FakeDriverControl.of({ '0000:01:00.0': 'nvidia', '0000:01:00.1': 'snd_hda_intel' }, { '0000:01:00.0': 'nouveau', '0000:01:00.1': 'snd_hda_intel' });
+  control = FakeDriverControl.of(
+    { '0000:01:00.0': 'nvidia', '0000:01:00.1': 'snd_hda_intel' },
+    { '0000:01:00.0': 'nouveau', '0000:01:00.1': 'snd_hda_intel' },
+  );
   redefines = [];
 });
 afterEach(() => rm(root, { recursive: true, force: true }));
@@ -64,16 +70,31 @@ describe('runHook', () => {
       ['0000:01:00.0', 'nvidia'],
       ['0000:01:00.1', 'snd_hda_intel'],
     ]);
-    expect(await runHook(ev('win11', 'release', 'end'), TAGGED, deps())).toEqual({ exitCode: 0, stdout: '', stderr: [] });
-    expect(Object.fromEntries(control.drivers)).toEqual({ '0000:01:00.0': 'nvidia', '0000:01:00.1': 'snd_hda_intel' });
+    expect(await runHook(ev('win11', 'release', 'end'), TAGGED, deps())).toEqual({
+      exitCode: 0,
+      stdout: '',
+      stderr: [],
+    });
+    expect(Object.fromEntries(control.drivers)).toEqual({
+      '0000:01:00.0': 'nvidia',
+      '0000:01:00.1': 'snd_hda_intel',
+    });
     expect((await loadState(stateFile())).records).toEqual([]);
   });
 
   it('release after a refused prepare is a no-op', async () => {
-    const refused = await runHook(ev('win11', 'prepare'), domainXml('win11', [pciHostdev('0000:02:00.0')]), deps());
+    const refused = await runHook(
+      ev('win11', 'prepare'),
+      domainXml('win11', [pciHostdev('0000:02:00.0')]),
+      deps(),
+    );
     expect(refused.exitCode).toBe(1);
     expect(control.calls).toEqual([]);
-    expect(await runHook(ev('win11', 'release', 'end'), TAGGED, deps())).toEqual({ exitCode: 0, stdout: '', stderr: [] });
+    expect(await runHook(ev('win11', 'release', 'end'), TAGGED, deps())).toEqual({
+      exitCode: 0,
+      stdout: '',
+      stderr: [],
+    });
     expect(control.calls).toEqual([]);
   });
 
@@ -86,7 +107,10 @@ describe('runHook', () => {
   });
 
   it('a stale definition is refused with the move named and the redefine helper scheduled per policy', async () => {
-    const stale = domainXml('moved', [pciHostdev('0000:05:00.0', 'ua-qemuhook-gpu'), pciHostdev('0000:05:00.1', 'ua-qemuhook-gpu-1')]);
+    const stale = domainXml('moved', [
+      pciHostdev('0000:05:00.0', 'ua-qemuhook-gpu'),
+      pciHostdev('0000:05:00.1', 'ua-qemuhook-gpu-1'),
+    ]);
     const r = await runHook(ev('moved', 'prepare'), stale, deps());
     expect(r.exitCode).toBe(1);
     expect(r.stderr[0]).toBe(
@@ -97,7 +121,11 @@ describe('runHook', () => {
   });
 
   it('an unconfigured domain does nothing; reconnect and unknown ops exit 0 even with a broken config', async () => {
-    expect(await runHook(ev('other', 'prepare'), domainXml('other'), deps())).toEqual({ exitCode: 0, stdout: '', stderr: [] });
+    expect(await runHook(ev('other', 'prepare'), domainXml('other'), deps())).toEqual({
+      exitCode: 0,
+      stdout: '',
+      stderr: [],
+    });
     await writeFile(join(root, 'etc/qemu-hook/config.yaml'), 'domains: [ broken');
     expect((await runHook(ev('win11', 'reconnect'), TAGGED, deps())).exitCode).toBe(0);
     expect((await runHook(ev('win11', 'attach'), TAGGED, deps())).exitCode).toBe(0);
@@ -139,7 +167,9 @@ describe('runHook', () => {
       return original(a);
     };
     await runHook(ev('win11', 'prepare'), TAGGED, deps());
-    expect(seen[0]).toBe('10-first win11 prepare begin - <domain \n20-second win11 prepare begin - <domain \n');
+    expect(seen[0]).toBe(
+      '10-first win11 prepare begin - <domain \n20-second win11 prepare begin - <domain \n',
+    );
     await runHook(ev('win11', 'release', 'end'), TAGGED, deps());
     expect(calls()).toContain('reattach');
     expect((await readFile(log, 'utf8')).split('\n')[2]).toBe('10-after win11 release end - <domain ');
@@ -159,7 +189,10 @@ describe('runHook', () => {
   it('migrate/restore print a corrected XML only when our entries moved', async () => {
     const same = await runHook(ev('win11', 'restore'), TAGGED, deps());
     expect(same).toEqual({ exitCode: 0, stdout: '', stderr: [] });
-    const stale = domainXml('win11', [pciHostdev('0000:05:00.0', 'ua-qemuhook-gpu'), pciHostdev('0000:05:00.1', 'ua-qemuhook-gpu-1')]);
+    const stale = domainXml('win11', [
+      pciHostdev('0000:05:00.0', 'ua-qemuhook-gpu'),
+      pciHostdev('0000:05:00.1', 'ua-qemuhook-gpu-1'),
+    ]);
     const r = await runHook(ev('win11', 'migrate'), stale, deps());
     expect(r.exitCode).toBe(0);
     expect(r.stdout).toBe(TAGGED);

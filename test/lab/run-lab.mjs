@@ -63,15 +63,20 @@ function labSh(step) {
 }
 
 function preflight() {
-  if (process.platform !== 'linux' || process.arch !== 'x64') skip(`needs Linux on x86-64, not ${process.platform}/${process.arch}`);
+  if (process.platform !== 'linux' || process.arch !== 'x64')
+    skip(`needs Linux on x86-64, not ${process.platform}/${process.arch}`);
   if (process.getuid?.() !== 0) skip('needs root (apt-get, and the guest copy of libvirt runs as root)');
   if (stage === 'boot' || stage === 'libvirt') return;
   // The guest gets the project exactly as the host built it.
   if (!existsSync(join(repo, 'dist'))) skip('no dist/: run `npm ci` (it builds) first');
   const release = join(repo, 'native', 'build', 'Release');
   const addon = existsSync(release) && readdirSync(release).some((f) => f.endsWith('.node'));
-  if (!addon) skip('the native libvirt addon is not built (native/build/Release/*.node): install libvirt-dev and a compiler, then `npm ci`');
-  if (stage === 'full' && !existsSync(join(repo, 'install.sh'))) failEarly('install.sh is missing: the lab installs the project with it');
+  if (!addon)
+    skip(
+      'the native libvirt addon is not built (native/build/Release/*.node): install libvirt-dev and a compiler, then `npm ci`',
+    );
+  if (stage === 'full' && !existsSync(join(repo, 'install.sh')))
+    failEarly('install.sh is missing: the lab installs the project with it');
 }
 
 function qemuArgs() {
@@ -88,7 +93,8 @@ function qemuArgs() {
   ].join(' ');
   // romfile= drops the iPXE option ROMs (a shorter firmware phase).
   return [
-    ...['-machine', 'q35,kernel-irqchip=split', '-accel', 'tcg,thread=multi', '-cpu', 'max'],
+    ...['-machine', 'q35,kernel-irqchip=split', '-accel', 'tcg,thread=multi'],
+    ...(process.env.LAB_CPU ? ['-cpu', process.env.LAB_CPU] : []),
     ...['-smp', smp, '-m', mem, '-nodefaults', '-display', 'none', '-no-reboot'],
     ...['-serial', 'stdio', '-monitor', 'none'],
     ...['-device', 'intel-iommu,intremap=on'],

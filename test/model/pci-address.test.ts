@@ -25,7 +25,9 @@ describe('PciAddress', () => {
     expect(a.nodedevName).toBe('pci_0000_01_00_1');
     expect(PciAddress.fromNodedevName('pci_0000_01_00_1')!.equals(a)).toBe(true);
     expect(PciAddress.fromNodedevName('usb_3_2')).toBeNull();
-    const sorted = ['0000:02:00.0', '0000:01:00.1', '0000:01:00.0'].map((s) => PciAddress.parse(s)).sort((x, y) => x.compare(y));
+    const sorted = ['0000:02:00.0', '0000:01:00.1', '0000:01:00.0']
+      .map((s) => PciAddress.parse(s))
+      .sort((x, y) => x.compare(y));
     expect(sorted.map(String)).toEqual(['0000:01:00.0', '0000:01:00.1', '0000:02:00.0']);
   });
 

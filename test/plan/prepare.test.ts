@@ -35,7 +35,10 @@ describe('planPrepare', () => {
       domain: 'win11',
       config: domainConfig(GPU),
       inventory: workstation(),
-      definition: definition('win11', [pciHostdev('0000:01:00.0', 'ua-qemuhook-gpu'), pciHostdev('0000:01:00.1', 'ua-qemuhook-gpu-1')]),
+      definition: definition('win11', [
+        pciHostdev('0000:01:00.0', 'ua-qemuhook-gpu'),
+        pciHostdev('0000:01:00.1', 'ua-qemuhook-gpu-1'),
+      ]),
       records: [],
     });
     expect(plan.errors).toEqual([]);
@@ -49,7 +52,10 @@ describe('planPrepare', () => {
 
   it('marks devices already on vfio-pci as "none" and USB as "none"', () => {
     const inv = workstation();
-    const onVfio = { ...inv, pci: inv.pci.map((d) => (d.address.toString() === '0000:01:00.0' ? { ...d, driver: 'vfio-pci' } : d)) };
+    const onVfio = {
+      ...inv,
+      pci: inv.pci.map((d) => (d.address.toString() === '0000:01:00.0' ? { ...d, driver: 'vfio-pci' } : d)),
+    };
     const plan = planPrepare({
       domain: 'win11',
       config: domainConfig(`devices:
@@ -84,10 +90,31 @@ iommuGroup: ignore`),
     // The NVMe root disk is now at 01:00.0 and the GPU at 04:00.x.
     const moved = host({
       pci: [
-        ...inv.pci.filter((d) => !['0000:01:00.0', '0000:01:00.1', '0000:02:00.0'].includes(d.address.toString())),
-        pci({ address: '0000:01:00.0', ids: '144d:a808', class: '010802', driver: 'nvme', group: 14, name: ['Samsung', 'NVMe SSD Controller'] }),
-        pci({ address: '0000:04:00.0', ids: '10de:2204', subsystem: '1458:403b', driver: 'nvidia', group: 13 }),
-        pci({ address: '0000:04:00.1', ids: '10de:1aef', class: '040300', driver: 'snd_hda_intel', group: 13 }),
+        ...inv.pci.filter(
+          (d) => !['0000:01:00.0', '0000:01:00.1', '0000:02:00.0'].includes(d.address.toString()),
+        ),
+        pci({
+          address: '0000:01:00.0',
+          ids: '144d:a808',
+          class: '010802',
+          driver: 'nvme',
+          group: 14,
+          name: ['Samsung', 'NVMe SSD Controller'],
+        }),
+        pci({
+          address: '0000:04:00.0',
+          ids: '10de:2204',
+          subsystem: '1458:403b',
+          driver: 'nvidia',
+          group: 13,
+        }),
+        pci({
+          address: '0000:04:00.1',
+          ids: '10de:1aef',
+          class: '040300',
+          driver: 'snd_hda_intel',
+          group: 13,
+        }),
       ],
       protected: [['0000:01:00.0', 'root-disk']],
     });
@@ -95,20 +122,35 @@ iommuGroup: ignore`),
       domain: 'win11',
       config: domainConfig(GPU),
       inventory: moved,
-      definition: definition('win11', [pciHostdev('0000:01:00.0', 'ua-qemuhook-gpu'), pciHostdev('0000:01:00.1', 'ua-qemuhook-gpu-1')]),
+      definition: definition('win11', [
+        pciHostdev('0000:01:00.0', 'ua-qemuhook-gpu'),
+        pciHostdev('0000:01:00.1', 'ua-qemuhook-gpu-1'),
+      ]),
       records: [],
     });
     expect(plan.ok).toBe(false);
     expect(plan.devices[0]!.address).toBe('0000:04:00.0');
-    expect(plan.errors).toContain('gpu moved 0000:01:00.0 → 0000:04:00.0: the definition is stale; 0000:01:00.0 now holds Samsung NVMe SSD Controller');
+    expect(plan.errors).toContain(
+      'gpu moved 0000:01:00.0 → 0000:04:00.0: the definition is stale; 0000:01:00.0 now holds Samsung NVMe SSD Controller',
+    );
     expect(plan.errors.some((e) => /refusing to give 0000:01:00\.0 .* root filesystem/.test(e))).toBe(true);
     expect(plan.definition.stale).toBe(true);
-    expect(plan.definition.diff).toContain("-        <address domain='0x0000' bus='0x01' slot='0x00' function='0x0'/>");
-    expect(plan.definition.diff).toContain("+        <address domain='0x0000' bus='0x04' slot='0x00' function='0x0'/>");
+    expect(plan.definition.diff).toContain(
+      "-        <address domain='0x0000' bus='0x01' slot='0x00' function='0x0'/>",
+    );
+    expect(plan.definition.diff).toContain(
+      "+        <address domain='0x0000' bus='0x04' slot='0x00' function='0x0'/>",
+    );
   });
 
   it('refuses a configured device the definition lacks (never applied)', () => {
-    const plan = planPrepare({ domain: 'win11', config: domainConfig(GPU), inventory: workstation(), definition: definition('win11'), records: [] });
+    const plan = planPrepare({
+      domain: 'win11',
+      config: domainConfig(GPU),
+      inventory: workstation(),
+      definition: definition('win11'),
+      records: [],
+    });
     expect(plan.ok).toBe(false);
     expect(plan.errors[0]).toBe('gpu: the definition has no entry for 0000:01:00.0; run qemu-hook apply');
     expect(plan.definition.changed).toBe(true);
@@ -117,20 +159,38 @@ iommuGroup: ignore`),
   describe('IOMMU group with a sibling on a host driver', () => {
     const inv = workstation();
     const shared = host({
-      pci: [...inv.pci, pci({ address: '0000:00:17.0', ids: '8086:7ae2', class: '010601', driver: 'ahci', group: 13 })],
+      pci: [
+        ...inv.pci,
+        pci({ address: '0000:00:17.0', ids: '8086:7ae2', class: '010601', driver: 'ahci', group: 13 }),
+      ],
     });
     const plan = (policy: string) =>
-      planPrepare({ domain: 'win11', config: domainConfig(`${GPU}\niommuGroup: ${policy}`), inventory: shared, definition: null, records: [] });
+      planPrepare({
+        domain: 'win11',
+        config: domainConfig(`${GPU}\niommuGroup: ${policy}`),
+        inventory: shared,
+        definition: null,
+        records: [],
+      });
 
     it('require: refuses and names the sibling', () => {
       const p = plan('require');
       expect(p.ok).toBe(false);
-      expect(p.errors).toEqual([expect.stringMatching(/^gpu: IOMMU group 13 also holds 0000:00:17\.0 .* on driver ahci; VFIO needs the whole group/)]);
+      expect(p.errors).toEqual([
+        expect.stringMatching(
+          /^gpu: IOMMU group 13 also holds 0000:00:17\.0 .* on driver ahci; VFIO needs the whole group/,
+        ),
+      ]);
     });
     it('detach: adds the sibling to the plan', () => {
       const p = plan('detach');
       expect(p.ok).toBe(true);
-      expect(p.devices.at(-1)).toMatchObject({ address: '0000:00:17.0', action: 'detach', driver: 'ahci', originalDriver: 'ahci' });
+      expect(p.devices.at(-1)).toMatchObject({
+        address: '0000:00:17.0',
+        action: 'detach',
+        driver: 'ahci',
+        originalDriver: 'ahci',
+      });
     });
     it('ignore: neither', () => {
       const p = plan('ignore');
@@ -158,7 +218,9 @@ iommuGroup: ignore`),
     ]);
     const forced = planPrepare({
       domain: 'win11',
-      config: domainConfig('devices:\n  - { name: igpu, force: true, match: { address: "0000:00:02.0" } }\niommuGroup: ignore'),
+      config: domainConfig(
+        'devices:\n  - { name: igpu, force: true, match: { address: "0000:00:02.0" } }\niommuGroup: ignore',
+      ),
       inventory: workstation(),
       definition: null,
       records: [],
@@ -167,25 +229,49 @@ iommuGroup: ignore`),
   });
 
   it('refuses an untagged hostdev in the definition that points at the root disk', () => {
-    const p = planPrepare({ domain: 'win11', config: domainConfig('devices: []'), inventory: workstation(), definition: definition('win11', [pciHostdev('0000:02:00.0')]), records: [] });
+    const p = planPrepare({
+      domain: 'win11',
+      config: domainConfig('devices: []'),
+      inventory: workstation(),
+      definition: definition('win11', [pciHostdev('0000:02:00.0')]),
+      records: [],
+    });
     expect(p.ok).toBe(false);
     expect(p.errors[0]).toMatch(/^definition: refusing to give 0000:02:00\.0/);
   });
 
   it('refuses a device another domain holds in this boot, ignores records of an earlier boot', () => {
-    const held = planPrepare({ domain: 'win11', config: domainConfig(GPU), inventory: workstation(), definition: null, records: [record({})] });
-    expect(held.errors).toContain('gpu: 0000:01:00.0 is held by domain other (detached for it and not yet given back); stop other first');
-    const old = planPrepare({ domain: 'win11', config: domainConfig(GPU), inventory: workstation(), definition: null, records: [record({ bootId: 'boot-0' })] });
+    const held = planPrepare({
+      domain: 'win11',
+      config: domainConfig(GPU),
+      inventory: workstation(),
+      definition: null,
+      records: [record({})],
+    });
+    expect(held.errors).toContain(
+      'gpu: 0000:01:00.0 is held by domain other (detached for it and not yet given back); stop other first',
+    );
+    const old = planPrepare({
+      domain: 'win11',
+      config: domainConfig(GPU),
+      inventory: workstation(),
+      definition: null,
+      records: [record({ bootId: 'boot-0' })],
+    });
     expect(old.ok).toBe(true);
     expect(old.warnings[0]).toMatch(/earlier boot/);
   });
 
   it('keeps the original driver from an earlier record of the same domain', () => {
     const inv = workstation();
-    const onVfio = host({ pci: inv.pci.map((d) => (d.address.toString() === '0000:01:00.0' ? { ...d, driver: 'vfio-pci' } : d)) });
+    const onVfio = host({
+      pci: inv.pci.map((d) => (d.address.toString() === '0000:01:00.0' ? { ...d, driver: 'vfio-pci' } : d)),
+    });
     const p = planPrepare({
       domain: 'win11',
-      config: domainConfig('devices:\n  - { name: gpu, match: { address: "0000:01:00.0" } }\niommuGroup: ignore'),
+      config: domainConfig(
+        'devices:\n  - { name: gpu, match: { address: "0000:01:00.0" } }\niommuGroup: ignore',
+      ),
       inventory: onVfio,
       definition: null,
       records: [record({ domain: 'win11' })],
@@ -199,7 +285,13 @@ describe('planRelease', () => {
     const inv = workstation();
     const p = planRelease('win11', inv, [
       record({ domain: 'win11', address: '0000:01:00.0', originalDriver: 'nvidia' }),
-      record({ domain: 'win11', address: '0000:01:00.1', originalDriver: 'snd_hda_intel', phase: 'detaching', entry: 'gpu-1' }),
+      record({
+        domain: 'win11',
+        address: '0000:01:00.1',
+        originalDriver: 'snd_hda_intel',
+        phase: 'detaching',
+        entry: 'gpu-1',
+      }),
       record({ domain: 'other', address: '0000:03:02.0', originalDriver: 'iavf' }),
       record({ domain: 'win11', address: '0000:02:00.0', bootId: 'boot-0' }),
     ]);

@@ -15,7 +15,11 @@ export class FakeDriverControl implements DriverControl {
     readonly failOn: { op: string; nth: number; hang?: boolean } | null = null,
   ) {}
 
-  static of(bound: Record<string, string | null>, preferred: Record<string, string | null> = {}, failOn: FakeDriverControl['failOn'] = null) {
+  static of(
+    bound: Record<string, string | null>,
+    preferred: Record<string, string | null> = {},
+    failOn: FakeDriverControl['failOn'] = null,
+  ) {
     return new FakeDriverControl(new Map(Object.entries(bound)), new Map(Object.entries(preferred)), failOn);
   }
 

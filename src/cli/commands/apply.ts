@@ -18,13 +18,22 @@ export async function apply(ctx: CliContext): Promise<number> {
   const config = await loadConfig(ctx);
   const names = ctx.args.vms.length > 0 ? ctx.args.vms : [...config.domains.keys()];
   const unknown = names.filter((n) => !config.domains.has(n));
-  if (unknown.length > 0) throw new UsageError(`not in the config: ${unknown.join(', ')} (configured: ${[...config.domains.keys()].join(', ') || 'none'})`);
+  if (unknown.length > 0)
+    throw new UsageError(
+      `not in the config: ${unknown.join(', ')} (configured: ${[...config.domains.keys()].join(', ') || 'none'})`,
+    );
   if (!ctx.args.dryRun) {
     requireRoot(ctx, 'apply');
-    if (!ctx.args.yes && !ctx.isTty) throw new UsageError('no terminal to ask on: pass --yes to apply without asking, or --dry-run to only show the changes');
+    if (!ctx.args.yes && !ctx.isTty)
+      throw new UsageError(
+        'no terminal to ask on: pass --yes to apply without asking, or --dry-run to only show the changes',
+      );
   }
   const store = await definitionStore(ctx, config);
-  const [inventory, state] = await Promise.all([inventoryReader(ctx).read(), loadState(stateFileOf(ctx, config))]);
+  const [inventory, state] = await Promise.all([
+    inventoryReader(ctx).read(),
+    loadState(stateFileOf(ctx, config)),
+  ]);
   let wouldChange = 0;
   let refused = 0;
   for (const name of names) {
@@ -51,13 +60,23 @@ async function applyOne(
     return 'skipped';
   }
   const dc = config.domains.get(name)!;
-  const plan = planPrepare({ domain: name, config: dc, ...host, definition: { xml: DomainXml.parse(found.xml), source: found.source } });
+  const plan = planPrepare({
+    domain: name,
+    config: dc,
+    ...host,
+    definition: { xml: DomainXml.parse(found.xml), source: found.source },
+  });
   if (!plan.definition.changed || !plan.definition.xml) {
     ctx.out(`${name}: definition already in step with the hardware`);
     return 'unchanged';
   }
   // Check the result as the next start will, before writing anything.
-  const after = planPrepare({ domain: name, config: dc, ...host, definition: { xml: DomainXml.parse(plan.definition.xml), source: 'new' } });
+  const after = planPrepare({
+    domain: name,
+    config: dc,
+    ...host,
+    definition: { xml: DomainXml.parse(plan.definition.xml), source: 'new' },
+  });
   const blocking = after.errors.filter((e) => !/is held by domain/.test(e));
   ctx.out(colourDiff(plan.definition.diff, ctx.isTty));
   if (blocking.length > 0) {
@@ -67,7 +86,9 @@ async function applyOne(
   }
   if (ctx.args.dryRun) return 'would-change';
   if (await store.isActive(name)) {
-    ctx.out(`${name}: running: not redefined (the change would only apply after it stops); run apply again then`);
+    ctx.out(
+      `${name}: running: not redefined (the change would only apply after it stops); run apply again then`,
+    );
     return 'skipped';
   }
   if (!ctx.args.yes && !(await confirm(`Apply to ${name}? [y/N] `))) {

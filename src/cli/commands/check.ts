@@ -1,6 +1,7 @@
 import { loadConfigFile } from '../../config/load.js';
 import { resolvePci } from '../../match/pci.js';
 import { resolveUsb } from '../../match/usb.js';
+import type { Inventory } from '../../model/device.js';
 import { errorMessage } from '../../model/errors.js';
 import type { CliContext } from '../context.js';
 import { EXIT } from '../exit.js';
@@ -20,7 +21,7 @@ export async function check(ctx: CliContext): Promise<number> {
     return EXIT.usage;
   }
   ctx.out(`${file}: valid, ${r.config.domains.size} domain${r.config.domains.size === 1 ? '' : 's'}`);
-  let inventory;
+  let inventory: Inventory;
   try {
     inventory = await inventoryReader(ctx).read();
   } catch (err) {
@@ -37,7 +38,9 @@ export async function check(ctx: CliContext): Promise<number> {
       }
       const res = e.type === 'pci' ? resolvePci(e, inventory) : resolveUsb(e, inventory);
       if (res.ok) {
-        const what = res.devices.map((x) => ('address' in x ? x.address.toString() : `${x.vendor}:${x.product}@${x.port}`)).join(', ');
+        const what = res.devices
+          .map((x) => ('address' in x ? x.address.toString() : `${x.vendor}:${x.product}@${x.port}`))
+          .join(', ');
         ctx.out(`  ${e.name}: ${what} (by ${res.criteria})`);
       } else {
         unresolved++;

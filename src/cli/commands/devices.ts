@@ -12,7 +12,10 @@ export async function devices(ctx: CliContext): Promise<number> {
     return EXIT.ok;
   }
   const protectedBy = (d: PciDevice) =>
-    inv.protectedDevices.filter((p) => p.address.equals(d.address)).map((p) => p.reason).join(',');
+    inv.protectedDevices
+      .filter((p) => p.address.equals(d.address))
+      .map((p) => p.reason)
+      .join(',');
   ctx.out('PCI');
   for (const line of table(
     ['ADDRESS', 'CLASS', 'IDS', 'SUBSYSTEM', 'DRIVER', 'GROUP', 'NAME'],
@@ -25,7 +28,9 @@ export async function devices(ctx: CliContext): Promise<number> {
       d.iommuGroup === null ? '-' : String(d.iommuGroup),
       [
         [d.vendorName, d.deviceName].filter(Boolean).join(' ') || '',
-        d.sriov ? `[PF ${d.sriov.numVfs}/${d.sriov.totalVfs} VFs${d.netdevs.length ? ` ${d.netdevs.join(',')}` : ''}]` : '',
+        d.sriov
+          ? `[PF ${d.sriov.numVfs}/${d.sriov.totalVfs} VFs${d.netdevs.length ? ` ${d.netdevs.join(',')}` : ''}]`
+          : '',
         d.physfn ? `[VF ${d.physfn.index} of ${d.physfn.address}]` : '',
         protectedBy(d) ? `[host: ${protectedBy(d)}]` : '',
       ]
@@ -39,7 +44,12 @@ export async function devices(ctx: CliContext): Promise<number> {
   else
     for (const line of table(
       ['PORT', 'IDS', 'SERIAL', 'NAME'],
-      inv.usb.map((u) => [u.port, `${u.vendor}:${u.product}`, u.serial ?? '-', [u.manufacturer, u.productName].filter(Boolean).join(' ')]),
+      inv.usb.map((u) => [
+        u.port,
+        `${u.vendor}:${u.product}`,
+        u.serial ?? '-',
+        [u.manufacturer, u.productName].filter(Boolean).join(' '),
+      ]),
     ))
       ctx.out(line);
   for (const w of inv.warnings) ctx.err(`warning: ${w}`);

@@ -1,15 +1,15 @@
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { loadConfigFile } from '../../config/load.js';
 import { faultsFromFile } from '../../hook/faults.js';
 import type { HookLogger } from '../../hook/logger.js';
 import { runHook } from '../../hook/run.js';
+import { openHookLog } from '../../host/hook-log.js';
+import { SysfsInventoryReader } from '../../host/sysfs/inventory.js';
 import type { HookEvent } from '../../model/hook-event.js';
 import { hostPaths, underRoot } from '../../model/paths.js';
-import { SysfsInventoryReader } from '../../host/sysfs/inventory.js';
-import { openHookLog } from '../../host/hook-log.js';
 
 const DEVICE_OP_TIMEOUT_MS = 60_000;
 
@@ -21,7 +21,9 @@ const DEVICE_OP_TIMEOUT_MS = 60_000;
 export async function runHookFromCli(positionals: readonly string[]): Promise<number> {
   const [domain, op, subop = '-', extra = '-'] = positionals;
   if (!domain || !op) {
-    process.stderr.write('qemu-hook: hook mode needs <domain> <op> <subop> <extra>, as libvirt passes them\n');
+    process.stderr.write(
+      'qemu-hook: hook mode needs <domain> <op> <subop> <extra>, as libvirt passes them\n',
+    );
     return 2;
   }
   const event: HookEvent = { domain, op, subop, extra };
@@ -30,7 +32,11 @@ export async function runHookFromCli(positionals: readonly string[]): Promise<nu
   const configOnce = once(() => loadConfigFile(paths.configFile));
   const cfg = (await configOnce().catch(() => null))?.config ?? null;
   const logFile = underRoot(root, cfg?.log.file ?? '/var/log/libvirt/qemu-hook.log');
-  const log = openHookLog(logFile, process.env['QEMU_HOOK_LOG_LEVEL'] || cfg?.log.level || 'info', { domain, op, subop });
+  const log = openHookLog(logFile, process.env['QEMU_HOOK_LOG_LEVEL'] || cfg?.log.level || 'info', {
+    domain,
+    op,
+    subop,
+  });
 
   const xml = readStdin();
   const result = await runHook(event, xml, {
@@ -50,7 +56,8 @@ export async function runHookFromCli(positionals: readonly string[]): Promise<nu
     faults: faultsFromFile(join(dirname(paths.configFile), 'fault-injection')),
     scriptLog: join(dirname(logFile), 'qemu-hook-scripts.log'),
     config: configOnce,
-    scheduleRedefine: (name, restart) => spawnRedefine(name, restart, root, join(dirname(logFile), 'qemu-hook-scripts.log')),
+    scheduleRedefine: (name, restart) =>
+      spawnRedefine(name, restart, root, join(dirname(logFile), 'qemu-hook-scripts.log')),
   });
   if (result.stdout) process.stdout.write(result.stdout);
   for (const line of result.stderr) process.stderr.write(`${line}\n`);
@@ -66,11 +73,20 @@ function spawnRedefine(domain: string, restart: boolean, root: string, logFile: 
   try {
     mkdirSync(dirname(logFile), { recursive: true });
     const out = openSync(logFile, 'a');
-    const child = spawn(process.execPath, [fileURLToPath(new URL('../main.js', import.meta.url)), 'redefine', domain, restart ? 'restart' : 'redefine'], {
-      detached: true,
-      stdio: ['ignore', out, out],
-      env: { ...process.env, QEMU_HOOK_ROOT: root },
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        fileURLToPath(new URL('../main.js', import.meta.url)),
+        'redefine',
+        domain,
+        restart ? 'restart' : 'redefine',
+      ],
+      {
+        detached: true,
+        stdio: ['ignore', out, out],
+        env: { ...process.env, QEMU_HOOK_ROOT: root },
+      },
+    );
     child.unref();
     closeSync(out);
     return child.pid !== undefined;

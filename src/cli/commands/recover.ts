@@ -25,12 +25,18 @@ export async function recover(ctx: CliContext): Promise<number> {
   const [state, inventory] = await Promise.all([loadState(stateFile), inventoryReader(ctx).read()]);
   const wanted = state.records.filter((r) => !ctx.args.domain || r.domain === ctx.args.domain);
   if (wanted.length === 0) {
-    ctx.out(ctx.args.domain ? `nothing recorded for ${ctx.args.domain}: nothing to recover` : 'nothing recorded: nothing to recover');
+    ctx.out(
+      ctx.args.domain
+        ? `nothing recorded for ${ctx.args.domain}: nothing to recover`
+        : 'nothing recorded: nothing to recover',
+    );
     return EXIT.ok;
   }
   // Never pull a device out from under a running VM.
   const store = await definitionStore(ctx, cfg).catch((err) => {
-    throw new UsageError(`cannot ask libvirt which domains run (${errorMessage(err)}); recover needs that to avoid taking a device from a running VM`);
+    throw new UsageError(
+      `cannot ask libvirt which domains run (${errorMessage(err)}); recover needs that to avoid taking a device from a running VM`,
+    );
   });
   const running = new Set<string>();
   for (const d of new Set(wanted.map((r) => r.domain))) if (await store.isActive(d)) running.add(d);
@@ -43,12 +49,20 @@ export async function recover(ctx: CliContext): Promise<number> {
       stateFile,
       bootId: inventory.bootId,
       clock: { now: () => new Date() },
-      log: { info() {}, debug() {}, warn: (_o, m) => ctx.err(`warning: ${m}`), error: (_o, m) => ctx.err(`error: ${m}`) },
+      log: {
+        info() {},
+        debug() {},
+        warn: (_o, m) => ctx.err(`warning: ${m}`),
+        error: (_o, m) => ctx.err(`error: ${m}`),
+      },
       timeoutMs: 60_000,
     },
     { dryRun: ctx.args.dryRun },
   );
-  for (const r of out.restored) ctx.out(`${ctx.args.dryRun ? 'would give back' : 'given back'}: ${r.address} → ${r.driver ?? '(no driver)'}`);
+  for (const r of out.restored)
+    ctx.out(
+      `${ctx.args.dryRun ? 'would give back' : 'given back'}: ${r.address} → ${r.driver ?? '(no driver)'}`,
+    );
   for (const f of out.failed) ctx.err(`not given back: ${f.address}: ${f.error}`);
   return out.failed.length === 0 ? EXIT.ok : EXIT.refused;
 }

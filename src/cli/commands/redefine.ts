@@ -2,9 +2,9 @@ import { open, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { requireConfig } from '../../config/load.js';
 import { redefineAfterRefusal } from '../../hook/redefine.js';
+import { openHookLog } from '../../host/hook-log.js';
 import { LibvirtConnection } from '../../host/libvirt/connection.js';
 import { LibvirtDefinitionStore } from '../../host/libvirt/definition-store.js';
-import { openHookLog } from '../../host/hook-log.js';
 import { SysfsInventoryReader } from '../../host/sysfs/inventory.js';
 import { errorMessage } from '../../model/errors.js';
 import { hostPaths, underRoot } from '../../model/paths.js';
@@ -30,7 +30,10 @@ export async function runRedefineFromCli(positionals: readonly string[]): Promis
   const dc = config.domains.get(domain);
   if (!dc) return 0;
   const limit = setTimeout(() => {
-    log.error({ domain }, `redefine: gave up after ${TIME_LIMIT_MS / 1000} s (libvirt still busy with the domain?)`);
+    log.error(
+      { domain },
+      `redefine: gave up after ${TIME_LIMIT_MS / 1000} s (libvirt still busy with the domain?)`,
+    );
     log.flush();
     process.exit(3);
   }, TIME_LIMIT_MS);
@@ -45,7 +48,8 @@ export async function runRedefineFromCli(positionals: readonly string[]): Promis
   try {
     const outcome = await redefineAfterRefusal(domain, dc, mode === 'restart', {
       store,
-      start: (name) => LibvirtConnection.withConnection(config.libvirtUri, async (c) => (await c.domain(name)).create()),
+      start: (name) =>
+        LibvirtConnection.withConnection(config.libvirtUri, async (c) => (await c.domain(name)).create()),
       readHost: async () => {
         const inventory = await new SysfsInventoryReader(paths).read();
         const state = await loadState(underRoot(root, config.stateFile));

@@ -14,11 +14,25 @@ export async function simulate(ctx: CliContext): Promise<number> {
   const config = await loadConfig(ctx);
   const dc = config.domains.get(domain);
   if (!dc) {
-    if (ctx.args.json) ctx.out(JSON.stringify({ domain, event, ok: true, configured: false, devices: [], definition: { changed: false, diff: '' }, errors: [] }));
+    if (ctx.args.json)
+      ctx.out(
+        JSON.stringify({
+          domain,
+          event,
+          ok: true,
+          configured: false,
+          devices: [],
+          definition: { changed: false, diff: '' },
+          errors: [],
+        }),
+      );
     else ctx.out(`${domain}: not in the config (${ctx.paths.configFile}): nothing to do`);
     return EXIT.ok;
   }
-  const [inventory, state] = await Promise.all([inventoryReader(ctx).read(), loadState(stateFileOf(ctx, config))]);
+  const [inventory, state] = await Promise.all([
+    inventoryReader(ctx).read(),
+    loadState(stateFileOf(ctx, config)),
+  ]);
   let plan: Plan;
   if (event === 'prepare') {
     const source = await definitionSource(ctx, config);
@@ -63,12 +77,26 @@ export function humanPlan(plan: Plan): string[] {
       ),
     );
   } else {
-    lines.push(plan.event === 'release' ? '  nothing recorded for this domain: release does nothing' : '  no devices configured');
+    lines.push(
+      plan.event === 'release'
+        ? '  nothing recorded for this domain: release does nothing'
+        : '  no devices configured',
+    );
   }
   if (plan.event === 'prepare') {
     const src = plan.definition.source ? ` (${plan.definition.source})` : '';
-    lines.push(plan.definition.changed ? `definition${src} should become:` : `definition${src}: in step with the hardware`);
-    if (plan.definition.changed) lines.push(...plan.definition.diff.trimEnd().split('\n').map((l) => `  ${l}`));
+    lines.push(
+      plan.definition.changed
+        ? `definition${src} should become:`
+        : `definition${src}: in step with the hardware`,
+    );
+    if (plan.definition.changed)
+      lines.push(
+        ...plan.definition.diff
+          .trimEnd()
+          .split('\n')
+          .map((l) => `  ${l}`),
+      );
   }
   for (const w of plan.warnings) lines.push(`warning: ${w}`);
   for (const e of plan.errors) lines.push(`refused: ${e}`);

@@ -14,10 +14,22 @@ export async function status(ctx: CliContext): Promise<number> {
   const file = stateFileOf(ctx, cfg);
   const [state, inventory] = await Promise.all([loadState(file), inventoryReader(ctx).read()]);
   const { current, stale } = currentRecords(state.records, inventory.bootId);
-  const driverOf = (address: string) => inventory.pci.find((d) => d.address.toString() === address)?.driver ?? null;
+  const driverOf = (address: string) =>
+    inventory.pci.find((d) => d.address.toString() === address)?.driver ?? null;
   if (ctx.args.json) {
     const withDriver = (r: (typeof current)[number]) => ({ ...r, currentDriver: driverOf(r.address) });
-    ctx.out(JSON.stringify({ stateFile: file, bootId: inventory.bootId, records: current.map(withDriver), stale: stale.map(withDriver) }, null, 2));
+    ctx.out(
+      JSON.stringify(
+        {
+          stateFile: file,
+          bootId: inventory.bootId,
+          records: current.map(withDriver),
+          stale: stale.map(withDriver),
+        },
+        null,
+        2,
+      ),
+    );
     return EXIT.ok;
   }
   if (state.records.length === 0) {
@@ -38,6 +50,7 @@ export async function status(ctx: CliContext): Promise<number> {
     ]),
   ))
     ctx.out(line);
-  if (current.some((r) => r.phase === 'detaching')) ctx.out('a detach did not finish (crash?): run qemu-hook recover once the domain is stopped');
+  if (current.some((r) => r.phase === 'detaching'))
+    ctx.out('a detach did not finish (crash?): run qemu-hook recover once the domain is stopped');
   return EXIT.ok;
 }

@@ -37,7 +37,13 @@ export class SysfsInventoryReader implements InventoryReader {
     const pci = readPciDevices(sys, names, warnings);
     const usb = readUsbDevices(sys, warnings);
     const protectedList = protectedDevices(sys, proc, pci, warnings);
-    return { pci, usb, protectedDevices: protectedList, bootId: bootId(proc, warnings), warnings: warnings.list };
+    return {
+      pci,
+      usb,
+      protectedDevices: protectedList,
+      bootId: bootId(proc, warnings),
+      warnings: warnings.list,
+    };
   }
 
   private names(): PciNames {

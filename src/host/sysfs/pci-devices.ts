@@ -1,4 +1,4 @@
-import { readlinkSync } from 'node:fs';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PciDevice } from '../../model/device.js';
 import { type HexId, type PciClassCode, parseHexId, parsePciClass } from '../../model/ids.js';
@@ -39,9 +39,11 @@ function readOne(
     warnings.add(`PCI device ${name}: not a PCI address; skipped`);
     return null;
   }
-  const files = listDir(dir);
-  if (!files) {
-    warnings.add(`PCI device ${name} disappeared while it was being read; skipped`);
+  let files: string[];
+  try {
+    files = readdirSync(dir);
+  } catch (err) {
+    warnings.unreadable(`PCI device ${name}`, dir, err, dir);
     return null;
   }
   const has = new Set(files);
@@ -86,7 +88,9 @@ function readOne(
   const groupName = has.has('iommu_group') ? linkName(`${dir}/iommu_group`) : null;
   const group = groupName === null ? null : Number(groupName);
 
-  const vfLinks = files.filter((f) => /^virtfn\d+$/.test(f)).sort((a, b) => Number(a.slice(6)) - Number(b.slice(6)));
+  const vfLinks = files
+    .filter((f) => /^virtfn\d+$/.test(f))
+    .sort((a, b) => Number(a.slice(6)) - Number(b.slice(6)));
   let sriov: PciDevice['sriov'] = null;
   if (has.has('sriov_totalvfs')) {
     const vfs: PciAddress[] = [];

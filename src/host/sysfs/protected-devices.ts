@@ -23,7 +23,11 @@ export function protectedDevices(
   defaultRoute(sys, proc, warnings).forEach(add);
   for (const d of pci) {
     if (d.bootVga && d.driver && !isVfio(d.driver)) {
-      add({ address: d.address, reason: 'boot-vga', detail: `boot VGA device driving the console (driver ${d.driver})` });
+      add({
+        address: d.address,
+        reason: 'boot-vga',
+        detail: `boot VGA device driving the console (driver ${d.driver})`,
+      });
     }
   }
   return [...out.values()].sort((a, b) => a.address.compare(b.address) || a.reason.localeCompare(b.reason));
@@ -65,8 +69,16 @@ function rootDisk(sys: string, proc: string, warnings: Warnings): ProtectedDevic
   return chains.flatMap(({ addresses, leaf }) =>
     addresses.map((a, i) =>
       i === addresses.length - 1
-        ? { address: a, reason: 'root-disk' as const, detail: `controller of the root filesystem's disk (${via}, ${leaf})` }
-        : { address: a, reason: 'root-disk' as const, detail: `bridge above the root filesystem's disk (${via})` },
+        ? {
+            address: a,
+            reason: 'root-disk' as const,
+            detail: `controller of the root filesystem's disk (${via}, ${leaf})`,
+          }
+        : {
+            address: a,
+            reason: 'root-disk' as const,
+            detail: `bridge above the root filesystem's disk (${via})`,
+          },
     ),
   );
 }
@@ -112,7 +124,9 @@ function blockChains(sys: string, block: string, warnings: Warnings, seen: Set<s
   }
   const addresses = toAddresses(pciComponents(real));
   if (addresses.length > 0) return [{ addresses, leaf: block }];
-  return (listDir(join(real, 'slaves')) ?? []).sort().flatMap((slave) => blockChains(sys, slave, warnings, seen));
+  return (listDir(join(real, 'slaves')) ?? [])
+    .sort()
+    .flatMap((slave) => blockChains(sys, slave, warnings, seen));
 }
 
 // --- default route ---------------------------------------------------------------------------
@@ -128,7 +142,9 @@ function defaultRoute(sys: string, proc: string, warnings: Warnings): ProtectedD
         out.push({
           address: a,
           reason: 'default-route',
-          detail: last ? `NIC of the default route (${name})` : `bridge above the default route's NIC (${name})`,
+          detail: last
+            ? `NIC of the default route (${name})`
+            : `bridge above the default route's NIC (${name})`,
         });
       });
       if (physfn) {
@@ -150,7 +166,12 @@ function defaultRouteInterfaces(proc: string, warnings: Warnings): string[] {
     for (const line of readFileSync(v4, 'utf8').split('\n').slice(1)) {
       const f = line.trim().split(/\s+/);
       // Iface Destination Gateway Flags RefCnt Use Metric Mask …; flag 0x1 = RTF_UP
-      if (f.length >= 8 && f[1] === '00000000' && f[7] === '00000000' && (Number.parseInt(f[3]!, 16) & 1) === 1) {
+      if (
+        f.length >= 8 &&
+        f[1] === '00000000' &&
+        f[7] === '00000000' &&
+        (Number.parseInt(f[3]!, 16) & 1) === 1
+      ) {
         ifaces.add(f[0]!);
       }
     }

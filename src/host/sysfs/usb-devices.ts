@@ -14,7 +14,7 @@ export function readUsbDevices(sys: string, warnings: Warnings): UsbDevice[] {
   const devices: UsbDevice[] = [];
   for (const name of entries) {
     if (!DEVICE_NAME.test(name)) continue;
-    const d = readOne(join(base, name), name, warnings);
+    const d = readOne(`${base}/${name}`, name, warnings);
     if (d) devices.push(d);
   }
   return devices.sort(byPort);
@@ -24,9 +24,9 @@ function readOne(dir: string, port: string, warnings: Warnings): UsbDevice | nul
   const what = `USB device ${port}`;
   const read = (file: string, optional: boolean): string | null => {
     try {
-      return readSmall(join(dir, file)).trim();
+      return readSmall(`${dir}/${file}`).trim();
     } catch (err) {
-      if (!(optional && errnoCode(err) === 'ENOENT')) warnings.unreadable(what, join(dir, file), err, dir);
+      if (!(optional && errnoCode(err) === 'ENOENT')) warnings.unreadable(what, `${dir}/${file}`, err, dir);
       return null;
     }
   };

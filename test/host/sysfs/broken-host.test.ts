@@ -103,16 +103,18 @@ describe('the root filesystem', () => {
     writeFileSync(path, mounts);
   };
 
-  it.each(['/dev/root', 'UUID=4b1c7f0e-2d3a-4e5f-8a9b-0c1d2e3f4a5b', '/dev/disk/by-uuid/4b1c7f0e', 'rpool/ROOT/debian'])(
-    'given as %s: warns that its controller is not protected, no crash',
-    async (device) => {
-      const root = copy();
-      setRoot(root, device);
-      const inv = await read(root);
-      expect(protectedList(inv).filter((p) => p.endsWith('root-disk'))).toEqual([]);
-      expect(inv.warnings.join('\n')).toContain(`cannot tell which disk holds the root filesystem (${device})`);
-    },
-  );
+  it.each([
+    '/dev/root',
+    'UUID=4b1c7f0e-2d3a-4e5f-8a9b-0c1d2e3f4a5b',
+    '/dev/disk/by-uuid/4b1c7f0e',
+    'rpool/ROOT/debian',
+  ])('given as %s: warns that its controller is not protected, no crash', async (device) => {
+    const root = copy();
+    setRoot(root, device);
+    const inv = await read(root);
+    expect(protectedList(inv).filter((p) => p.endsWith('root-disk'))).toEqual([]);
+    expect(inv.warnings.join('\n')).toContain(`cannot tell which disk holds the root filesystem (${device})`);
+  });
 
   it('given as /dev/<vg>/<lv> resolves to the LVM mapping', async () => {
     const root = copy('twin-gpus');
@@ -133,7 +135,9 @@ describe('the root filesystem', () => {
     const root = copy();
     unlinkSync(join(root, 'proc/mounts'));
     const inv = await read(root);
-    expect(inv.warnings.join('\n')).toMatch(/cannot find the root filesystem's disk: cannot read .*mounts \(ENOENT\)/);
+    expect(inv.warnings.join('\n')).toMatch(
+      /cannot find the root filesystem's disk: cannot read .*mounts \(ENOENT\)/,
+    );
   });
 });
 

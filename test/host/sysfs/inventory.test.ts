@@ -6,7 +6,8 @@ import type { Inventory, PciDevice } from '../../../src/model/device.js';
 import { hostPaths } from '../../../src/model/paths.js';
 import { describedHost, full, HOST_NAMES, type HostName, hostDir } from '../../fixtures/fixture-hosts.js';
 
-const read = (name: HostName): Promise<Inventory> => new SysfsInventoryReader(hostPaths(hostDir(name))).read();
+const read = (name: HostName): Promise<Inventory> =>
+  new SysfsInventoryReader(hostPaths(hostDir(name))).read();
 
 function dev(inv: Inventory, addr: string): PciDevice {
   const d = inv.pci.find((p) => p.address.toString() === addr);
@@ -107,8 +108,17 @@ describe('workstation', () => {
     const pf = dev(inv, '0000:03:00.0');
     expect(pf.netdevs).toEqual(['enp3s0f0']);
     expect(pf.sriov).toMatchObject({ totalVfs: 64, numVfs: 4 });
-    expect(pf.sriov!.vfs.map(String)).toEqual(['0000:03:02.0', '0000:03:02.1', '0000:03:02.2', '0000:03:02.3']);
-    expect(dev(inv, '0000:03:02.0')).toMatchObject({ driver: 'vfio-pci', driverOverride: 'vfio-pci', netdevs: [] });
+    expect(pf.sriov!.vfs.map(String)).toEqual([
+      '0000:03:02.0',
+      '0000:03:02.1',
+      '0000:03:02.2',
+      '0000:03:02.3',
+    ]);
+    expect(dev(inv, '0000:03:02.0')).toMatchObject({
+      driver: 'vfio-pci',
+      driverOverride: 'vfio-pci',
+      netdevs: [],
+    });
     expect(dev(inv, '0000:03:02.3')).toMatchObject({ driver: 'iavf', netdevs: ['enp3s2f3'] });
     expect(dev(inv, '0000:03:00.1').sriov).toEqual({ totalVfs: 64, numVfs: 0, vfs: [] });
   });
@@ -141,7 +151,8 @@ describe('workstation', () => {
 });
 
 describe('protected devices on the other hosts', () => {
-  const protectedOf = async (name: HostName) => (await read(name)).protectedDevices.map((p) => `${p.address} ${p.reason}`);
+  const protectedOf = async (name: HostName) =>
+    (await read(name)).protectedDevices.map((p) => `${p.address} ${p.reason}`);
 
   it('workstation-moved: the new NVMe at the GPU’s old address is the root disk', async () => {
     expect(await protectedOf('workstation-moved')).toEqual([
@@ -164,7 +175,9 @@ describe('protected devices on the other hosts', () => {
     const nvme = inv.protectedDevices.find((p) => p.address.toString() === '0000:03:00.0')!;
     expect(nvme.detail).toContain('dm-0');
     expect(nvme.detail).toContain('nvme0n1p3');
-    expect(inv.protectedDevices.find((p) => p.address.toString() === '0000:04:00.0')!.detail).toContain('br0 via enp4s0');
+    expect(inv.protectedDevices.find((p) => p.address.toString() === '0000:04:00.0')!.detail).toContain(
+      'br0 via enp4s0',
+    );
   });
 
   it('shared-group: root on the chipset SATA controller; the group sibling ahci controller stays unprotected', async () => {
@@ -174,7 +187,13 @@ describe('protected devices on the other hosts', () => {
       '0000:00:17.0 root-disk',
       '0000:00:1f.6 default-route',
     ]);
-    expect(group(inv, 1)).toEqual(['0000:00:01.0', '0000:00:01.1', '0000:01:00.0', '0000:01:00.1', '0000:02:00.0']);
+    expect(group(inv, 1)).toEqual([
+      '0000:00:01.0',
+      '0000:00:01.1',
+      '0000:01:00.0',
+      '0000:01:00.1',
+      '0000:02:00.0',
+    ]);
     expect(dev(inv, '0000:02:00.0').driver).toBe('ahci');
   });
 });

@@ -74,7 +74,10 @@ stage_libvirt() {
     check "L2 qemu (pid $pid) holds /dev/vfio/$g" sh -c "ls -l /proc/$pid/fd 2>/dev/null | grep -q '/dev/vfio/$g\$'"
     t0=$(up)
     n=0
-    while ! grep -q 'L2 RESULT' /var/log/lab/l2-serial.log 2>/dev/null && [ $n -lt 400 ]; do sleep 2; n=$((n + 2)); done
+    while ! grep -q 'L2 RESULT' /var/log/lab/l2-serial.log 2>/dev/null && [ $n -lt 300 ]; do
+        sleep 2; n=$((n + 2))
+        [ $((n % 30)) = 0 ] && info "waiting for L2 ${n}s: $(tail -1 /var/log/lab/l2-serial.log 2>/dev/null | cut -c1-150) | qemu $(cut -d' ' -f14,15 /proc/$pid/stat 2>/dev/null) ticks"
+    done
     sed 's/^/LAB L2| /' /var/log/lab/l2-serial.log
     check "L2 drove the e1000e ($(since "$t0")s after start)" grep -qE 'L2 RESULT: [1-9][0-9]* passed, 0 failed' /var/log/lab/l2-serial.log
     t0=$(up)

@@ -1,0 +1,148 @@
+// Speed, as ratios against a baseline measured in the same run (never a pass/fail test):
+//  1. `--simulate win11 prepare` on a generated 300-device host vs `node -e 0`; peak RSS.
+//  2. the hook's fast path (a VM qemu-hook does not manage) vs a minimal bash dispatcher that
+//     reads stdin and looks for qemu.d/<vm>/<op>/<subop>.
+//  3. a 200-domain reconnect storm (a daemon restart) through the hook vs the same dispatcher.
+//  4. for information: a full prepare of a configured VM through the hook (fixture driver control).
+// usage: npm run bench [-- --runs N]
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+const repo = resolve(import.meta.dirname, '..');
+const runsArg = process.argv.indexOf('--runs');
+const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : 21;
+const work = mkdtempSync(join(tmpdir(), 'qh-bench-'));
+const log = (s) => process.stdout.write(`${s}\n`);
+
+try {
+  const host = join(work, 'host');
+  run('node', [join(repo, 'scripts/make-fixtures.mjs'), '--generate-large', host, '--devices', '300']);
+  const xml = readFileSync(join(host, 'etc/libvirt/qemu/win11.xml'), 'utf8');
+
+  // 1. --simulate against node -e 0, interleaved so that load on the machine hits both alike.
+  const preload = join(work, 'rss.cjs');
+  writeFileSync(
+    preload,
+    "process.on('exit', () => require('fs').writeSync(2, 'QH_MAXRSS=' + process.resourceUsage().maxRSS + '\\n'));\n",
+  );
+  const main = join(repo, 'dist/cli/main.js');
+  const pair = interleave(
+    () => ['node', ['-e', '0']],
+    () => ['node', ['--require', preload, main, '--simulate', 'win11', 'prepare', '--root', host]],
+  );
+  const rss = Math.max(...pair.b.outputs.map((o) => Number(/QH_MAXRSS=(\d+)/.exec(o)?.[1] ?? 0))) / 1024;
+  log(
+    `simulate prepare, 300-device host: ${ms(pair.b.median)} vs node -e 0 ${ms(pair.a.median)} → ${ratio(pair.b.median, pair.a.median)}× (target ≤ 2.0×); peak RSS ${rss.toFixed(0)} MB (target ≤ 80 MB)`,
+  );
+
+  // 2 and 3. The installed hook (hooks/qemu with this checkout and the generated host baked in).
+  const hook = installHook(host);
+  const bash = join(work, 'dispatcher');
+  writeFileSync(
+    bash,
+    `#!/bin/bash\nxml=$(cat)\np="${host}/etc/libvirt/hooks/qemu.d/$1/$2/$3"\nif [ -d "$p" ]; then for f in "$p"/*; do [ -x "$f" ] && "$f" "$@" <<<"$xml"; done\nelif [ -x "$p" ]; then "$p" "$@" <<<"$xml"; fi\nexit 0\n`,
+  );
+  chmodSync(bash, 0o755);
+  const fast = interleave(
+    () => [bash, ['unmanaged', 'prepare', 'begin', '-'], xml],
+    () => [hook, ['unmanaged', 'prepare', 'begin', '-'], xml],
+    RUNS * 5,
+  );
+  log(
+    `hook fast path (unmanaged VM, prepare): ${ms(fast.b.median)} vs bash dispatcher ${ms(fast.a.median)} → ${ratio(fast.b.median, fast.a.median)}× (target ≤ 1.5×)`,
+  );
+
+  const names = Array.from({ length: 200 }, (_, i) => `vm${String(i).padStart(3, '0')}`);
+  const storm = (cmd) => {
+    const t0 = process.hrtime.bigint();
+    for (const n of names) spawnSync(cmd, [n, 'reconnect', 'begin', '-'], { input: xml });
+    return Number(process.hrtime.bigint() - t0) / 1e6;
+  };
+  const configured = readFileSync(join(host, 'etc/qemu-hook/config.yaml'), 'utf8');
+  writeFileSync(
+    join(host, 'etc/qemu-hook/config.yaml'),
+    configured.replace(
+      'domains:\n',
+      `domains:\n${names.map((n) => `  ${n}:\n    devices: [ { name: gpu, match: { vendor: "10de", device: "2204" } } ]\n`).join('')}`,
+    ),
+  );
+  const stormA = [];
+  const stormB = [];
+  for (let i = 0; i < 3; i++) {
+    stormA.push(storm(bash));
+    stormB.push(storm(hook));
+  }
+  log(
+    `reconnect storm, 200 configured domains: ${(median(stormB) / 1000).toFixed(2)} s vs bash dispatcher ${(median(stormA) / 1000).toFixed(2)} s → ${ratio(median(stormB), median(stormA))}×`,
+  );
+  writeFileSync(join(host, 'etc/qemu-hook/config.yaml'), configured);
+
+  // 4. A managed VM's prepare + release through the hook, for the record.
+  const full = [];
+  for (let i = 0; i < Math.max(5, Math.floor(RUNS / 3)); i++) {
+    const t0 = process.hrtime.bigint();
+    const p = spawnSync(hook, ['win11', 'prepare', 'begin', '-'], { input: xml, encoding: 'utf8' });
+    const t1 = process.hrtime.bigint();
+    spawnSync(hook, ['win11', 'release', 'end', '-'], { input: xml });
+    if (p.status !== 0) throw new Error(`prepare failed: ${p.stderr}`);
+    full.push(Number(t1 - t0) / 1e6);
+  }
+  log(
+    `hook prepare of a managed VM (5 devices, fixture driver control): ${ms(median(full))} (${ratio(median(full), pair.a.median)}× node -e 0)`,
+  );
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
+
+function installHook(root) {
+  const text = readFileSync(join(repo, 'hooks/qemu'), 'utf8')
+    .replace(/^NODE=.*# qemu-hook:node$/m, `NODE='${process.execPath}' # qemu-hook:node`)
+    .replace(/^PROGRAM=.*# qemu-hook:program$/m, `PROGRAM='${repo}' # qemu-hook:program`)
+    .replace(/^ROOT=.*# qemu-hook:root$/m, `ROOT='${root}' # qemu-hook:root`);
+  const path = join(root, 'etc/libvirt/hooks/qemu');
+  mkdirSync(join(root, 'etc/libvirt/hooks'), { recursive: true });
+  writeFileSync(path, text);
+  chmodSync(path, 0o755);
+  return path;
+}
+
+function interleave(a, b, runs = RUNS) {
+  const out = { a: { times: [], outputs: [] }, b: { times: [], outputs: [] } };
+  for (let i = 0; i < runs + 2; i++) {
+    for (const [key, make] of [
+      ['a', a],
+      ['b', b],
+    ]) {
+      const [cmd, args, input] = make();
+      const t0 = process.hrtime.bigint();
+      const r = spawnSync(cmd, args, { input: input ?? '', encoding: 'utf8' });
+      const dt = Number(process.hrtime.bigint() - t0) / 1e6;
+      if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
+      if (i >= 2) {
+        // the first two rounds warm the page cache
+        out[key].times.push(dt);
+        out[key].outputs.push(r.stderr);
+      }
+    }
+  }
+  out.a.median = median(out.a.times);
+  out.b.median = median(out.b.times);
+  return out;
+}
+
+function run(cmd, args) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
+}
+function median(xs) {
+  const s = [...xs].sort((x, y) => x - y);
+  return s[Math.floor(s.length / 2)];
+}
+function ms(x) {
+  return `${x.toFixed(1)} ms`;
+}
+function ratio(x, y) {
+  return (x / y).toFixed(2);
+}
