@@ -66,23 +66,29 @@ async function applyOne(
     ...host,
     definition: { xml: DomainXml.parse(found.xml), source: found.source },
   });
-  if (!plan.definition.changed || !plan.definition.xml) {
-    ctx.out(`${name}: definition already in step with the hardware`);
-    return 'unchanged';
-  }
-  // Check the result as the next start will, before writing anything.
-  const after = planPrepare({
-    domain: name,
-    config: dc,
-    ...host,
-    definition: { xml: DomainXml.parse(plan.definition.xml), source: 'new' },
-  });
+  const newXml = plan.definition.changed && plan.definition.xml ? plan.definition.xml : null;
+  // Check the result as the next start will, before writing anything: what apply cannot fix
+  // (a device missing or ambiguous, the root disk, a group) is said now, not at `virsh start`.
+  const after = newXml
+    ? planPrepare({
+        domain: name,
+        config: dc,
+        ...host,
+        definition: { xml: DomainXml.parse(newXml), source: 'new' },
+      })
+    : plan;
   const blocking = after.errors.filter((e) => !/is held by domain/.test(e));
-  ctx.out(colourDiff(plan.definition.diff, ctx.isTty));
+  if (newXml) ctx.out(colourDiff(plan.definition.diff, ctx.isTty));
   if (blocking.length > 0) {
-    ctx.err(`${name}: not applied: the new definition would still be refused:`);
+    ctx.err(
+      `${name}: ${newXml ? 'not applied: the new definition would still be refused' : 'a start would be refused'}:`,
+    );
     for (const e of blocking) ctx.err(`  ${e}`);
     return 'refused';
+  }
+  if (!newXml) {
+    ctx.out(`${name}: definition already in step with the hardware`);
+    return 'unchanged';
   }
   if (ctx.args.dryRun) return 'would-change';
   if (await store.isActive(name)) {
@@ -95,7 +101,7 @@ async function applyOne(
     ctx.out(`${name}: left as it was`);
     return 'skipped';
   }
-  await store.define(name, plan.definition.xml);
+  await store.define(name, newXml);
   ctx.out(`${name}: definition updated`);
   return 'changed';
 }

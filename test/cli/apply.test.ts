@@ -1,0 +1,90 @@
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { cli, copyHost } from '../support/cli.js';
+
+const copies: string[] = [];
+const copy = (name: string) => {
+  const dir = copyHost(name);
+  copies.push(dir);
+  return dir;
+};
+afterEach(() => {
+  for (const d of copies.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+const def = (root: string, vm: string) => readFileSync(join(root, 'etc/libvirt/qemu', `${vm}.xml`), 'utf8');
+
+describe('qemu-hook apply --root', () => {
+  it('--dry-run shows the diff and exits 1 when something would change, touching nothing', () => {
+    const root = copy('workstation-moved');
+    const before = def(root, 'win11');
+    const r = cli(['apply', '--root', root, '--vm', 'win11', '--dry-run']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain("-        <address domain='0x0000' bus='0x01' slot='0x00' function='0x0'/>");
+    expect(r.stdout).toContain("+        <address domain='0x0000' bus='0x02' slot='0x00' function='0x0'/>");
+    expect(r.stdout).not.toMatch(/\x1b\[/); // no colour without a terminal
+    expect(def(root, 'win11')).toBe(before);
+  });
+
+  it('--yes rewrites only our entries; the next start passes and apply again changes nothing', () => {
+    const root = copy('workstation-moved');
+    const before = def(root, 'win11');
+    const r = cli(['apply', '--root', root, '--vm', 'win11', '--yes']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/win11: definition updated/);
+    const after = def(root, 'win11');
+    // Only source addresses changed: same number of lines, every other line identical.
+    const a = before.split('\n');
+    const b = after.split('\n');
+    expect(b).toHaveLength(a.length);
+    const changed = a.filter((line, i) => line !== b[i]);
+    expect(changed.every((l) => /<address (type='pci' )?domain='0x0000' bus='0x0\d' slot='0x0\d' function='0x\d'\/>/.test(l))).toBe(true);
+    expect(cli(['--simulate', 'win11', 'prepare', '--root', root]).code).toBe(0);
+    const again = cli(['apply', '--root', root, '--vm', 'win11', '--dry-run']);
+    expect(again).toMatchObject({ code: 0 });
+    expect(again.stdout).toMatch(/already in step/);
+  });
+
+  it('without --yes and without a terminal it refuses instead of hanging', () => {
+    const root = copy('workstation-moved');
+    const r = cli(['apply', '--root', root]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/no terminal to ask on: pass --yes/);
+  });
+
+  it('never redefines a running domain', () => {
+    const root = copy('workstation-moved');
+    mkdirSync(join(root, 'run/libvirt/qemu'), { recursive: true });
+    writeFileSync(join(root, 'run/libvirt/qemu/win11.xml'), '<domstatus/>');
+    const before = def(root, 'win11');
+    const r = cli(['apply', '--root', root, '--vm', 'win11', '--yes']);
+    expect(r.stdout).toMatch(/win11: running: not redefined/);
+    expect(def(root, 'win11')).toBe(before);
+  });
+
+  it('adds the entries a definition never had, and the start then passes', () => {
+    const root = copy('workstation');
+    const path = join(root, 'etc/libvirt/qemu/win11.xml');
+    const stripped = readFileSync(path, 'utf8').replace(/\s*<hostdev mode='subsystem' type='pci'[\s\S]*?<\/hostdev>/g, '');
+    writeFileSync(path, stripped);
+    expect(cli(['--simulate', 'win11', 'prepare', '--root', root]).code).toBe(1);
+    expect(cli(['apply', '--root', root, '--vm', 'win11', '--yes']).code).toBe(0);
+    expect(def(root, 'win11')).toContain("<alias name='ua-qemuhook-gpu-1'/>");
+    expect(cli(['--simulate', 'win11', 'prepare', '--root', root]).code).toBe(0);
+  });
+
+  it('refuses to write a definition that would still be refused (ambiguous twins)', () => {
+    const root = copy('twin-gpus');
+    const before = def(root, 'ml');
+    const r = cli(['apply', '--root', root, '--vm', 'ml', '--yes']);
+    expect(r.code).not.toBe(0);
+    expect(def(root, 'ml')).toBe(before);
+  });
+
+  it('names unknown domains and exits 2', () => {
+    const r = cli(['apply', '--root', copy('workstation'), '--vm', 'nope', '--dry-run']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/not in the config: nope/);
+  });
+});
