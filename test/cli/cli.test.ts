@@ -145,5 +145,9 @@ describe('qemu-hook CLI', () => {
     expect(r.code).toBe(1);
     expect(oneLine(r.stderr)).toMatch(/state\.json\.corrupt/);
     expect(readFileSync(`${state}.corrupt`, 'utf8')).toBe('{ not json');
+    // Later runs start from an empty state, and say that a file was kept aside.
+    const later = cli(['status', '--root', root]);
+    expect(later.code).toBe(0);
+    expect(later.stderr).toMatch(/state\.json\.corrupt is a state file that could not be read/);
   });
 });

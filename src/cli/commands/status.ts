@@ -1,3 +1,5 @@
+import { readdir } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { loadConfigFile } from '../../config/load.js';
 import { currentRecords } from '../../plan/held.js';
 import { loadState } from '../../state/file.js';
@@ -14,6 +16,11 @@ export async function status(ctx: CliContext): Promise<number> {
   const file = stateFileOf(ctx, cfg);
   const [state, inventory] = await Promise.all([loadState(file), inventoryReader(ctx).read()]);
   const { current, stale } = currentRecords(state.records, inventory.bootId);
+  const kept = await keptCorrupt(file);
+  for (const k of kept)
+    ctx.err(
+      `note: ${k} is a state file that could not be read and was kept aside; its devices may still be on vfio-pci (see qemu-hook devices)`,
+    );
   const driverOf = (address: string) =>
     inventory.pci.find((d) => d.address.toString() === address)?.driver ?? null;
   if (ctx.args.json) {
@@ -53,4 +60,10 @@ export async function status(ctx: CliContext): Promise<number> {
   if (current.some((r) => r.phase === 'detaching'))
     ctx.out('a detach did not finish (crash?): run qemu-hook recover once the domain is stopped');
   return EXIT.ok;
+}
+
+/** State files moved aside as unreadable (`state.json.corrupt[.<time>]`): the user should know. */
+async function keptCorrupt(file: string): Promise<string[]> {
+  const names = await readdir(dirname(file)).catch(() => [] as string[]);
+  return names.filter((n) => n.startsWith(`${basename(file)}.corrupt`)).map((n) => join(dirname(file), n));
 }
