@@ -227,6 +227,7 @@ describe.skipIf(!canRunLibvirtd())('the installed hook under a real libvirtd', {
       () => d().virsh(['start', 'e2e-pass']),
     );
     // libvirt's own failure, after our prepare: not ours.
+    console.log(`[e2e] libvirt's own failure of the start, after our prepare passed:\n${r.stderr.trim()}`);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain("error: Failed to start domain 'e2e-pass'");
     expect(r.stderr).not.toContain('Hook script execution failed');
@@ -371,6 +372,30 @@ describe.skipIf(!canRunLibvirtd())('the installed hook under a real libvirtd', {
     }
     await d().virshOk(['destroy', 'e2e-plain']);
     expect(stateRecords(host)).toEqual([]);
+  }, 240_000);
+
+  it('measures (prints, never asserts) unconfigured, refused and passing starts', async () => {
+    const ms: Record<string, number[]> = { unconfigured: [], refused: [], passing: [] };
+    const sample = async (kind: string, name: string) => {
+      const t0 = performance.now();
+      const r = await d().virsh(['start', name]);
+      ms[kind]?.push(performance.now() - t0);
+      return r;
+    };
+    for (let i = 0; i < 5; i++) {
+      expect((await sample('unconfigured', 'e2e-quiet')).code).toBe(0);
+      await d().virshOk(['destroy', 'e2e-quiet']);
+      expect(ourLines((await sample('refused', 'e2e-refused')).stderr)).toEqual([REFUSAL]);
+      expect(ourLines((await sample('passing', 'e2e-pass')).stderr)).toEqual([]);
+    }
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
+    for (const [kind, xs] of Object.entries(ms)) {
+      console.log(
+        `[e2e timing] virsh start, ${kind}: median ${Math.round(median(xs))} ms of ${xs.map(Math.round).join(', ')}`,
+      );
+    }
+    expect(stateRecords(host)).toEqual([]);
+    expect(fixtureBindings(host.root)).toEqual(fixtureBefore);
   }, 240_000);
 
   it("did all of it with the fixture driver control: this machine's PCI devices are as they were", () => {

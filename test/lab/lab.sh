@@ -43,6 +43,7 @@ prepare() {
     [ -e "$LIBVIRT_DRIVERS/libvirt_driver_qemu.so" ] || need+=(libvirt-daemon-driver-qemu)
     command -v virsh >/dev/null || need+=(libvirt-clients)
     command -v cpio >/dev/null || need+=(cpio)
+    command -v xz >/dev/null || need+=(xz-utils)
     local pkg; pkg=$(kernel_pkg)
     if [ -z "$pkg" ] || [ ${#need[@]} -gt 0 ]; then apt-get update -qq || missing "apt-get update failed"; pkg=$(kernel_pkg); fi
     if [ ${#need[@]} -gt 0 ]; then
@@ -79,6 +80,7 @@ prepare() {
         rm -rf "$BB"; mkdir -p "$BB"; dpkg-deb -x "$bdeb" "$BB"; basename "$bdeb" > "$BB/.from"
     fi
     local kv; kv=$(ls "$KPKG/lib/modules")
+    [ -s "$KPKG/vmlinux" ] || extract_vmlinux "$KPKG/boot/vmlinuz-$kv" "$KPKG/vmlinux" || true
     # the package ships no modules.dep (its postinst makes it)
     [ -s "$KPKG/lib/modules/$kv/modules.dep" ] || "$BB/bin/busybox" depmod -b "$KPKG" "$kv"
     local o; for o in VFIO_PCI VFIO_IOMMU_TYPE1 INTEL_IOMMU IRQ_REMAP E1000E PCI_STUB; do
@@ -163,6 +165,23 @@ copy_with_libs() {  # $1 = stage; host executables/libraries themselves and thei
     copy_libs "$dir" "$@"
 }
 
+# The L2 domain boots the kernel's uncompressed ELF through its PVH entry point (CONFIG_PVH): no
+# decompressor and no real-mode setup, which under TCG-in-TCG saves about 40% of L2's boot.
+# Like the kernel's scripts/extract-vmlinux: try each xz/zstd/gzip header until one yields an ELF.
+extract_vmlinux() {  # $1 = bzImage, $2 = output
+    local magic off tool
+    for magic in 'xz:\xfd7zXZ\x00' 'zstd:\x28\xb5\x2f\xfd' 'gzip:\x1f\x8b\x08'; do
+        tool=${magic%%:*}
+        command -v "$tool" >/dev/null || continue
+        for off in $(LC_ALL=C grep -obUaP "${magic#*:}" "$1" | cut -d: -f1); do
+            tail -c +$((off + 1)) "$1" | "$tool" -dcq 2>/dev/null > "$2.tmp" || true
+            if [ "$(head -c 4 "$2.tmp" | od -An -c | tr -d ' ')" = '177ELF' ]; then mv "$2.tmp" "$2"; return 0; fi
+        done
+    done
+    rm -f "$2.tmp"
+    return 1
+}
+
 pack() {  # $1 = folder, $2 = image; uncompressed cpio: the guest unpacks it faster than gzip under TCG
     ( cd "$1" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet ) > "$2.tmp"
     mv "$2.tmp" "$2"
@@ -185,6 +204,12 @@ build_l1() {
     # bash: install.sh and the project's scripts may be bash scripts
     copy_with_libs "$s" /bin/bash
     ln -sf /bin/bash "$s/usr/bin/bash"
+    # npm: install.sh asks `npm ls` which modules are production ones, as on the host that ran npm ci
+    local npm; npm=$(readlink -f "$(command -v npm)")
+    if [ -n "$npm" ]; then
+        local npmdir=${npm%/bin/npm-cli.js}
+        mkdir -p "$s$npmdir"; cp -a "$npmdir/." "$s$npmdir/"; ln -sf "$npm" "$s/usr/bin/npm"
+    fi
     # libvirt (daemon, client, the two connection drivers the lab uses) and qemu for the L2 domain
     copy_with_libs "$s" /usr/sbin/libvirtd /usr/bin/virsh \
         "$LIBVIRT_DRIVERS/libvirt_driver_qemu.so" "$LIBVIRT_DRIVERS/libvirt_driver_nodedev.so" \
@@ -209,7 +234,9 @@ build_l1() {
     install -m755 "$HERE/guest/lib.sh" "$s/lib.sh"
     install -m755 "$HERE/guest/init.sh" "$s/init"
     mkdir -p "$s/lab/guest"; cp -r "$HERE"/guest/. "$s/lab/guest/"
-    mkdir -p "$s/lab/l2"; cp "$KPKG/boot/vmlinuz-$KV" "$s/lab/l2/vmlinuz"; cp "$OUT/l2-initrd.gz" "$s/lab/l2/initrd.gz"
+    mkdir -p "$s/lab/l2"; cp "$OUT/l2-initrd.gz" "$s/lab/l2/initrd.gz"
+    if [ -s "$KPKG/vmlinux" ]; then cp "$KPKG/vmlinux" "$s/lab/l2/kernel"
+    else log "no uncompressed kernel: L2 boots the bzImage (slower)"; cp "$KPKG/boot/vmlinuz-$KV" "$s/lab/l2/kernel"; fi
     pack "$s" "$OUT/initrd.cpio"
 }
 

@@ -1,0 +1,117 @@
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { REPO } from '../support/cli.js';
+
+// hooks/qemu, the POSIX-sh front libvirt runs: which events reach Node, and what libvirt sees.
+// "Node" here is a stand-in script that records its argv and exits with a chosen status.
+
+let root: string;
+let calls: string;
+const hook = () => join(root, 'hook');
+
+function install(nodeExit = 0, chain = '') {
+  const fake = join(root, 'fake-node');
+  writeFileSync(fake, `#!/bin/sh\nshift\necho "$*" >> ${calls}\ncat > /dev/null\nexit ${nodeExit}\n`);
+  chmodSync(fake, 0o755);
+  const text = readFileSync(join(REPO, 'hooks/qemu'), 'utf8')
+    .replace(/^NODE=.*# qemu-hook:node$/m, `NODE='${fake}' # qemu-hook:node`)
+    .replace(/^ROOT=.*# qemu-hook:root$/m, `ROOT='${root}' # qemu-hook:root`)
+    .replace(/^CHAIN=.*# qemu-hook:chain.*$/m, `CHAIN='${chain}' # qemu-hook:chain`);
+  writeFileSync(hook(), text);
+  chmodSync(hook(), 0o755);
+}
+const run = (...args: string[]) => spawnSync(hook(), args, { input: '<domain/>', encoding: 'utf8' });
+const seen = () => {
+  try {
+    return readFileSync(calls, 'utf8').trim().split('\n').filter(Boolean);
+  } catch {
+    return [];
+  }
+};
+
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), 'qh-front-'));
+  calls = join(root, 'calls');
+  mkdirSync(join(root, 'etc/qemu-hook'), { recursive: true });
+  writeFileSync(join(root, 'etc/qemu-hook/config.yaml'), 'domains:\n  win11: { devices: [] }\n');
+});
+afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+describe('hooks/qemu', () => {
+  it('never starts Node for a VM it does not manage', () => {
+    install();
+    for (const op of ['prepare', 'start', 'started', 'stopped', 'release', 'reconnect', 'migrate']) {
+      expect(run('other', op, 'begin', '-').status).toBe(0);
+    }
+    expect(seen()).toEqual([]);
+  });
+
+  it('hands a configured VM’s built-in events to Node, with the root baked in', () => {
+    install();
+    run('win11', 'prepare', 'begin', '-');
+    run('win11', 'started', 'begin', '-');
+    run('win11', 'release', 'end', '-');
+    expect(seen()).toEqual(['hook win11 prepare begin -', 'hook win11 release end -']);
+  });
+
+  it('runs Node for any event that has per-VM scripts', () => {
+    install();
+    mkdirSync(join(root, 'etc/libvirt/hooks/qemu.d/other/started/begin'), { recursive: true });
+    run('other', 'started', 'begin', '-');
+    expect(seen()).toEqual(['hook other started begin -']);
+  });
+
+  it('releases a VM the config no longer names when the state file (also a custom one) holds its devices', () => {
+    install();
+    mkdirSync(join(root, 'srv'), { recursive: true });
+    writeFileSync(join(root, 'etc/qemu-hook/config.yaml'), 'stateFile: "/srv/state.json"\ndomains: {}\n');
+    writeFileSync(join(root, 'srv/state.json'), '{"version":1,"records":[{"domain":"gone"}]}');
+    run('gone', 'release', 'end', '-');
+    run('other', 'release', 'end', '-');
+    expect(seen()).toEqual(['hook gone release end -']);
+  });
+
+  it('passes Node’s failure on for prepare, never for reconnect or release', () => {
+    install(1);
+    expect(run('win11', 'prepare', 'begin', '-').status).toBe(1);
+    expect(run('win11', 'release', 'end', '-').status).toBe(0);
+    mkdirSync(join(root, 'etc/libvirt/hooks/qemu.d/win11/reconnect/begin'), { recursive: true });
+    expect(run('win11', 'reconnect', 'begin', '-').status).toBe(0);
+  });
+
+  it('says plainly when Node is gone, and still never fails a reconnect', () => {
+    install();
+    const text = readFileSync(hook(), 'utf8').replace(
+      /^NODE=.*# qemu-hook:node$/m,
+      "NODE='/nonexistent/node' # qemu-hook:node",
+    );
+    writeFileSync(hook(), text);
+    const r = run('win11', 'prepare', 'begin', '-');
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe('qemu-hook: /nonexistent/node is missing; reinstall qemu-hook (./install.sh)\n');
+    mkdirSync(join(root, 'etc/libvirt/hooks/qemu.d/win11/reconnect/begin'), { recursive: true });
+    expect(run('win11', 'reconnect', 'begin', '-').status).toBe(0);
+  });
+
+  it('runs a chained foreign hook first, with the XML, and stops a start it refuses', () => {
+    const foreign = join(root, 'foreign');
+    writeFileSync(
+      foreign,
+      `#!/bin/sh\necho "foreign $* $(cat)" >> ${calls}\n[ "$1" = deny ] && exit 7\nexit 0\n`,
+    );
+    chmodSync(foreign, 0o755);
+    install(0, foreign);
+    run('win11', 'prepare', 'begin', '-');
+    run('other', 'started', 'begin', '-');
+    expect(run('deny', 'prepare', 'begin', '-').status).toBe(7);
+    expect(seen()).toEqual([
+      'foreign win11 prepare begin - <domain/>',
+      'hook win11 prepare begin -',
+      'foreign other started begin - <domain/>',
+      'foreign deny prepare begin - <domain/>',
+    ]);
+  });
+});

@@ -1,0 +1,486 @@
+// The checks of issue 5, run inside the lab guest (L1) as root, after install.sh --no-build put
+// qemu-hook in place as libvirtd's real /etc/libvirt/hooks/qemu. libvirtd, virsh and the nested
+// QEMU are real; every sysfs write here is to the guest's emulated devices.
+//
+// One line per check: `LAB PASS: <id> …` or `LAB FAIL: <id> …: <what went wrong>`, with detail
+// lines `LAB   <id> …` before it. The tally goes to /run/lab-counts for init.sh.
+//
+// Order: l2 (check 1) is started first; its nested kernel needs minutes under TCG-in-TCG, so the
+// checks that do not touch the e1000e (6, 3) run while it boots, then 1 is finished and 2 stops it.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { basename } from 'node:path';
+
+const E1000E = '0000:01:00.0'; // alone in its IOMMU group; kernel driver e1000e
+const E1000 = '0000:03:01.0'; // shares a group with the rtl8139 (behind a pcie-pci-bridge)
+const RTL8139 = '0000:03:02.0'; // kernel driver 8139cp
+const CONFIG = '/etc/qemu-hook/config.yaml';
+// The hook's crash-injection switch: a file beside the config (src/cli/commands/hook.ts).
+const FAULTS = '/etc/qemu-hook/fault-injection';
+const HOOK = '/etc/libvirt/hooks/qemu';
+const HOOK_LOG = '/var/log/libvirt/qemu-hook.log';
+const LIBVIRTD_DEBUG = '/var/log/libvirt/libvirtd-debug.log';
+const L2_SERIAL = '/var/log/lab/l2-serial.log';
+const L2_BOOT_SECONDS = Number(process.env.LAB_L2_SECONDS ?? 420);
+
+// ------------------------------------------------------------------------------------ helpers
+const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+const sleep = (ms) => Atomics.wait(sleepCell, 0, 0, ms);
+const uptime = () => Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
+
+function run(cmd, args, { input, timeoutSec = 180, env } = {}) {
+  const r = spawnSync(cmd, args, {
+    input: input ?? '',
+    encoding: 'utf8',
+    timeout: timeoutSec * 1000,
+    killSignal: 'SIGKILL',
+    ...(env ? { env } : {}),
+  });
+  const out = (r.stdout ?? '').trim();
+  const err = (r.stderr ?? '').trim();
+  return { status: r.status, signal: r.signal, out, err, text: `${out}\n${err}`.trim(), error: r.error };
+}
+const virsh = (...args) => run('virsh', ['-q', '-c', 'qemu:///system', ...args]);
+const qemuHook = (...args) => run('/usr/local/bin/qemu-hook', args);
+const oneLine = (s, n = 300) => s.replace(/\s+/g, ' ').trim().slice(0, n);
+
+const dev = (a) => `/sys/bus/pci/devices/${a}`;
+function driver(a) {
+  try {
+    return basename(readlinkSync(`${dev(a)}/driver`));
+  } catch {
+    return 'none';
+  }
+}
+function netif(a) {
+  try {
+    return readdirSync(`${dev(a)}/net`)[0] ?? null;
+  } catch {
+    return null;
+  }
+}
+const group = (a) => basename(readlinkSync(`${dev(a)}/iommu_group`));
+function snapshot() {
+  const m = {};
+  for (const a of readdirSync('/sys/bus/pci/devices')) m[a] = driver(a);
+  return m;
+}
+function diffSnapshots(before, after) {
+  return Object.keys(before)
+    .filter((a) => before[a] !== after[a])
+    .map((a) => `${a} ${before[a]} -> ${after[a]}`);
+}
+function waitFor(pred, seconds, stepMs = 500) {
+  const end = Date.now() + seconds * 1000;
+  for (;;) {
+    if (pred()) return true;
+    if (Date.now() > end) return false;
+    sleep(stepMs);
+  }
+}
+
+/** Writes only inside the guest: park a device on a named driver, or on none (null). */
+function parkOn(a, name) {
+  if (driver(a) !== 'none') writeFileSync(`${dev(a)}/driver/unbind`, a);
+  if (name) {
+    writeFileSync(`${dev(a)}/driver_override`, name);
+    try {
+      writeFileSync('/sys/bus/pci/drivers_probe', a);
+    } finally {
+      writeFileSync(`${dev(a)}/driver_override`, '\n');
+    }
+  }
+}
+/** Back to whatever the kernel picks (the lab's baseline). */
+function kernelDefault(a) {
+  if (driver(a) !== 'none') writeFileSync(`${dev(a)}/driver/unbind`, a);
+  writeFileSync(`${dev(a)}/driver_override`, '\n');
+  writeFileSync('/sys/bus/pci/drivers_probe', a);
+}
+
+/** `qemu-hook status --json`: the contract `{ records: [...], stale: [...] }`. */
+function status() {
+  const r = qemuHook('status', '--json');
+  if (r.status !== 0) throw new Error(`qemu-hook status --json exited ${r.status}: ${oneLine(r.text)}`);
+  try {
+    return JSON.parse(r.out);
+  } catch {
+    throw new Error(`qemu-hook status --json printed no JSON: ${oneLine(r.out)}`);
+  }
+}
+const recordsOf = (st, domain) => st.records.filter((r) => r.domain === domain);
+const describe = (recs) =>
+  recs.map((r) => `${r.address} ${r.originalDriver ?? 'none'} ${r.phase}`).join(', ') || 'no records';
+
+function domState(name) {
+  return virsh('domstate', name).out.split('\n')[0] ?? '';
+}
+function qemuPid(name) {
+  try {
+    return readFileSync(`/run/libvirt/qemu/${name}.pid`, 'utf8').trim();
+  } catch {
+    return null;
+  }
+}
+function holdsVfioGroup(pid, g) {
+  if (!pid) return false;
+  try {
+    return readdirSync(`/proc/${pid}/fd`).some((fd) => {
+      try {
+        return readlinkSync(`/proc/${pid}/fd/${fd}`) === `/dev/vfio/${g}`;
+      } catch {
+        return false;
+      }
+    });
+  } catch {
+    return false;
+  }
+}
+/** libvirtd's debug log gains a virPCIDeviceDetach/Reattach line for the address when the node-device
+ *  API moves it (a managed='no' hostdev is never moved by libvirt itself). */
+function libvirtdMoves(kind, a) {
+  if (!existsSync(LIBVIRTD_DEBUG)) return 0;
+  const re = kind === 'detach' ? /virPCIDeviceDetach:/ : /virPCIDeviceReattach:/;
+  return readFileSync(LIBVIRTD_DEBUG, 'utf8')
+    .split('\n')
+    .filter((l) => re.test(l) && l.includes(a)).length;
+}
+
+function writeConfig(pairPolicy) {
+  writeFileSync(
+    CONFIG,
+    `# written by the lab (test/lab/guest/checks.mjs)
+domains:
+  l2:
+    devices:
+      - name: nic
+        match: { vendor: "8086", device: "10d3" }   # the e1000e, by ids: not by address
+  pair:
+    devices:
+      - name: nic
+        match: { vendor: "8086", device: "100e" }   # the e1000; its group holds the rtl8139 too
+    iommuGroup: ${pairPolicy}
+libvirt: { uri: "qemu:///system" }
+stateFile: /var/lib/qemu-hook/state.json
+log: { level: debug, file: ${HOOK_LOG} }
+`,
+  );
+}
+
+/** What libvirt does: a cleared environment, argv `<domain> <op> <subop> -`, the XML on stdin. */
+function callHookLikeLibvirt(domain, op, subop, xml) {
+  return run(HOOK, [domain, op, subop, '-'], {
+    input: xml,
+    env: { LC_ALL: 'C', PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root', USER: 'root' },
+  });
+}
+
+// ------------------------------------------------------------------------------------ reporting
+let passed = 0;
+let failed = 0;
+
+class Check {
+  constructor(id, title) {
+    this.id = id;
+    this.title = title;
+    this.problems = [];
+    this.notes = [];
+    this.t0 = uptime();
+  }
+  expect(ok, problem) {
+    if (!ok) this.problems.push(problem);
+    return Boolean(ok);
+  }
+  note(s) {
+    this.notes.push(s);
+    console.log(`LAB   ${this.id} ${s}`);
+  }
+  end() {
+    const secs = (uptime() - this.t0).toFixed(1);
+    if (this.problems.length === 0) {
+      passed++;
+      console.log(`LAB PASS: ${this.id} ${this.title} (${secs}s)`);
+    } else {
+      failed++;
+      console.log(`LAB FAIL: ${this.id} ${this.title} (${secs}s): ${this.problems.join('; ')}`);
+      tail(HOOK_LOG, 15, this.id);
+    }
+  }
+}
+function tail(file, n, id) {
+  if (!existsSync(file)) return;
+  const lines = readFileSync(file, 'utf8').trimEnd().split('\n').slice(-n);
+  for (const l of lines) console.log(`LAB   ${id} ${basename(file)}| ${l.slice(0, 400)}`);
+}
+function attempt(c, fn) {
+  try {
+    fn(c);
+  } catch (err) {
+    c.problems.push(`stopped: ${err.message}`);
+  }
+}
+
+/** Between checks: no lab domain but l2 running, no fault switch, devices and state as at boot. */
+function backToBaseline(id, keepL2 = false) {
+  rmSync(FAULTS, { force: true });
+  for (const d of keepL2 ? ['pair', 'plain'] : ['l2', 'pair', 'plain'])
+    if (domState(d) === 'running') virsh('destroy', d);
+  const want = { [E1000E]: 'e1000e', [E1000]: 'e1000', [RTL8139]: '8139cp' };
+  if (keepL2) delete want[E1000E];
+  let st = null;
+  try {
+    st = status();
+  } catch {}
+  if (st && st.records.some((r) => !keepL2 || r.domain !== 'l2')) {
+    const r = qemuHook('recover');
+    console.log(`LAB   ${id} cleanup: qemu-hook recover -> ${r.status}: ${oneLine(r.text, 200)}`);
+  }
+  for (const [a, d] of Object.entries(want))
+    if (driver(a) !== d) {
+      console.log(`LAB   ${id} cleanup: ${a} was on ${driver(a)}, putting it back on ${d}`);
+      kernelDefault(a);
+      waitFor(() => driver(a) === d, 20);
+    }
+}
+
+// ------------------------------------------------------------------------------------ checks
+function check1Start(c) {
+  c.expect(driver(E1000E) === 'e1000e', `e1000e not on e1000e before the start (${driver(E1000E)})`);
+  c.expect(recordsOf(status(), 'l2').length === 0, 'state file not empty before the start');
+  const detachesBefore = libvirtdMoves('detach', E1000E);
+  const r = virsh('start', 'l2');
+  if (!c.expect(r.status === 0, `virsh start l2 failed: ${oneLine(r.text)}`)) return false;
+  c.note(`virsh start l2 ok at ${uptime().toFixed(0)}s; ${E1000E} now on ${driver(E1000E)}`);
+  c.expect(driver(E1000E) === 'vfio-pci', `${E1000E} on ${driver(E1000E)} while l2 runs, not vfio-pci`);
+  const recs = recordsOf(status(), 'l2');
+  c.note(`state: ${describe(recs)}`);
+  c.expect(
+    recs.some((x) => x.address === E1000E && x.originalDriver === 'e1000e'),
+    `no state record of ${E1000E} with original driver e1000e (${describe(recs)})`,
+  );
+  const g = group(E1000E);
+  c.expect(holdsVfioGroup(qemuPid('l2'), g), `l2's qemu (pid ${qemuPid('l2')}) does not hold /dev/vfio/${g}`);
+  c.expect(
+    libvirtdMoves('detach', E1000E) > detachesBefore,
+    'libvirtd logged no node-device detach of the e1000e (did the hook bypass virNodeDeviceDetachFlags?)',
+  );
+  return true;
+}
+
+function check1Finish(c) {
+  const ok = waitFor(() => /L2 RESULT/.test(existsSync(L2_SERIAL) ? readFileSync(L2_SERIAL, 'utf8') : ''), L2_BOOT_SECONDS, 2000);
+  const serial = existsSync(L2_SERIAL) ? readFileSync(L2_SERIAL, 'utf8') : '';
+  for (const l of serial.split('\n').filter((x) => /^L2/.test(x))) c.note(`L2| ${l.trim()}`);
+  if (!c.expect(ok, `the nested guest gave no verdict within ${L2_BOOT_SECONDS}s`)) return;
+  c.expect(/L2 RESULT: [1-9]\d* passed, 0 failed/.test(serial), 'the nested guest could not drive the e1000e');
+  c.expect(domState('l2') === 'running', `l2 is ${domState('l2')}, not running`);
+}
+
+function check2(c) {
+  const g = group(E1000E);
+  const reattachesBefore = libvirtdMoves('reattach', E1000E);
+  const r = virsh('destroy', 'l2');
+  c.expect(r.status === 0, `virsh destroy l2 failed: ${oneLine(r.text)}`);
+  c.expect(waitFor(() => driver(E1000E) === 'e1000e', 60), `${E1000E} on ${driver(E1000E)} after the stop, not e1000e`);
+  c.expect(waitFor(() => netif(E1000E) !== null, 30), 'its network interface did not come back');
+  c.note(`${E1000E} on ${driver(E1000E)}, interface ${netif(E1000E)}, /dev/vfio/${g} ${existsSync(`/dev/vfio/${g}`) ? 'still there' : 'gone'}`);
+  c.expect(libvirtdMoves('reattach', E1000E) > reattachesBefore, 'libvirtd logged no node-device reattach of the e1000e');
+  const st = status();
+  c.expect(st.records.length === 0, `state file still holds ${describe(st.records)}`);
+  const human = qemuHook('status');
+  c.note(`qemu-hook status: ${oneLine(human.text, 160)}`);
+  c.expect(human.status === 0 && /no devices held/.test(human.out), `qemu-hook status does not say nothing is held: ${oneLine(human.text)}`);
+}
+
+function check3Require(c) {
+  writeConfig('require');
+  const before = snapshot();
+  const r = virsh('start', 'pair');
+  c.note(`virsh start pair -> ${r.status}: ${oneLine(r.err, 400)}`);
+  c.expect(r.status !== 0, 'virsh start pair succeeded under iommuGroup: require');
+  c.expect(r.err.includes(RTL8139), `the refusal does not name the sibling ${RTL8139}`);
+  c.expect(domState('pair') !== 'running', 'pair is running');
+  const changed = diffSnapshots(before, snapshot());
+  c.expect(changed.length === 0, `devices moved: ${changed.join(', ')}`);
+  c.expect(recordsOf(status(), 'pair').length === 0, 'the state file holds records for pair');
+}
+
+function check3Detach(c) {
+  writeConfig('detach');
+  const r = virsh('start', 'pair');
+  if (!c.expect(r.status === 0, `virsh start pair failed under iommuGroup: detach: ${oneLine(r.text)}`)) return;
+  c.note(`running: ${E1000} on ${driver(E1000)}, ${RTL8139} on ${driver(RTL8139)}`);
+  c.expect(driver(E1000) === 'vfio-pci' && driver(RTL8139) === 'vfio-pci', 'not both members on vfio-pci');
+  const recs = recordsOf(status(), 'pair');
+  c.note(`state: ${describe(recs)}`);
+  c.expect(recs.some((x) => x.address === E1000 && x.originalDriver === 'e1000'), 'no record of the e1000 from e1000');
+  c.expect(recs.some((x) => x.address === RTL8139 && x.originalDriver === '8139cp'), 'no record of the rtl8139 from 8139cp');
+  const g = group(E1000);
+  c.expect(holdsVfioGroup(qemuPid('pair'), g), `pair's qemu does not hold /dev/vfio/${g}`);
+  const d = virsh('destroy', 'pair');
+  c.expect(d.status === 0, `virsh destroy pair failed: ${oneLine(d.text)}`);
+  c.expect(waitFor(() => driver(E1000) === 'e1000', 60), `${E1000} on ${driver(E1000)} after the stop, not e1000`);
+  c.expect(waitFor(() => driver(RTL8139) === '8139cp', 30), `${RTL8139} on ${driver(RTL8139)} after the stop, not 8139cp`);
+  c.expect(waitFor(() => netif(E1000) && netif(RTL8139), 30), 'their network interfaces did not both come back');
+  c.expect(recordsOf(status(), 'pair').length === 0, 'the state file still holds records for pair');
+  writeConfig('require');
+}
+
+/** Check 5: the original driver is one the kernel would not pick; it must come back, not e1000e. */
+function check5(c, parked) {
+  const label = parked ?? 'none';
+  parkOn(E1000E, parked);
+  if (!c.expect(driver(E1000E) === label, `could not park ${E1000E} on ${label} (${driver(E1000E)})`)) return;
+  const r = virsh('start', 'l2');
+  if (!c.expect(r.status === 0, `virsh start l2 failed: ${oneLine(r.text)}`)) return;
+  const recs = recordsOf(status(), 'l2');
+  c.note(`running: ${E1000E} on ${driver(E1000E)}; state: ${describe(recs)}`);
+  c.expect(driver(E1000E) === 'vfio-pci', `${E1000E} on ${driver(E1000E)}, not vfio-pci`);
+  c.expect(
+    recs.some((x) => x.address === E1000E && x.originalDriver === parked),
+    `the record does not keep ${label} as the original driver`,
+  );
+  const d = virsh('destroy', 'l2');
+  c.expect(d.status === 0, `virsh destroy l2 failed: ${oneLine(d.text)}`);
+  const back = waitFor(() => driver(E1000E) === label, 60);
+  c.note(`after the stop: ${E1000E} on ${driver(E1000E)}`);
+  c.expect(back, `${E1000E} on ${driver(E1000E)} after the stop, not ${label}`);
+  c.expect(recordsOf(status(), 'l2').length === 0, 'the state file still holds records for l2');
+}
+
+/** Check 4: the hook SIGKILLs itself mid-prepare; `qemu-hook recover` must give the device back. */
+function check4Direct(c, point) {
+  const xml = virsh('dumpxml', '--inactive', 'l2').out;
+  writeFileSync(FAULTS, `${point}\n`);
+  const r = callHookLikeLibvirt('l2', 'prepare', 'begin', xml);
+  rmSync(FAULTS, { force: true });
+  c.note(`hook l2 prepare begin with ${point} crash -> status ${r.status} signal ${r.signal}: ${oneLine(r.err, 160)}`);
+  c.expect(r.status !== 0, 'the hook did not die (exit 0)');
+  const recs = recordsOf(status(), 'l2');
+  const now = driver(E1000E);
+  c.note(`after the crash: ${E1000E} on ${now}; state: ${describe(recs)}`);
+  c.expect(recs.some((x) => x.address === E1000E), 'no state record survived the crash (nothing for recover to go on)');
+  c.expect(point === 'detach' ? now === 'vfio-pci' : now === 'e1000e', `unexpected driver ${now} after a crash at ${point}`);
+  const rec = qemuHook('recover');
+  c.note(`qemu-hook recover -> ${rec.status}: ${oneLine(rec.text, 200)}`);
+  c.expect(rec.status === 0, `qemu-hook recover exited ${rec.status}`);
+  c.expect(waitFor(() => driver(E1000E) === 'e1000e', 30), `${E1000E} on ${driver(E1000E)} after recover, not e1000e`);
+  c.expect(waitFor(() => netif(E1000E) !== null, 30), 'its network interface did not come back');
+  c.expect(status().records.length === 0, 'the state file is not empty after recover');
+}
+
+function check4ThroughLibvirt(c) {
+  writeFileSync(FAULTS, 'detach\n');
+  const r = virsh('start', 'l2');
+  rmSync(FAULTS, { force: true });
+  c.note(`virsh start l2 with a crash after the detach -> ${r.status}: ${oneLine(r.err, 200)}`);
+  c.expect(r.status !== 0, 'virsh start l2 succeeded although the hook was killed');
+  c.expect(domState('l2') !== 'running', 'l2 is running');
+  c.note(`after libvirt's own release: ${E1000E} on ${driver(E1000E)}; state: ${describe(recordsOf(status(), 'l2'))}`);
+  const rec = qemuHook('recover');
+  c.note(`qemu-hook recover -> ${rec.status}: ${oneLine(rec.text, 200)}`);
+  c.expect(rec.status === 0, `qemu-hook recover exited ${rec.status}`);
+  c.expect(waitFor(() => driver(E1000E) === 'e1000e', 30), `${E1000E} on ${driver(E1000E)} after recover, not e1000e`);
+  c.expect(status().records.length === 0, 'the state file is not empty after recover');
+}
+
+function check6(c) {
+  const before = snapshot();
+  const recsBefore = JSON.stringify(status().records);
+  const hookLogBefore = existsSync(HOOK_LOG) ? readFileSync(HOOK_LOG, 'utf8').length : 0;
+  const r = virsh('start', 'plain');
+  if (!c.expect(r.status === 0, `virsh start plain failed: ${oneLine(r.text)}`)) return;
+  c.expect(domState('plain') === 'running', `plain is ${domState('plain')}`);
+  const during = diffSnapshots(before, snapshot());
+  c.expect(during.length === 0, `devices moved while plain runs: ${during.join(', ')}`);
+  const d = virsh('destroy', 'plain');
+  c.expect(d.status === 0, `virsh destroy plain failed: ${oneLine(d.text)}`);
+  sleep(1000);
+  const after = diffSnapshots(before, snapshot());
+  c.expect(after.length === 0, `devices moved: ${after.join(', ')}`);
+  c.expect(JSON.stringify(status().records) === recsBefore, 'the state file changed');
+  const logged = existsSync(HOOK_LOG) ? readFileSync(HOOK_LOG, 'utf8').slice(hookLogBefore) : '';
+  c.note(`hook log lines about plain: ${logged.split('\n').filter((l) => l.includes('"plain"')).length}`);
+}
+
+// ------------------------------------------------------------------------------------ main
+function setup() {
+  const c = new Check('setup', 'domains l2, pair, plain defined; config written; devices on their drivers');
+  attempt(c, () => {
+    writeConfig('require');
+    const chk = qemuHook('check');
+    c.note(`qemu-hook check -> ${chk.status}: ${oneLine(chk.text, 200)}`);
+    c.expect(chk.status === 0, 'qemu-hook check rejects the lab config');
+    for (const d of ['l2', 'pair', 'plain']) {
+      const r = virsh('define', `/lab/guest/domains/${d}.xml`);
+      c.expect(r.status === 0, `virsh define ${d}: ${oneLine(r.text)}`);
+    }
+    const want = { [E1000E]: 'e1000e', [E1000]: 'e1000', [RTL8139]: '8139cp' };
+    for (const [a, d] of Object.entries(want)) c.expect(driver(a) === d, `${a} on ${driver(a)}, not ${d}`);
+    c.expect(group(E1000) === group(RTL8139), 'the e1000 and the rtl8139 do not share an IOMMU group');
+    c.expect(status().records.length === 0, 'the state file is not empty');
+  });
+  c.end();
+  return c.problems.length === 0;
+}
+
+function main() {
+  if (setup()) {
+    const c1 = new Check('1', 'virsh start l2: the hook detaches the e1000e via libvirt, records e1000e, QEMU holds the group, L2 drives the NIC');
+    let l2Up = false;
+    attempt(c1, (c) => {
+      l2Up = check1Start(c);
+    });
+    if (!l2Up) c1.end();
+
+    // while L2 boots: the checks that leave the e1000e alone
+    const c6 = new Check('6', 'a domain not in the config starts and stops with no device touched');
+    attempt(c6, check6);
+    c6.end();
+    backToBaseline('6', l2Up);
+    const c3a = new Check('3a', 'shared group, iommuGroup require: start refused naming the sibling, nothing touched');
+    attempt(c3a, check3Require);
+    c3a.end();
+    backToBaseline('3a', l2Up);
+    const c3b = new Check('3b', 'shared group, iommuGroup detach: both detached, both back on e1000 and 8139cp');
+    attempt(c3b, check3Detach);
+    c3b.end();
+    backToBaseline('3b', l2Up);
+
+    if (l2Up) {
+      attempt(c1, check1Finish);
+      c1.end();
+      const c2 = new Check('2', 'virsh destroy l2: e1000e back on e1000e with its interface, state empty, status says so');
+      attempt(c2, check2);
+      c2.end();
+    }
+    backToBaseline('2');
+
+    for (const [id, parked] of [
+      ['5a', 'pci-stub'],
+      ['5b', null],
+    ]) {
+      const c = new Check(id, `original driver ${parked ?? 'none'} (the kernel would pick e1000e) is restored after the stop`);
+      attempt(c, (x) => check5(x, parked));
+      c.end();
+      backToBaseline(id);
+    }
+
+    for (const [id, point] of [
+      ['4a', 'record'],
+      ['4b', 'detach'],
+    ]) {
+      const c = new Check(id, `hook SIGKILLed after the ${point} step of prepare: qemu-hook recover gives the e1000e back`);
+      attempt(c, (x) => check4Direct(x, point));
+      c.end();
+      backToBaseline(id);
+    }
+    const c4c = new Check('4c', 'virsh start with the hook SIGKILLed after the detach: start fails, recover leaves all on e1000e');
+    attempt(c4c, check4ThroughLibvirt);
+    c4c.end();
+    backToBaseline('4c');
+  }
+  writeFileSync('/run/lab-counts', `${passed} ${failed}\n`);
+}
+
+main();
