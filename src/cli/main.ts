@@ -1,9 +1,8 @@
-#!/usr/bin/env node
 // The one exit point. Commands are loaded on demand: each start of a VM runs this program
 // several times, so it loads only what the command at hand needs.
-import { readFileSync } from 'node:fs';
 import { type Args, parseCliArgs, USAGE } from './args.js';
 import { EXIT, reportError } from './exit.js';
+import { VERSION } from './version.js';
 
 async function run(argv: readonly string[]): Promise<number> {
   let args: Args | null = null;
@@ -14,10 +13,7 @@ async function run(argv: readonly string[]): Promise<number> {
       return EXIT.ok;
     }
     if (args.command === 'version') {
-      const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-        version: string;
-      };
-      process.stdout.write(`qemu-hook ${pkg.version}\n`);
+      process.stdout.write(`qemu-hook ${VERSION}\n`);
       return EXIT.ok;
     }
     if (args.command === 'hook') {
@@ -59,4 +55,7 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
-process.exitCode = await run(process.argv.slice(2));
+// No top-level await: the build turns this file into CommonJS (see scripts/build.mjs).
+void run(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});

@@ -12,6 +12,7 @@ export interface PciDevice {
   readonly classCode: PciClassCode;
   /** Bound driver name, null when none. */
   readonly driver: string | null;
+  /** driver_override, read only when the device has no driver or is on vfio-pci; null otherwise. */
   readonly driverOverride: string | null;
   readonly iommuGroup: number | null;
   readonly bootVga: boolean;

@@ -39,7 +39,11 @@ describe('qemu-hook apply --root', () => {
     const b = after.split('\n');
     expect(b).toHaveLength(a.length);
     const changed = a.filter((line, i) => line !== b[i]);
-    expect(changed.every((l) => /<address (type='pci' )?domain='0x0000' bus='0x0\d' slot='0x0\d' function='0x\d'\/>/.test(l))).toBe(true);
+    expect(
+      changed.every((l) =>
+        /<address (type='pci' )?domain='0x0000' bus='0x0\d' slot='0x0\d' function='0x\d'\/>/.test(l),
+      ),
+    ).toBe(true);
     expect(cli(['--simulate', 'win11', 'prepare', '--root', root]).code).toBe(0);
     const again = cli(['apply', '--root', root, '--vm', 'win11', '--dry-run']);
     expect(again).toMatchObject({ code: 0 });
@@ -66,7 +70,10 @@ describe('qemu-hook apply --root', () => {
   it('adds the entries a definition never had, and the start then passes', () => {
     const root = copy('workstation');
     const path = join(root, 'etc/libvirt/qemu/win11.xml');
-    const stripped = readFileSync(path, 'utf8').replace(/\s*<hostdev mode='subsystem' type='pci'[\s\S]*?<\/hostdev>/g, '');
+    const stripped = readFileSync(path, 'utf8').replace(
+      /\s*<hostdev mode='subsystem' type='pci'[\s\S]*?<\/hostdev>/g,
+      '',
+    );
     writeFileSync(path, stripped);
     expect(cli(['--simulate', 'win11', 'prepare', '--root', root]).code).toBe(1);
     expect(cli(['apply', '--root', root, '--vm', 'win11', '--yes']).code).toBe(0);

@@ -1,7 +1,6 @@
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { loadConfigFile } from '../../config/load.js';
 import { faultsFromFile } from '../../hook/faults.js';
 import type { HookLogger } from '../../hook/logger.js';
@@ -76,7 +75,8 @@ function spawnRedefine(domain: string, restart: boolean, root: string, logFile: 
     const child = spawn(
       process.execPath,
       [
-        fileURLToPath(new URL('../main.js', import.meta.url)),
+        // The program's entry, whichever way it was built or installed.
+        process.argv[1]!,
         'redefine',
         domain,
         restart ? 'restart' : 'redefine',

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { errorMessage, UsageError } from '../../model/errors.js';
 import type { NativeBinding } from './native.js';
@@ -8,10 +9,18 @@ import type { NativeBinding } from './native.js';
 // or a compiler are missing), so it is loaded on first use only: --simulate --root and
 // devices --root never reach this file's loader.
 
-/** native/build/Release/qemu_hook_libvirt.node; the same relative path from src/ and dist/. */
-export const DEFAULT_ADDON_PATH = fileURLToPath(
-  new URL('../../../native/build/Release/qemu_hook_libvirt.node', import.meta.url),
-);
+/**
+ * native/build/Release/qemu_hook_libvirt.node of the checkout or installed tree this code runs
+ * from: src/host/libvirt/ in tests, a bundle in dist/ once built, so look a few levels up.
+ */
+export const DEFAULT_ADDON_PATH = findAddon(fileURLToPath(new URL('.', import.meta.url)));
+
+function findAddon(from: string): string {
+  const candidates = ['..', '../..', '../../..'].map((up) =>
+    resolve(from, up, 'native/build/Release/qemu_hook_libvirt.node'),
+  );
+  return candidates.find((p) => existsSync(p)) ?? candidates[candidates.length - 1]!;
+}
 
 export const BUILD_PREREQUISITES =
   'Debian/Ubuntu: apt-get install libvirt-dev pkg-config g++ make python3; ' +

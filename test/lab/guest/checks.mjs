@@ -171,7 +171,12 @@ log: { level: debug, file: ${HOOK_LOG} }
 function callHookLikeLibvirt(domain, op, subop, xml) {
   return run(HOOK, [domain, op, subop, '-'], {
     input: xml,
-    env: { LC_ALL: 'C', PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root', USER: 'root' },
+    env: {
+      LC_ALL: 'C',
+      PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      HOME: '/root',
+      USER: 'root',
+    },
   });
 }
 
@@ -268,11 +273,18 @@ function check1Start(c) {
 }
 
 function check1Finish(c) {
-  const ok = waitFor(() => /L2 RESULT/.test(existsSync(L2_SERIAL) ? readFileSync(L2_SERIAL, 'utf8') : ''), L2_BOOT_SECONDS, 2000);
+  const ok = waitFor(
+    () => /L2 RESULT/.test(existsSync(L2_SERIAL) ? readFileSync(L2_SERIAL, 'utf8') : ''),
+    L2_BOOT_SECONDS,
+    2000,
+  );
   const serial = existsSync(L2_SERIAL) ? readFileSync(L2_SERIAL, 'utf8') : '';
   for (const l of serial.split('\n').filter((x) => /^L2/.test(x))) c.note(`L2| ${l.trim()}`);
   if (!c.expect(ok, `the nested guest gave no verdict within ${L2_BOOT_SECONDS}s`)) return;
-  c.expect(/L2 RESULT: [1-9]\d* passed, 0 failed/.test(serial), 'the nested guest could not drive the e1000e');
+  c.expect(
+    /L2 RESULT: [1-9]\d* passed, 0 failed/.test(serial),
+    'the nested guest could not drive the e1000e',
+  );
   c.expect(domState('l2') === 'running', `l2 is ${domState('l2')}, not running`);
 }
 
@@ -281,15 +293,29 @@ function check2(c) {
   const reattachesBefore = libvirtdMoves('reattach', E1000E);
   const r = virsh('destroy', 'l2');
   c.expect(r.status === 0, `virsh destroy l2 failed: ${oneLine(r.text)}`);
-  c.expect(waitFor(() => driver(E1000E) === 'e1000e', 60), `${E1000E} on ${driver(E1000E)} after the stop, not e1000e`);
-  c.expect(waitFor(() => netif(E1000E) !== null, 30), 'its network interface did not come back');
-  c.note(`${E1000E} on ${driver(E1000E)}, interface ${netif(E1000E)}, /dev/vfio/${g} ${existsSync(`/dev/vfio/${g}`) ? 'still there' : 'gone'}`);
-  c.expect(libvirtdMoves('reattach', E1000E) > reattachesBefore, 'libvirtd logged no node-device reattach of the e1000e');
+  c.expect(
+    waitFor(() => driver(E1000E) === 'e1000e', 60),
+    `${E1000E} on ${driver(E1000E)} after the stop, not e1000e`,
+  );
+  c.expect(
+    waitFor(() => netif(E1000E) !== null, 30),
+    'its network interface did not come back',
+  );
+  c.note(
+    `${E1000E} on ${driver(E1000E)}, interface ${netif(E1000E)}, /dev/vfio/${g} ${existsSync(`/dev/vfio/${g}`) ? 'still there' : 'gone'}`,
+  );
+  c.expect(
+    libvirtdMoves('reattach', E1000E) > reattachesBefore,
+    'libvirtd logged no node-device reattach of the e1000e',
+  );
   const st = status();
   c.expect(st.records.length === 0, `state file still holds ${describe(st.records)}`);
   const human = qemuHook('status');
   c.note(`qemu-hook status: ${oneLine(human.text, 160)}`);
-  c.expect(human.status === 0 && /no devices held/.test(human.out), `qemu-hook status does not say nothing is held: ${oneLine(human.text)}`);
+  c.expect(
+    human.status === 0 && /no devices held/.test(human.out),
+    `qemu-hook status does not say nothing is held: ${oneLine(human.text)}`,
+  );
 }
 
 function check3Require(c) {
@@ -308,20 +334,36 @@ function check3Require(c) {
 function check3Detach(c) {
   writeConfig('detach');
   const r = virsh('start', 'pair');
-  if (!c.expect(r.status === 0, `virsh start pair failed under iommuGroup: detach: ${oneLine(r.text)}`)) return;
+  if (!c.expect(r.status === 0, `virsh start pair failed under iommuGroup: detach: ${oneLine(r.text)}`))
+    return;
   c.note(`running: ${E1000} on ${driver(E1000)}, ${RTL8139} on ${driver(RTL8139)}`);
   c.expect(driver(E1000) === 'vfio-pci' && driver(RTL8139) === 'vfio-pci', 'not both members on vfio-pci');
   const recs = recordsOf(status(), 'pair');
   c.note(`state: ${describe(recs)}`);
-  c.expect(recs.some((x) => x.address === E1000 && x.originalDriver === 'e1000'), 'no record of the e1000 from e1000');
-  c.expect(recs.some((x) => x.address === RTL8139 && x.originalDriver === '8139cp'), 'no record of the rtl8139 from 8139cp');
+  c.expect(
+    recs.some((x) => x.address === E1000 && x.originalDriver === 'e1000'),
+    'no record of the e1000 from e1000',
+  );
+  c.expect(
+    recs.some((x) => x.address === RTL8139 && x.originalDriver === '8139cp'),
+    'no record of the rtl8139 from 8139cp',
+  );
   const g = group(E1000);
   c.expect(holdsVfioGroup(qemuPid('pair'), g), `pair's qemu does not hold /dev/vfio/${g}`);
   const d = virsh('destroy', 'pair');
   c.expect(d.status === 0, `virsh destroy pair failed: ${oneLine(d.text)}`);
-  c.expect(waitFor(() => driver(E1000) === 'e1000', 60), `${E1000} on ${driver(E1000)} after the stop, not e1000`);
-  c.expect(waitFor(() => driver(RTL8139) === '8139cp', 30), `${RTL8139} on ${driver(RTL8139)} after the stop, not 8139cp`);
-  c.expect(waitFor(() => netif(E1000) && netif(RTL8139), 30), 'their network interfaces did not both come back');
+  c.expect(
+    waitFor(() => driver(E1000) === 'e1000', 60),
+    `${E1000} on ${driver(E1000)} after the stop, not e1000`,
+  );
+  c.expect(
+    waitFor(() => driver(RTL8139) === '8139cp', 30),
+    `${RTL8139} on ${driver(RTL8139)} after the stop, not 8139cp`,
+  );
+  c.expect(
+    waitFor(() => netif(E1000) && netif(RTL8139), 30),
+    'their network interfaces did not both come back',
+  );
   c.expect(recordsOf(status(), 'pair').length === 0, 'the state file still holds records for pair');
   writeConfig('require');
 }
@@ -354,18 +396,32 @@ function check4Direct(c, point) {
   writeFileSync(FAULTS, `${point}\n`);
   const r = callHookLikeLibvirt('l2', 'prepare', 'begin', xml);
   rmSync(FAULTS, { force: true });
-  c.note(`hook l2 prepare begin with ${point} crash -> status ${r.status} signal ${r.signal}: ${oneLine(r.err, 160)}`);
+  c.note(
+    `hook l2 prepare begin with ${point} crash -> status ${r.status} signal ${r.signal}: ${oneLine(r.err, 160)}`,
+  );
   c.expect(r.status !== 0, 'the hook did not die (exit 0)');
   const recs = recordsOf(status(), 'l2');
   const now = driver(E1000E);
   c.note(`after the crash: ${E1000E} on ${now}; state: ${describe(recs)}`);
-  c.expect(recs.some((x) => x.address === E1000E), 'no state record survived the crash (nothing for recover to go on)');
-  c.expect(point === 'detach' ? now === 'vfio-pci' : now === 'e1000e', `unexpected driver ${now} after a crash at ${point}`);
+  c.expect(
+    recs.some((x) => x.address === E1000E),
+    'no state record survived the crash (nothing for recover to go on)',
+  );
+  c.expect(
+    point === 'detach' ? now === 'vfio-pci' : now === 'e1000e',
+    `unexpected driver ${now} after a crash at ${point}`,
+  );
   const rec = qemuHook('recover');
   c.note(`qemu-hook recover -> ${rec.status}: ${oneLine(rec.text, 200)}`);
   c.expect(rec.status === 0, `qemu-hook recover exited ${rec.status}`);
-  c.expect(waitFor(() => driver(E1000E) === 'e1000e', 30), `${E1000E} on ${driver(E1000E)} after recover, not e1000e`);
-  c.expect(waitFor(() => netif(E1000E) !== null, 30), 'its network interface did not come back');
+  c.expect(
+    waitFor(() => driver(E1000E) === 'e1000e', 30),
+    `${E1000E} on ${driver(E1000E)} after recover, not e1000e`,
+  );
+  c.expect(
+    waitFor(() => netif(E1000E) !== null, 30),
+    'its network interface did not come back',
+  );
   c.expect(status().records.length === 0, 'the state file is not empty after recover');
 }
 
@@ -376,11 +432,16 @@ function check4ThroughLibvirt(c) {
   c.note(`virsh start l2 with a crash after the detach -> ${r.status}: ${oneLine(r.err, 200)}`);
   c.expect(r.status !== 0, 'virsh start l2 succeeded although the hook was killed');
   c.expect(domState('l2') !== 'running', 'l2 is running');
-  c.note(`after libvirt's own release: ${E1000E} on ${driver(E1000E)}; state: ${describe(recordsOf(status(), 'l2'))}`);
+  c.note(
+    `after libvirt's own release: ${E1000E} on ${driver(E1000E)}; state: ${describe(recordsOf(status(), 'l2'))}`,
+  );
   const rec = qemuHook('recover');
   c.note(`qemu-hook recover -> ${rec.status}: ${oneLine(rec.text, 200)}`);
   c.expect(rec.status === 0, `qemu-hook recover exited ${rec.status}`);
-  c.expect(waitFor(() => driver(E1000E) === 'e1000e', 30), `${E1000E} on ${driver(E1000E)} after recover, not e1000e`);
+  c.expect(
+    waitFor(() => driver(E1000E) === 'e1000e', 30),
+    `${E1000E} on ${driver(E1000E)} after recover, not e1000e`,
+  );
   c.expect(status().records.length === 0, 'the state file is not empty after recover');
 }
 
@@ -426,7 +487,10 @@ function setup() {
 
 function main() {
   if (setup()) {
-    const c1 = new Check('1', 'virsh start l2: the hook detaches the e1000e via libvirt, records e1000e, QEMU holds the group, L2 drives the NIC');
+    const c1 = new Check(
+      '1',
+      'virsh start l2: the hook detaches the e1000e via libvirt, records e1000e, QEMU holds the group, L2 drives the NIC',
+    );
     let l2Up = false;
     attempt(c1, (c) => {
       l2Up = check1Start(c);
@@ -438,11 +502,17 @@ function main() {
     attempt(c6, check6);
     c6.end();
     backToBaseline('6', l2Up);
-    const c3a = new Check('3a', 'shared group, iommuGroup require: start refused naming the sibling, nothing touched');
+    const c3a = new Check(
+      '3a',
+      'shared group, iommuGroup require: start refused naming the sibling, nothing touched',
+    );
     attempt(c3a, check3Require);
     c3a.end();
     backToBaseline('3a', l2Up);
-    const c3b = new Check('3b', 'shared group, iommuGroup detach: both detached, both back on e1000 and 8139cp');
+    const c3b = new Check(
+      '3b',
+      'shared group, iommuGroup detach: both detached, both back on e1000 and 8139cp',
+    );
     attempt(c3b, check3Detach);
     c3b.end();
     backToBaseline('3b', l2Up);
@@ -450,7 +520,10 @@ function main() {
     if (l2Up) {
       attempt(c1, check1Finish);
       c1.end();
-      const c2 = new Check('2', 'virsh destroy l2: e1000e back on e1000e with its interface, state empty, status says so');
+      const c2 = new Check(
+        '2',
+        'virsh destroy l2: e1000e back on e1000e with its interface, state empty, status says so',
+      );
       attempt(c2, check2);
       c2.end();
     }
@@ -460,7 +533,10 @@ function main() {
       ['5a', 'pci-stub'],
       ['5b', null],
     ]) {
-      const c = new Check(id, `original driver ${parked ?? 'none'} (the kernel would pick e1000e) is restored after the stop`);
+      const c = new Check(
+        id,
+        `original driver ${parked ?? 'none'} (the kernel would pick e1000e) is restored after the stop`,
+      );
       attempt(c, (x) => check5(x, parked));
       c.end();
       backToBaseline(id);
@@ -470,12 +546,18 @@ function main() {
       ['4a', 'record'],
       ['4b', 'detach'],
     ]) {
-      const c = new Check(id, `hook SIGKILLed after the ${point} step of prepare: qemu-hook recover gives the e1000e back`);
+      const c = new Check(
+        id,
+        `hook SIGKILLed after the ${point} step of prepare: qemu-hook recover gives the e1000e back`,
+      );
       attempt(c, (x) => check4Direct(x, point));
       c.end();
       backToBaseline(id);
     }
-    const c4c = new Check('4c', 'virsh start with the hook SIGKILLed after the detach: start fails, recover leaves all on e1000e');
+    const c4c = new Check(
+      '4c',
+      'virsh start with the hook SIGKILLed after the detach: start fails, recover leaves all on e1000e',
+    );
     attempt(c4c, check4ThroughLibvirt);
     c4c.end();
     backToBaseline('4c');
