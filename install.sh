@@ -118,7 +118,7 @@ check_node() {
 }
 
 build() {
-    [ -n "$BUILD" ] || { [ -f "$SRC/dist/cli/main.js" ] || die "--no-build, but $SRC/dist is missing: run npm ci first"; return; }
+    [ -n "$BUILD" ] || { [ -f "$SRC/dist/qemu-hook.cjs" ] || die "--no-build, but $SRC/dist is missing: run npm ci first"; return; }
     command -v npm >/dev/null || die "npm not found: $(hint node)"
     if ! pkg-config --exists libvirt 2>/dev/null || ! command -v c++ >/dev/null; then
         die "building the libvirt binding needs libvirt's development files and a compiler: $(hint build)"
@@ -127,23 +127,24 @@ build() {
     (cd "$SRC" && npm ci --no-audit --no-fund >/dev/null)
 }
 
-# Production files only: dist, the binding, the runtime dependencies (npm ls knows which).
+# Production files only: dist/ is one bundle with its dependencies inside (scripts/build.mjs),
+# plus the libvirt binding, the hook and the example config.
 copy_program() {
     [ -f "$SRC/native/build/Release/qemu_hook_libvirt.node" ] || die "the libvirt binding was not built: $(hint build), then npm ci"
-    stage=$(mktemp -d "${DEST%/*}/.qemu-hook.XXXXXX" 2>/dev/null || { mkdir -p "${DEST%/*}"; mktemp -d "${DEST%/*}/.qemu-hook.XXXXXX"; })
+    [ -f "$SRC/dist/qemu-hook.cjs" ] || die "$SRC/dist is incomplete: run npm ci (or npm run build)"
+    mkdir -p "${DEST%/*}"
+    stage=$(mktemp -d "${DEST%/*}/.qemu-hook.XXXXXX")
     cp -R "$SRC/dist" "$SRC/hooks" "$SRC/package.json" "$stage/"
     mkdir -p "$stage/native/build/Release" "$stage/examples"
     cp "$SRC/native/build/Release/qemu_hook_libvirt.node" "$stage/native/build/Release/"
     cp "$SRC/examples/config.yaml" "$stage/examples/"
-    (cd "$SRC" && npm ls --omit=dev --all --parseable 2>/dev/null) | while read -r dir; do
-        rel=${dir#"$SRC"/}
-        case $rel in node_modules/*) mkdir -p "$stage/$rel" && cp -R "$dir/." "$stage/$rel/" ;; esac
-    done
+    chmod -R go-w "$stage"
+    chmod 755 "$stage"
+    # Swap in the new tree in one rename; the old one goes only after.
     rm -rf "$DEST.old"
-    [ -e "$DEST" ] && mv "$DEST" "$DEST.old"
+    if [ -e "$DEST" ]; then mv "$DEST" "$DEST.old"; fi
     mv "$stage" "$DEST"
     rm -rf "$DEST.old"
-    chmod -R go-w "$DEST"
 }
 
 install_command() {
