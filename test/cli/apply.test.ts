@@ -1,17 +1,9 @@
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { cli, copyHost } from '../support/cli.js';
+import { describe, expect, it } from 'vitest';
+import { cli, hostCopies } from '../support/cli.js';
 
-const copies: string[] = [];
-const copy = (name: string) => {
-  const dir = copyHost(name);
-  copies.push(dir);
-  return dir;
-};
-afterEach(() => {
-  for (const d of copies.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const copy = hostCopies();
 const def = (root: string, vm: string) => readFileSync(join(root, 'etc/libvirt/qemu', `${vm}.xml`), 'utf8');
 
 describe('qemu-hook apply --root', () => {
@@ -22,7 +14,7 @@ describe('qemu-hook apply --root', () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toContain("-        <address domain='0x0000' bus='0x01' slot='0x00' function='0x0'/>");
     expect(r.stdout).toContain("+        <address domain='0x0000' bus='0x02' slot='0x00' function='0x0'/>");
-    expect(r.stdout).not.toMatch(/\x1b\[/); // no colour without a terminal
+    expect(r.stdout).not.toContain('\u001b['); // no colour without a terminal
     expect(def(root, 'win11')).toBe(before);
   });
 

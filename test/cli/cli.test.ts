@@ -1,18 +1,10 @@
 import { readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { cli, copyHost, HOSTS } from '../support/cli.js';
+import { describe, expect, it } from 'vitest';
+import { cli, HOSTS, hostCopies } from '../support/cli.js';
 
 const WS = join(HOSTS, 'workstation');
-const copies: string[] = [];
-const copy = (name: string) => {
-  const dir = copyHost(name);
-  copies.push(dir);
-  return dir;
-};
-afterEach(() => {
-  for (const d of copies.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const copy = hostCopies();
 
 /** One clear line: no stack trace, no blank noise. */
 const oneLine = (s: string) => {

@@ -61,7 +61,7 @@ domains:
   });
 
   it('reports every problem at once, each with its path and a fix', () => {
-    const r = parseConfig(`
+    const entries = `
 domains:
   win11:
     devices:
@@ -71,22 +71,12 @@ domains:
         match: [ { address: "01:00" }, { class: "030" } ]
       - name: gpu
         match: { name: "(" }
-    onAddressChange: redefin
-`);
+`;
+    const r = parseConfig(`${entries}    onAddressChange: redefin\n`);
     expect(r.config).toBeNull();
     expect(r.errors.join('\n')).toMatch(/onAddressChange/);
     // Schema errors come first; once the shape is right, value errors are all listed together.
-    const r2 = parseConfig(`
-domains:
-  win11:
-    devices:
-      - name: gpu
-        match: { vendor: "zz", device: "2204" }
-      - name: audio
-        match: [ { address: "01:00" }, { class: "030" } ]
-      - name: gpu
-        match: { name: "(" }
-`);
+    const r2 = parseConfig(entries);
     expect(r2.errors).toEqual([
       expect.stringMatching(/^domains\.win11\.devices\[0\]\.match\.vendor: "zz" is not a 16-bit hex id/),
       expect.stringMatching(

@@ -1,7 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { afterEach } from 'vitest';
 
 export const REPO = resolve(import.meta.dirname, '../..');
 export const MAIN = join(REPO, 'dist/cli/main.js');
@@ -23,4 +24,17 @@ export function copyHost(name: string): string {
   const dir = mkdtempSync(join(tmpdir(), `qh-${name}-`));
   cpSync(join(HOSTS, name), dir, { recursive: true, verbatimSymlinks: true });
   return dir;
+}
+
+/** copyHost for one test file: every copy is removed after each test. */
+export function hostCopies(): (name: string) => string {
+  const copies: string[] = [];
+  afterEach(() => {
+    for (const d of copies.splice(0)) rmSync(d, { recursive: true, force: true });
+  });
+  return (name) => {
+    const dir = copyHost(name);
+    copies.push(dir);
+    return dir;
+  };
 }

@@ -2,6 +2,7 @@ import { InvariantError } from '../../model/errors.js';
 import type { DefinitionStore } from '../../model/ports.js';
 import { LibvirtConnection, type LibvirtOpenOptions } from './connection.js';
 import { VIR_ERR_NO_DOMAIN } from './constants.js';
+import { LazyConnection } from './lazy-connection.js';
 import { isLibvirtErrorCode } from './libvirt-error.js';
 
 export type LibvirtConnectionFactory = () => Promise<LibvirtConnection>;
@@ -11,12 +12,13 @@ export type LibvirtConnectionFactory = () => Promise<LibvirtConnection>;
  * libvirt runs its hook hangs forever. The connection is opened on first use; close() it when done.
  */
 export class LibvirtDefinitionStore implements DefinitionStore {
-  private connection: Promise<LibvirtConnection> | null = null;
-  private readonly connect: LibvirtConnectionFactory;
+  private readonly connection: LazyConnection<LibvirtConnection>;
 
   /** `connect`: a libvirt URI (e.g. qemu:///system), or a function that opens the connection. */
   constructor(connect: string | LibvirtConnectionFactory, options: LibvirtOpenOptions = {}) {
-    this.connect = typeof connect === 'string' ? () => LibvirtConnection.open(connect, options) : connect;
+    this.connection = new LazyConnection(
+      typeof connect === 'string' ? () => LibvirtConnection.open(connect, options) : connect,
+    );
   }
 
   static forUri(uri: string, options: LibvirtOpenOptions = {}): LibvirtDefinitionStore {
@@ -49,12 +51,8 @@ export class LibvirtDefinitionStore implements DefinitionStore {
     }
   }
 
-  async close(): Promise<void> {
-    const pending = this.connection;
-    this.connection = null;
-    if (!pending) return;
-    const connection = await pending.catch(() => null);
-    await connection?.close();
+  close(): Promise<void> {
+    return this.connection.close();
   }
 
   private async lookup(connection: LibvirtConnection, domain: string) {
@@ -67,13 +65,6 @@ export class LibvirtDefinitionStore implements DefinitionStore {
   }
 
   private open(): Promise<LibvirtConnection> {
-    if (!this.connection) {
-      const opening = this.connect();
-      this.connection = opening;
-      opening.catch(() => {
-        if (this.connection === opening) this.connection = null;
-      });
-    }
-    return this.connection;
+    return this.connection.get();
   }
 }

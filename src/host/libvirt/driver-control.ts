@@ -1,6 +1,7 @@
 import type { PciAddress } from '../../model/pci-address.js';
 import type { DriverControl } from '../../model/ports.js';
 import { LibvirtConnection, type LibvirtOpenOptions, type NodeDeviceConnection } from './connection.js';
+import { LazyConnection } from './lazy-connection.js';
 import { SysfsDriverBinder } from './sysfs-driver-binder.js';
 
 export type NodeDeviceConnectionFactory = () => Promise<NodeDeviceConnection>;
@@ -13,8 +14,7 @@ export type NodeDeviceConnectionFactory = () => Promise<NodeDeviceConnection>;
  */
 export class LibvirtDriverControl implements DriverControl {
   private readonly binder: SysfsDriverBinder;
-  private connection: Promise<NodeDeviceConnection> | null = null;
-  private readonly connect: NodeDeviceConnectionFactory;
+  private readonly connection: LazyConnection<NodeDeviceConnection>;
 
   /** `connect`: a libvirt URI (e.g. qemu:///system), or a function that opens the connection. */
   constructor(
@@ -22,7 +22,9 @@ export class LibvirtDriverControl implements DriverControl {
     sysDir: string,
     options: LibvirtOpenOptions = {},
   ) {
-    this.connect = typeof connect === 'string' ? () => LibvirtConnection.open(connect, options) : connect;
+    this.connection = new LazyConnection(
+      typeof connect === 'string' ? () => LibvirtConnection.open(connect, options) : connect,
+    );
     this.binder = new SysfsDriverBinder(sysDir);
   }
 
@@ -53,23 +55,11 @@ export class LibvirtDriverControl implements DriverControl {
   }
 
   /** Closes the connection if one was opened. Idempotent. */
-  async close(): Promise<void> {
-    const pending = this.connection;
-    this.connection = null;
-    if (!pending) return;
-    const connection = await pending.catch(() => null); // a failed open has nothing to close
-    await connection?.close();
+  close(): Promise<void> {
+    return this.connection.close();
   }
 
   private open(): Promise<NodeDeviceConnection> {
-    if (!this.connection) {
-      const opening = this.connect();
-      this.connection = opening;
-      // A failed open is not cached: the next call tries again.
-      opening.catch(() => {
-        if (this.connection === opening) this.connection = null;
-      });
-    }
-    return this.connection;
+    return this.connection.get();
   }
 }
