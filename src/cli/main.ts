@@ -55,7 +55,15 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
+// Should the event loop ever run dry with `run` unsettled, Node would exit 0: a start would
+// pass that was never checked. Fail instead until `run` says otherwise.
+process.exitCode = EXIT.refused;
+const argv = process.argv.slice(2);
 // No top-level await: the build turns this file into CommonJS (see scripts/build.mjs).
-void run(process.argv.slice(2)).then((code) => {
+void run(argv).then((code) => {
   process.exitCode = code;
+  // A libvirt call that timed out still holds a worker thread, which would keep the process (and
+  // libvirt, which waits for the hook) alive forever. Hook mode leaves as soon as it has answered;
+  // on Linux writes to pipes and files are synchronous, so nothing written is lost.
+  if (argv[0] === 'hook' || argv[0] === 'redefine') process.exit(code);
 });

@@ -25,7 +25,8 @@ L1=$CACHE/stage-l1 L2=$CACHE/stage-l2
 L1_MODULES="e1000e e1000 8139cp pci-stub vfio-pci vfio_iommu_type1"
 L2_MODULES="e1000e"
 LIBVIRT_DRIVERS=/usr/lib/x86_64-linux-gnu/libvirt/connection-driver
-QEMU_FILES="/usr/share/seabios/bios-256k.bin /usr/share/qemu/linuxboot_dma.bin /usr/share/qemu/kvmvapic.bin"
+# firmware the nested QEMU loads: SeaBIOS, the -kernel option ROMs (pvh.bin for the PVH entry)
+QEMU_FILES="/usr/share/seabios/bios-256k.bin /usr/share/qemu/linuxboot_dma.bin /usr/share/qemu/pvh.bin /usr/share/qemu/kvmvapic.bin"
 
 log() { printf '[lab.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 missing() { log "missing prerequisite: $*"; exit 3; }

@@ -43,7 +43,8 @@ export async function recover(ctx: CliContext): Promise<number> {
   for (const d of running) ctx.out(`${d} is running: its devices stay with it`);
 
   const out = await executeRelease(
-    (r) => wanted.includes(r) && !running.has(r.domain),
+    // The executor reads the state again under its lock: pick records by value, not identity.
+    (r) => (!ctx.args.domain || r.domain === ctx.args.domain) && !running.has(r.domain),
     {
       control: await driverControl(ctx, cfg),
       stateFile,

@@ -79,6 +79,7 @@ stage_libvirt() {
         [ $((n % 30)) = 0 ] && info "waiting for L2 ${n}s: $(tail -1 /var/log/lab/l2-serial.log 2>/dev/null | cut -c1-150) | qemu $(cut -d' ' -f14,15 /proc/$pid/stat 2>/dev/null) ticks"
     done
     sed 's/^/LAB L2| /' /var/log/lab/l2-serial.log
+    tail -5 /var/log/libvirt/qemu/l2.log | cut -c1-300 | sed 's/^/LAB l2.log| /'
     check "L2 drove the e1000e ($(since "$t0")s after start)" grep -qE 'L2 RESULT: [1-9][0-9]* passed, 0 failed' /var/log/lab/l2-serial.log
     t0=$(up)
     $V destroy l2 2>&1 | sed 's/^/LAB virsh: /'
