@@ -10,7 +10,7 @@
 // functions a real run compiles. V8 rejects it for another Node version or flags; the program then
 // compiles as usual (and says nothing).
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { build } from 'esbuild';
 
 rmSync('dist', { recursive: true, force: true });
@@ -31,6 +31,15 @@ await build({
   // Top-level await in main.ts: wrap the entry in an async function.
   supported: { 'top-level-await': true },
 });
+
+// The bundle runs through vm.Script, which has no loader for a real import(): every import must
+// have been bundled (a dynamic import of a Node built-in is not; import it statically).
+const bundled = readFileSync('dist/qemu-hook.cjs', 'utf8');
+const dynamic = bundled.match(/\bimport\(\s*["'`][^"'`]*["'`]\s*\)/g);
+if (dynamic) {
+  process.stderr.write(`build: dynamic imports left in the bundle: ${[...new Set(dynamic)].join(', ')}\n`);
+  process.exit(1);
+}
 
 mkdirSync('dist/cli', { recursive: true });
 writeFileSync(

@@ -1,4 +1,4 @@
-import { open, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { requireConfig } from '../../config/load.js';
 import { redefineAfterRefusal } from '../../hook/redefine.js';
@@ -72,7 +72,6 @@ export async function runRedefineFromCli(positionals: readonly string[]): Promis
 
 /** O_EXCL pid file; one left by a dead helper is taken over. */
 async function claim(pidFile: string): Promise<boolean> {
-  const { mkdir, readFile } = await import('node:fs/promises');
   await mkdir(dirname(pidFile), { recursive: true });
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
