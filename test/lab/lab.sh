@@ -21,7 +21,7 @@ NODE_BIN=$(readlink -f "${LAB_NODE:-$(command -v node)}")
 NODE_PATH_AS_RUN=${LAB_NODE:-$(command -v node)}
 DEBS=$CACHE/debs KPKG=$CACHE/kernel BB=$CACHE/busybox OUT=$CACHE/out
 L1=$CACHE/stage-l1 L2=$CACHE/stage-l2
-# pci-stub: check 5 parks the e1000e on a driver the kernel would not pick.
+# pci-stub: check 5a parks the edu on a driver the kernel would not pick for it.
 L1_MODULES="e1000e e1000 8139cp pci-stub vfio-pci vfio_iommu_type1"
 L2_MODULES="e1000e"
 LIBVIRT_DRIVERS=/usr/lib/x86_64-linux-gnu/libvirt/connection-driver
@@ -118,6 +118,7 @@ inputs() {
     local kv; kv=$(ls "$KPKG/lib/modules")
     echo "kernel $(cat "$KPKG/.from") $kv"
     echo "busybox $(cat "$BB/.from")"
+    echo "l2 kernel $([ -s "$KPKG/vmlinux" ] && echo vmlinux-pvh || echo bzImage)"
     echo "node $NODE_PATH_AS_RUN $(sha256sum < "$NODE_BIN" | cut -c1-16)"
     dpkg-query -W -f '${Package} ${Version}\n' qemu-system-x86 libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt0 bash 2>/dev/null || true
     ( cd "$HERE" && find . -type f -not -name '*.md' | LC_ALL=C sort | xargs sha256sum )
@@ -206,8 +207,9 @@ build_l1() {
     copy_with_libs "$s" /bin/bash
     ln -sf /bin/bash "$s/usr/bin/bash"
     # npm: install.sh asks `npm ls` which modules are production ones, as on the host that ran npm ci
-    local npm; npm=$(readlink -f "$(command -v npm)")
-    if [ -n "$npm" ]; then
+    local npm; npm=$(command -v npm || true)
+    [ -z "$npm" ] || npm=$(readlink -f "$npm")
+    if [ -n "$npm" ] && [ "${npm%/bin/npm-cli.js}" != "$npm" ]; then
         local npmdir=${npm%/bin/npm-cli.js}
         mkdir -p "$s$npmdir"; cp -a "$npmdir/." "$s$npmdir/"; ln -sf "$npm" "$s/usr/bin/npm"
     fi
@@ -256,6 +258,7 @@ build() {
     cp "$KPKG/boot/vmlinuz-$KV" "$OUT/vmlinuz"
     inputs > "$OUT/inputs.txt"
     echo "$hash" > "$OUT/inputs.hash"
+    rm -rf "$L1" "$L2"   # the images are what the runs use; the staging trees only double the cache
     log "guest image built in $((SECONDS - t0))s: initramfs $(du -h "$OUT/initrd.cpio" | cut -f1) ($hash)"
 }
 

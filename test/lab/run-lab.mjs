@@ -66,7 +66,7 @@ function preflight() {
   if (process.platform !== 'linux' || process.arch !== 'x64')
     skip(`needs Linux on x86-64, not ${process.platform}/${process.arch}`);
   if (process.getuid?.() !== 0) skip('needs root (apt-get, and the guest copy of libvirt runs as root)');
-  if (stage === 'boot' || stage === 'libvirt') return;
+  if (stage === 'boot' || stage === 'libvirt' || stage === 'l2bench') return;
   // The guest gets the project exactly as the host built it.
   if (!existsSync(join(repo, 'dist'))) skip('no dist/: run `npm ci` (it builds) first');
   const release = join(repo, 'native', 'build', 'Release');
@@ -90,6 +90,7 @@ function qemuArgs() {
     'loglevel=4',
     `lab.stage=${stage}`,
     `lab.modules=${modules.join(',')}`,
+    ...(process.env.LAB_L2BENCH ? [`lab.l2bench=${process.env.LAB_L2BENCH}`] : []),
   ].join(' ');
   // romfile= drops the iPXE option ROMs (a shorter firmware phase).
   return [
@@ -134,6 +135,18 @@ function boot() {
   });
   qemu.stderr.on('data', (chunk) => log.write(chunk));
   return new Promise((resolve) => {
+    qemu.on('error', (err) => {
+      clearTimeout(timer);
+      log.end(() =>
+        resolve({
+          code: `spawn error: ${err.message}`,
+          signal: null,
+          timedOut: false,
+          logPath,
+          seconds: elapsed(t0),
+        }),
+      );
+    });
     qemu.on('close', (code, signal) => {
       clearTimeout(timer);
       log.end(() => resolve({ code, signal, timedOut, logPath, seconds: elapsed(t0) }));

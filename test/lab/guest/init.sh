@@ -49,14 +49,18 @@ EOF
     n=0
     while [ ! -S /run/libvirt/libvirt-sock ] && [ $n -lt 120 ]; do sleep 1; n=$((n + 1)); done
     check "libvirtd listening ($(since "$t0")s)" [ -S /run/libvirt/libvirt-sock ]
+}
+
+probe_qemu() {  # the first qemu:///system connection probes QEMU's capabilities: ~45 s under TCG
     t0=$(up)
-    # the first qemu:///system connection probes QEMU's capabilities: pay for it once, here
     ver=$(virsh -c qemu:///system version 2>&1 | tr '\n' ' ')
     check "virsh reaches qemu:///system ($(since "$t0")s: $ver)" virsh -q -c qemu:///system list
+    echo "$P $F" > /run/probe.counts   # for a caller that ran this in the background
 }
 
 stage_libvirt() {
     libvirt_setup
+    probe_qemu
     b=0000:01:00.0
     orig=$(drv "$b")
     nd=pci_0000_01_00_0
@@ -90,6 +94,7 @@ stage_libvirt() {
 
 stage_addon() {
     libvirt_setup
+    probe_qemu
     t0=$(up)
     node /lab/guest/addon-smoke.mjs /lab/qemu-hook 2>&1 | sed 's/^/LAB addon: /'
     check "the project's native addon opens qemu:///system ($(since "$t0")s)" grep -q 'ADDON OK' /run/addon-smoke.out
@@ -102,21 +107,46 @@ stage_addon() {
 
 stage_full() {
     libvirt_setup
+    # install while libvirtd probes QEMU: install.sh's SIGHUP then lands on a busy daemon, as it may
+    # on any host
+    (P=0 F=0; probe_qemu) > /run/probe.out 2>&1 &
+    probe=$!
     t0=$(up)
     (cd /lab/qemu-hook && ./install.sh --no-build) > /var/log/lab/install.log 2>&1
     rc=$?
+    wait $probe
+    cat /run/probe.out
+    read -r pp pf < /run/probe.counts 2>/dev/null || { pp=0; pf=1; echo "LAB FAIL: the QEMU probe did not report"; }
+    P=$((P + pp)); F=$((F + pf))
     sed 's/^/LAB install.sh| /' /var/log/lab/install.log
     check "install.sh --no-build (rc=$rc, $(since "$t0")s)" [ $rc = 0 ]
     check "hook installed as /etc/libvirt/hooks/qemu" [ -x /etc/libvirt/hooks/qemu ]
     check "qemu-hook on PATH ($(command -v qemu-hook))" [ -x /usr/local/bin/qemu-hook ]
-    echo "$P $F" > /run/lab-counts-setup
     node /lab/guest/checks.mjs
     rc=$?
     [ $rc = 0 ] || [ -s /run/lab-counts ] || fail "checks.mjs ended with rc=$rc before reporting"
 }
 
+stage_l2bench() {  # development aid: how long the nested kernel takes to reach init, per cmdline
+    i=0
+    for extra in $(arg lab.l2bench | tr '|' ' '); do
+        i=$((i + 1)); x=$(echo "$extra" | tr ',' ' ')
+        t0=$(up)
+        qemu-system-x86_64 -machine pc -accel tcg -m 256 -nodefaults -display none -no-reboot -monitor none \
+            -serial file:/tmp/l2b-$i.log -kernel /lab/l2/kernel -initrd /lab/l2/initrd.gz \
+            -append "console=ttyS0 panic=-1 printk.time=1 $x" </dev/null >/tmp/l2b-$i.err 2>&1 &
+        q=$!
+        n=0; while ! grep -q 'L2: up' /tmp/l2b-$i.log 2>/dev/null && [ $n -lt 400 ]; do sleep 1; n=$((n + 1)); done
+        info "l2bench [$x]: L2 init after $(since "$t0")s wall: $(grep -a 'L2: up' /tmp/l2b-$i.log)"
+        kill $q; wait $q
+        awk -F'[][]' '/^\[/{t=$2+0; if (t-p>3) printf "LAB l2bench gap %.1fs before [%.1f] %s\n", t-p, t, substr($3,1,100); p=t}' /tmp/l2b-$i.log
+        grep -a 'Kernel command line' /tmp/l2b-$i.log | cut -c1-200 | sed 's/^/LAB l2bench: /'
+    done
+}
+
 case $stage in
     boot) ;;
+    l2bench) stage_l2bench ;;
     libvirt) stage_libvirt ;;
     addon) stage_addon ;;
     full) stage_full ;;
