@@ -15,6 +15,10 @@ const runsArg = process.argv.indexOf('--runs');
 const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : 21;
 const work = mkdtempSync(join(tmpdir(), 'qh-bench-'));
 const log = (s) => process.stdout.write(`${s}\n`);
+process.stdout.on('error', (err) => {
+  if (err.code === 'EPIPE') process.exit(0); // `npm run bench | head`
+  throw err;
+});
 
 try {
   const host = join(work, 'host');
