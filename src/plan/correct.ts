@@ -39,7 +39,7 @@ export function correctMovedEntries(input: PrepareInput): Correction {
     };
   }
   const rewrite = rewriteHostdevs(
-    input.definition.xml.text(),
+    input.definition.xml,
     ours.map((r) => r.desired),
     { managedEntries: () => false },
   );

@@ -321,7 +321,7 @@ function checkDefinition(
   const desired = resolved.map((r) => r.desired);
   // An entry that failed to resolve keeps whatever the definition has for it.
   const unresolved = config.devices.filter((e) => !resolved.some((r) => r.entry === e)).map((e) => e.name);
-  const rewrite = rewriteHostdevs(definition.xml.text(), desired, {
+  const rewrite = rewriteHostdevs(definition.xml, desired, {
     managedEntries: (alias) =>
       !unresolved.some((n) => alias === aliasFor(n, 0) || alias.startsWith(`${aliasFor(n, 0)}-`)),
   });

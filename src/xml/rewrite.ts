@@ -40,12 +40,13 @@ export interface RewriteOptions {
  * Running it again on its own output with the same `desired` changes nothing.
  */
 export function rewriteHostdevs(
-  xmlText: string,
+  /** The definition, as text or already parsed (a caller that has parsed it saves a second parse). */
+  xml: string | DomainXml,
   desired: readonly DesiredHostdev[],
   opts: RewriteOptions = {},
 ): RewriteResult {
   checkDesired(desired);
-  const dx = DomainXml.parse(xmlText);
+  const dx = typeof xml === 'string' ? DomainXml.parse(xml) : xml;
   const ed = new Editor(dx.located);
   const existing = dx.locatedHostdevs();
   const claimed = new Map<DesiredHostdev, LocatedHostdev>();
@@ -99,8 +100,8 @@ export function rewriteHostdevs(
 
   if (added.length > 0) addElements(ed, dx, added, removed);
 
-  const xml = ed.apply();
-  return { xml, changed: xml !== xmlText, actions };
+  const out = ed.apply();
+  return { xml: out, changed: out !== dx.text(), actions };
 
   function claim(d: DesiredHostdev, h: LocatedHostdev): void {
     claimed.set(d, h);
