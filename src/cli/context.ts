@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { requireConfig } from '../config/load.js';
+import { defaultConfig, requireConfig } from '../config/load.js';
 import type { Config } from '../config/model.js';
 import { UsageError } from '../model/errors.js';
 import { type HostPaths, hostPaths, underRoot } from '../model/paths.js';
@@ -39,7 +39,7 @@ export async function loadConfig(ctx: CliContext): Promise<Config> {
 }
 
 export function stateFileOf(ctx: CliContext, config: Config | null): string {
-  return config ? underRoot(ctx.paths.root, config.stateFile) : ctx.paths.stateFile;
+  return underRoot(ctx.paths.root, (config ?? defaultConfig()).stateFile);
 }
 
 export function requireRoot(ctx: CliContext, what: string): void {

@@ -3,6 +3,14 @@ import { ConfigError, HostError } from '../model/errors.js';
 import type { Config, ConfigResult } from './model.js';
 import { parseConfig } from './parse.js';
 
+/**
+ * The config with every default and no domains, as the schema spells it: for the commands that must
+ * work without a valid config (release, status, recover) and so must not hard-code its defaults.
+ */
+export function defaultConfig(): Config {
+  return parseConfig('').config!;
+}
+
 /** Read and validate the config file. A missing file is reported as such (`missing: true`). */
 export async function loadConfigFile(path: string): Promise<ConfigResult & { missing: boolean }> {
   let text: string;

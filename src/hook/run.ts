@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
-import { loadConfigFile } from '../config/load.js';
+import { defaultConfig, loadConfigFile } from '../config/load.js';
 import type { Config, DomainConfig } from '../config/model.js';
 import type { Inventory } from '../model/device.js';
 import { errorMessage } from '../model/errors.js';
@@ -79,13 +79,12 @@ export async function runHook(event: HookEvent, xml: string, deps: HookDeps): Pr
 async function prepare(event: HookEvent, xml: string, deps: HookDeps): Promise<HookResult> {
   const { log } = deps;
   const found = await domainConfig(event.domain, deps);
-  if (found.kind === 'broken')
-    return refuse(event, [`the config is invalid (${found.first}); run qemu-hook check`]);
+  if (found.kind === 'broken') return refuseBrokenConfig(event, found.first);
   if (found.kind === 'absent') return scriptsOnly(event, xml, deps, true);
   const { config, domain } = found;
 
   const definition = DomainXml.parse(xml);
-  const stateFile = underRoot(deps.paths.root, config.stateFile);
+  const stateFile = stateFileOf(deps, config);
   const [inventory, state] = await Promise.all([deps.inventory.read(), loadState(stateFile)]);
   const plan = planPrepare({
     domain: event.domain,
@@ -168,11 +167,8 @@ async function incoming(event: HookEvent, xml: string, deps: HookDeps): Promise<
   const scripts = await runFor(event, xml, deps);
   if (!scriptsSucceeded(scripts)) return refuse(event, [scriptFailure(scripts)]);
   const found = await domainConfig(event.domain, deps);
-  if (found.kind !== 'ok')
-    return found.kind === 'broken'
-      ? refuse(event, [`the config is invalid (${found.first}); run qemu-hook check`])
-      : OK;
-  const stateFile = underRoot(deps.paths.root, found.config.stateFile);
+  if (found.kind !== 'ok') return found.kind === 'broken' ? refuseBrokenConfig(event, found.first) : OK;
+  const stateFile = stateFileOf(deps, found.config);
   const [inventory, state] = await Promise.all([deps.inventory.read(), loadState(stateFile)]);
   const c = correctMovedEntries({
     domain: event.domain,
@@ -190,13 +186,10 @@ async function incoming(event: HookEvent, xml: string, deps: HookDeps): Promise<
 async function release(event: HookEvent, xml: string, deps: HookDeps): Promise<HookResult> {
   const found = await domainConfig(event.domain, deps);
   // The config may have changed (or broken) while the VM ran: the state file alone says what to give back.
-  const stateFile = underRoot(
-    deps.paths.root,
-    found.kind === 'ok' ? found.config.stateFile : '/var/lib/qemu-hook/state.json',
-  );
+  const config = found.kind === 'ok' ? found.config : defaultConfig();
+  const stateFile = stateFileOf(deps, config);
   const state = await loadState(stateFile);
   if (state.records.some((r) => r.domain === event.domain)) {
-    const config = found.kind === 'ok' ? found.config : defaultConfig();
     const inventory = await deps.inventory.read();
     const out = await executeRelease((r) => r.domain === event.domain, {
       control: await deps.control(config),
@@ -288,13 +281,12 @@ async function namesDomain(file: string, name: string): Promise<boolean> {
   }
 }
 
-function defaultConfig(): Config {
-  return {
-    domains: new Map(),
-    libvirtUri: 'qemu:///system',
-    stateFile: '/var/lib/qemu-hook/state.json',
-    log: { level: 'info', file: '/var/log/libvirt/qemu-hook.log' },
-  };
+function stateFileOf(deps: HookDeps, config: Config): string {
+  return underRoot(deps.paths.root, config.stateFile);
+}
+
+function refuseBrokenConfig(event: HookEvent, firstProblem: string): HookResult {
+  return refuse(event, [`the config is invalid (${firstProblem}); run qemu-hook check`]);
 }
 
 /** libvirt shows stderr after "Hook script execution failed: …": keep it to two plain lines. */

@@ -9,11 +9,9 @@ export interface HostPaths {
   readonly sys: string;
   readonly proc: string;
   readonly configFile: string;
-  readonly stateFile: string;
   readonly definitionsDir: string;
   readonly hookScriptsDir: string;
   readonly pciIdsCandidates: readonly string[];
-  readonly logFile: string;
 }
 
 export function hostPaths(root: string, overrides: Partial<Pick<HostPaths, 'configFile'>> = {}): HostPaths {
@@ -23,11 +21,9 @@ export function hostPaths(root: string, overrides: Partial<Pick<HostPaths, 'conf
     sys: at('sys'),
     proc: at('proc'),
     configFile: overrides.configFile ?? at('etc/qemu-hook/config.yaml'),
-    stateFile: at('var/lib/qemu-hook/state.json'),
     definitionsDir: at('etc/libvirt/qemu'),
     hookScriptsDir: at('etc/libvirt/hooks/qemu.d'),
     pciIdsCandidates: [at('usr/share/misc/pci.ids'), at('usr/share/hwdata/pci.ids')],
-    logFile: at('var/log/libvirt/qemu-hook.log'),
   };
 }
 

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { loadConfigFile } from '../../config/load.js';
+import { defaultConfig, loadConfigFile } from '../../config/load.js';
 import { faultsFromFile } from '../../hook/faults.js';
 import type { HookLogger } from '../../hook/logger.js';
 import { runHook } from '../../hook/run.js';
@@ -29,9 +29,11 @@ export async function runHookFromCli(positionals: readonly string[]): Promise<nu
   const root = process.env['QEMU_HOOK_ROOT'] || '/';
   const paths = hostPaths(root);
   const configOnce = once(() => loadConfigFile(paths.configFile));
-  const cfg = (await configOnce().catch(() => null))?.config ?? null;
-  const logFile = underRoot(root, cfg?.log.file ?? '/var/log/libvirt/qemu-hook.log');
-  const log = openHookLog(logFile, process.env['QEMU_HOOK_LOG_LEVEL'] || cfg?.log.level || 'info', {
+  const cfg = (await configOnce().catch(() => null))?.config ?? defaultConfig();
+  const logFile = underRoot(root, cfg.log.file);
+  // Script and helper output: beside the log, never libvirt's pipes.
+  const outputLog = join(dirname(logFile), 'qemu-hook-scripts.log');
+  const log = openHookLog(logFile, process.env['QEMU_HOOK_LOG_LEVEL'] || cfg.log.level, {
     domain,
     op,
     subop,
@@ -53,10 +55,9 @@ export async function runHookFromCli(positionals: readonly string[]): Promise<nu
     log: log as HookLogger,
     timeoutMs: DEVICE_OP_TIMEOUT_MS,
     faults: faultsFromFile(join(dirname(paths.configFile), 'fault-injection')),
-    scriptLog: join(dirname(logFile), 'qemu-hook-scripts.log'),
+    scriptLog: outputLog,
     config: configOnce,
-    scheduleRedefine: (name, restart) =>
-      spawnRedefine(name, restart, root, join(dirname(logFile), 'qemu-hook-scripts.log')),
+    scheduleRedefine: (name, restart) => spawnRedefine(name, restart, root, outputLog),
   });
   if (result.stdout) process.stdout.write(result.stdout);
   for (const line of result.stderr) process.stderr.write(`${line}\n`);

@@ -1,5 +1,4 @@
-import { loadConfigFile } from '../../config/load.js';
-import type { Config } from '../../config/model.js';
+import { defaultConfig, loadConfigFile } from '../../config/load.js';
 import { executeRelease } from '../../hook/execute.js';
 import { errorMessage, UsageError } from '../../model/errors.js';
 import { loadState } from '../../state/file.js';
@@ -7,19 +6,12 @@ import { type CliContext, requireRoot, stateFileOf } from '../context.js';
 import { EXIT } from '../exit.js';
 import { definitionStore, driverControl, inventoryReader } from '../wiring.js';
 
-const DEFAULTS: Config = {
-  domains: new Map(),
-  libvirtUri: 'qemu:///system',
-  stateFile: '/var/lib/qemu-hook/state.json',
-  log: { level: 'info', file: '/var/log/libvirt/qemu-hook.log' },
-};
-
 /**
  * `qemu-hook recover [--domain D] [--dry-run]`: give back every device recorded for a domain that
  * is not running (a crashed hook, a release that failed, a daemon that died mid-start).
  */
 export async function recover(ctx: CliContext): Promise<number> {
-  const cfg = (await loadConfigFile(ctx.paths.configFile).catch(() => null))?.config ?? DEFAULTS;
+  const cfg = (await loadConfigFile(ctx.paths.configFile).catch(() => null))?.config ?? defaultConfig();
   const stateFile = stateFileOf(ctx, cfg);
   if (!ctx.args.dryRun) requireRoot(ctx, 'recover');
   const [state, inventory] = await Promise.all([loadState(stateFile), inventoryReader(ctx).read()]);
