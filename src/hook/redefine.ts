@@ -1,9 +1,8 @@
 import type { DomainConfig } from '../config/model.js';
 import type { Inventory } from '../model/device.js';
 import type { DefinitionStore } from '../model/ports.js';
-import { planPrepare } from '../plan/prepare.js';
+import { planWithDefinition } from '../plan/prepare.js';
 import type { StateRecord } from '../state/schema.js';
-import { DomainXml } from '../xml/domain-xml.js';
 import type { HookLogger } from './logger.js';
 
 export interface RedefineDeps {
@@ -39,22 +38,13 @@ export async function redefineAfterRefusal(
     return 'undefined';
   }
   const host = await deps.readHost();
-  const plan = planPrepare({
-    domain,
-    config,
-    ...host,
-    definition: { xml: DomainXml.parse(found.xml), source: found.source },
-  });
+  const input = { domain, config, ...host };
+  const plan = planWithDefinition(input, found.xml, found.source);
   if (!plan.definition.changed || !plan.definition.xml) {
     log.info({ domain }, 'redefine: definition already in step: nothing to do');
     return 'unchanged';
   }
-  const after = planPrepare({
-    domain,
-    config,
-    ...host,
-    definition: { xml: DomainXml.parse(plan.definition.xml), source: 'corrected' },
-  });
+  const after = planWithDefinition(input, plan.definition.xml, 'corrected');
   if (!after.ok) {
     log.error(
       { domain, errors: after.errors },

@@ -9,7 +9,7 @@ import { type HostPaths, underRoot } from '../model/paths.js';
 import type { Plan } from '../model/plan.js';
 import type { Clock, DriverControl, InventoryReader } from '../model/ports.js';
 import { correctMovedEntries } from '../plan/correct.js';
-import { type PrepareInput, planPrepare } from '../plan/prepare.js';
+import { type PrepareInput, planPrepare, planWithDefinition } from '../plan/prepare.js';
 import { loadState } from '../state/file.js';
 import { DomainXml } from '../xml/domain-xml.js';
 import { executePrepare, executeRelease } from './execute.js';
@@ -138,13 +138,11 @@ function refuseStale(
   deps: HookDeps,
 ): HookResult | null {
   if (!plan.definition.stale || !plan.definition.xml) return null;
-  const fixed = planPrepare({
-    domain: event.domain,
-    config: host.domain,
-    inventory: host.inventory,
-    records: host.records,
-    definition: { xml: DomainXml.parse(plan.definition.xml), source: 'corrected' },
-  });
+  const fixed = planWithDefinition(
+    { domain: event.domain, config: host.domain, inventory: host.inventory, records: host.records },
+    plan.definition.xml,
+    'corrected',
+  );
   if (!fixed.ok) return null;
   const what = plan.errors
     .filter((e) => / moved |has no entry|no longer in the config/.test(e))

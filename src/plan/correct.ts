@@ -1,7 +1,6 @@
-import { DomainXml } from '../xml/domain-xml.js';
 import { rewriteHostdevs } from '../xml/rewrite.js';
 import { currentRecords } from './held.js';
-import { type PrepareInput, planPrepare, resolveAll } from './prepare.js';
+import { type PrepareInput, planWithDefinition, resolveAll } from './prepare.js';
 
 export type Correction =
   | { readonly kind: 'unchanged' }
@@ -44,10 +43,7 @@ export function correctMovedEntries(input: PrepareInput): Correction {
     { managedEntries: () => false },
   );
   // Check the corrected XML as a start would: never hand the root disk or the route's NIC over.
-  const check = planPrepare({
-    ...input,
-    definition: { xml: DomainXml.parse(rewrite.xml), source: 'corrected' },
-  });
+  const check = planWithDefinition(input, rewrite.xml, 'corrected');
   const blocking = check.errors.filter((e) => /refusing to give|IOMMU group/.test(e));
   if (blocking.length > 0) return { kind: 'impossible', reason: blocking[0]! };
   return { kind: 'corrected', xml: rewrite.xml, moves };

@@ -12,11 +12,11 @@ import {
   type UsbDevice,
 } from '../model/device.js';
 import { isBridgeClass } from '../model/ids.js';
-import type { PciAddress } from '../model/pci-address.js';
+import { PciAddress } from '../model/pci-address.js';
 import type { DefinitionChange, Plan, PlannedDevice } from '../model/plan.js';
 import type { StateRecord } from '../state/schema.js';
 import { unifiedDiff } from '../xml/diff.js';
-import { aliasFor, type DomainXml, type HostdevEntry } from '../xml/domain-xml.js';
+import { aliasFor, DomainXml, type HostdevEntry } from '../xml/domain-xml.js';
 import { type DesiredHostdev, rewriteHostdevs } from '../xml/rewrite.js';
 import { currentRecords, staleWarning } from './held.js';
 import { protectionOf } from './safety.js';
@@ -75,6 +75,18 @@ export function planPrepare(input: PrepareInput): Plan {
     errors,
     warnings,
   };
+}
+
+/**
+ * The plan a start would make with the definition reading `xml`: the persistent one as found, or the
+ * rewrite an earlier plan proposed (checked before anything writes it).
+ */
+export function planWithDefinition(
+  input: Omit<PrepareInput, 'definition'>,
+  xml: string,
+  source: string,
+): Plan {
+  return planPrepare({ ...input, definition: { xml: DomainXml.parse(xml), source } });
 }
 
 /** Every configured entry against the host; entries that do not resolve give one error each. */
@@ -262,7 +274,7 @@ function checkSafety(
     if (why) errors.push(`${who}: refusing to give ${describeAt(inventory, address)} to the VM: ${why}`);
   };
   for (const r of resolved) if (r.pci) guard(r.planned.name, r.pci.address, r.entry.force);
-  for (const s of siblings) guard(s.name, parseKnown(inventory, s.address!), false);
+  for (const s of siblings) guard(s.name, PciAddress.parse(s.address!), false);
   for (const h of hostdevs)
     if (h.pciAddress) guard(h.alias ? `definition's ${h.alias}` : 'definition', h.pciAddress, false);
 }
@@ -359,8 +371,4 @@ function usbStillMatches(h: HostdevEntry, d: DesiredHostdev & { kind: 'usb' }): 
 function describeAt(inventory: Inventory, address: PciAddress): string {
   const d = inventory.pci.find((p) => p.address.equals(address));
   return d ? deviceLabel(d) : address.toString();
-}
-
-function parseKnown(inventory: Inventory, address: string): PciAddress {
-  return inventory.pci.find((d) => d.address.toString() === address)!.address;
 }

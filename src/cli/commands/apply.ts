@@ -2,9 +2,8 @@ import { createInterface } from 'node:readline/promises';
 import type { Config } from '../../config/model.js';
 import { UsageError } from '../../model/errors.js';
 import type { DefinitionStore } from '../../model/ports.js';
-import { planPrepare } from '../../plan/prepare.js';
+import { type PrepareInput, planWithDefinition } from '../../plan/prepare.js';
 import { loadState } from '../../state/file.js';
-import { DomainXml } from '../../xml/domain-xml.js';
 import { type CliContext, loadConfig, requireRoot, stateFileOf } from '../context.js';
 import { EXIT } from '../exit.js';
 import { definitionStore, inventoryReader } from '../wiring.js';
@@ -52,7 +51,7 @@ async function applyOne(
   config: Config,
   store: DefinitionStore,
   name: string,
-  host: Pick<Parameters<typeof planPrepare>[0], 'inventory' | 'records'>,
+  host: Pick<PrepareInput, 'inventory' | 'records'>,
 ): Promise<Outcome> {
   const found = await store.persistentXml(name);
   if (!found) {
@@ -60,23 +59,12 @@ async function applyOne(
     return 'skipped';
   }
   const dc = config.domains.get(name)!;
-  const plan = planPrepare({
-    domain: name,
-    config: dc,
-    ...host,
-    definition: { xml: DomainXml.parse(found.xml), source: found.source },
-  });
+  const input = { domain: name, config: dc, ...host };
+  const plan = planWithDefinition(input, found.xml, found.source);
   const newXml = plan.definition.changed && plan.definition.xml ? plan.definition.xml : null;
   // Check the result as the next start will, before writing anything: what apply cannot fix
   // (a device missing or ambiguous, the root disk, a group) is said now, not at `virsh start`.
-  const after = newXml
-    ? planPrepare({
-        domain: name,
-        config: dc,
-        ...host,
-        definition: { xml: DomainXml.parse(newXml), source: 'new' },
-      })
-    : plan;
+  const after = newXml ? planWithDefinition(input, newXml, 'new') : plan;
   const blocking = after.errors.filter((e) => !/is held by domain/.test(e));
   if (newXml) ctx.out(colourDiff(plan.definition.diff, ctx.isTty));
   if (blocking.length > 0) {
