@@ -150,7 +150,7 @@ copy_program() {
 install_command() {
     mkdir -p "${BIN%/*}"
     tmp=$BIN.tmp.$$
-    printf '#!/bin/sh\nexec %s %s/dist/cli/main.js "$@"\n' "$NODE" "$DEST" >"$tmp"
+    printf '#!/bin/sh\nexec %s %s/dist/cli/main.cjs "$@"\n' "$NODE" "$DEST" >"$tmp"
     chmod 755 "$tmp" && mv -f "$tmp" "$BIN"
 }
 

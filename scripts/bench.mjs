@@ -31,7 +31,7 @@ try {
     preload,
     "process.on('exit', () => require('fs').writeSync(2, 'QH_MAXRSS=' + process.resourceUsage().maxRSS + '\\n'));\n",
   );
-  const main = join(repo, 'dist/cli/main.js');
+  const main = join(repo, 'dist/cli/main.cjs');
   const pair = interleave(
     () => ['node', ['-e', '0']],
     () => ['node', ['--require', preload, main, '--simulate', 'win11', 'prepare', '--root', host]],

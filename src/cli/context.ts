@@ -4,6 +4,7 @@ import type { Config } from '../config/model.js';
 import { UsageError } from '../model/errors.js';
 import { type HostPaths, hostPaths, underRoot } from '../model/paths.js';
 import type { Args } from './args.js';
+import { interactive, writeErr, writeOut } from './output.js';
 
 /** What every command gets: where the host is, how to print, who we are. The one place reading process.*. */
 export interface CliContext {
@@ -24,10 +25,12 @@ export function makeContext(args: Args): CliContext {
     args,
     paths: hostPaths(root, args.config ? { configFile: resolve(args.config) } : {}),
     fixtureRoot: args.root !== null,
-    out: (line) => process.stdout.write(`${line}\n`),
-    err: (line) => process.stderr.write(`${line}\n`),
+    out: writeOut,
+    err: writeErr,
     isRoot: process.getuid?.() === 0,
-    isTty: Boolean(process.stdin.isTTY && process.stdout.isTTY),
+    get isTty() {
+      return interactive();
+    },
     env: process.env,
   };
 }

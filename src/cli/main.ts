@@ -2,6 +2,7 @@
 // several times, so it loads only what the command at hand needs.
 import { type Args, parseCliArgs, USAGE } from './args.js';
 import { EXIT, reportError } from './exit.js';
+import { writeErr, writeOut } from './output.js';
 import { VERSION } from './version.js';
 
 async function run(argv: readonly string[]): Promise<number> {
@@ -9,11 +10,11 @@ async function run(argv: readonly string[]): Promise<number> {
   try {
     args = parseCliArgs(argv);
     if (args.command === 'help') {
-      process.stdout.write(`${USAGE}\n`);
+      writeOut(USAGE);
       return EXIT.ok;
     }
     if (args.command === 'version') {
-      process.stdout.write(`qemu-hook ${VERSION}\n`);
+      writeOut(`qemu-hook ${VERSION}`);
       return EXIT.ok;
     }
     if (args.command === 'hook') {
@@ -40,19 +41,9 @@ async function run(argv: readonly string[]): Promise<number> {
       case 'apply':
         return await (await import('./commands/apply.js')).apply(ctx);
     }
-  } catch (err) {
-    return reportError(err, args?.verbose ?? argv.includes('--verbose'), (l) =>
-      process.stderr.write(`${l}\n`),
-    );
+  } catch (error) {
+    return reportError(error, args?.verbose ?? argv.includes('--verbose'), writeErr);
   }
-}
-
-// A reader that goes away (`qemu-hook devices | head`) is not an error of ours.
-for (const stream of [process.stdout, process.stderr]) {
-  stream.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-    throw err;
-  });
 }
 
 // Should the event loop ever run dry with `run` unsettled, Node would exit 0: a start would

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { ConfigError, HostError } from '../model/errors.js';
 import type { Config, ConfigResult } from './model.js';
 import { parseConfig } from './parse.js';
@@ -15,7 +15,7 @@ export function defaultConfig(): Config {
 export async function loadConfigFile(path: string): Promise<ConfigResult & { missing: boolean }> {
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = readFileSync(path, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
       return { config: null, warnings: [], errors: [`no config file at ${path}`], missing: true };

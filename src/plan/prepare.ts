@@ -86,7 +86,7 @@ export function planWithDefinition(
   xml: string,
   source: string,
 ): Plan {
-  return planPrepare({ ...input, definition: { xml: DomainXml.parse(xml), source } });
+  return planPrepare({ ...input, definition: { xml: DomainXml.parseFrom(xml, source), source } });
 }
 
 /** Every configured entry against the host; entries that do not resolve give one error each. */

@@ -1,8 +1,8 @@
 import { InvariantError } from '../model/errors.js';
 import {
   DomainXml,
-  HOSTDEV_LIKE,
   type HostdevEntry,
+  hostdevLikeElements,
   type LocatedHostdev,
   OUR_ALIAS_PREFIX,
 } from './domain-xml.js';
@@ -113,7 +113,7 @@ export function rewriteHostdevs(
 function addElements(ed: Editor, dx: DomainXml, added: DesiredHostdev[], removed: Set<LocatedHostdev>): void {
   const nodes = added.map(newElement);
   const gone = new Set([...removed].map((h) => h.element));
-  const anchor = selectElements(HOSTDEV_LIKE, dx.located.doc)
+  const anchor = hostdevLikeElements(dx.located.doc)
     .filter((el) => !gone.has(el))
     .at(-1);
   const devices = selectElements('/domain/devices', dx.located.doc)[0];

@@ -133,7 +133,7 @@ describe.skipIf(!canRunLibvirtd())('the installed hook under a real libvirtd', {
     expect(hookSetting(host.hookFile, 'ROOT')).toBe(host.root);
     const program = hookSetting(host.hookFile, 'PROGRAM') ?? '';
     expect(program).toBe(join(host.root, 'usr/local/lib/qemu-hook'));
-    expect(existsSync(join(program, 'dist/cli/main.js'))).toBe(true);
+    expect(existsSync(join(program, 'dist/cli/main.cjs'))).toBe(true);
     expect(hookSetting(host.hookFile, 'NODE')).toMatch(/^\/.*node/);
     expect(d().daemonLog()).toContain('Found hook script /etc/libvirt/hooks/qemu');
   });

@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { afterEach } from 'vitest';
 
 export const REPO = resolve(import.meta.dirname, '../..');
-export const MAIN = join(REPO, 'dist/cli/main.js');
+export const MAIN = join(REPO, 'dist/cli/main.cjs');
 export const HOSTS = join(REPO, 'fixtures/hosts');
 
 /** Runs the built CLI as a user would. `npm test` builds dist/ first. */

@@ -9,6 +9,7 @@ import { openHookLog } from '../../host/hook-log.js';
 import { SysfsInventoryReader } from '../../host/sysfs/inventory.js';
 import type { HookEvent } from '../../model/hook-event.js';
 import { hostPaths, underRoot } from '../../model/paths.js';
+import { STDOUT, writeAll, writeErr } from '../output.js';
 
 const DEVICE_OP_TIMEOUT_MS = 60_000;
 
@@ -20,9 +21,7 @@ const DEVICE_OP_TIMEOUT_MS = 60_000;
 export async function runHookFromCli(positionals: readonly string[]): Promise<number> {
   const [domain, op, subop = '-', extra = '-'] = positionals;
   if (!domain || !op) {
-    process.stderr.write(
-      'qemu-hook: hook mode needs <domain> <op> <subop> <extra>, as libvirt passes them\n',
-    );
+    writeErr('qemu-hook: hook mode needs <domain> <op> <subop> <extra>, as libvirt passes them');
     return 2;
   }
   const event: HookEvent = { domain, op, subop, extra };
@@ -59,8 +58,8 @@ export async function runHookFromCli(positionals: readonly string[]): Promise<nu
     config: configOnce,
     scheduleRedefine: (name, restart) => spawnRedefine(name, restart, root, outputLog),
   });
-  if (result.stdout) process.stdout.write(result.stdout);
-  for (const line of result.stderr) process.stderr.write(`${line}\n`);
+  if (result.stdout) writeAll(STDOUT, result.stdout);
+  for (const line of result.stderr) writeErr(line);
   log.flush();
   return result.exitCode;
 }

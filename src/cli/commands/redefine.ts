@@ -9,6 +9,7 @@ import { SysfsInventoryReader } from '../../host/sysfs/inventory.js';
 import { errorMessage } from '../../model/errors.js';
 import { hostPaths, underRoot } from '../../model/paths.js';
 import { loadState } from '../../state/file.js';
+import { writeErr } from '../output.js';
 
 /** The helper gives up after this long: a libvirt that never lets go of the domain must not leave it behind forever. */
 const TIME_LIMIT_MS = 180_000;
@@ -20,7 +21,7 @@ const TIME_LIMIT_MS = 180_000;
 export async function runRedefineFromCli(positionals: readonly string[]): Promise<number> {
   const [domain, mode] = positionals;
   if (!domain || (mode !== 'redefine' && mode !== 'restart')) {
-    process.stderr.write('qemu-hook: redefine is internal: qemu-hook redefine <domain> redefine|restart\n');
+    writeErr('qemu-hook: redefine is internal: qemu-hook redefine <domain> redefine|restart');
     return 2;
   }
   const root = process.env['QEMU_HOOK_ROOT'] || '/';

@@ -42,7 +42,7 @@ export async function simulate(ctx: CliContext): Promise<number> {
       domain,
       config: dc,
       inventory,
-      definition: found ? { xml: DomainXml.parse(found.xml), source: found.source } : null,
+      definition: found ? { xml: DomainXml.parseFrom(found.xml, found.source), source: found.source } : null,
       records: state.records,
     });
   } else {

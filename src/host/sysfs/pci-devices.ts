@@ -40,7 +40,9 @@ function readOne(
     return null;
   }
   // No readdir of the device folder: on a 300-function host it was the largest single cost of a
-  // start. An attribute that is absent costs one failed open or readlink instead.
+  // start. Attributes most devices lack (sriov_totalvfs, physfn) are probed with a non-throwing
+  // existence check first: a failed open or readlink costs a thrown error, several times the
+  // syscall itself, and most functions of a host would pay it twice.
   let vanished = false;
   const attr = (file: string, required: boolean): string | null => {
     try {
@@ -90,7 +92,7 @@ function readOne(
   const group = groupName === null ? null : Number(groupName);
 
   let sriov: PciDevice['sriov'] = null;
-  const totalVfs = attr('sriov_totalvfs', false);
+  const totalVfs = existsSync(`${dir}/sriov_totalvfs`) ? attr('sriov_totalvfs', false) : null;
   if (totalVfs !== null) {
     const vfLinks = (listDir(dir) ?? [])
       .filter((f) => /^virtfn\d+$/.test(f))
@@ -105,7 +107,7 @@ function readOne(
   }
 
   let physfn: PciDevice['physfn'] = null;
-  const pfLink = linkName(`${dir}/physfn`);
+  const pfLink = existsSync(`${dir}/physfn`) ? linkName(`${dir}/physfn`) : null;
   if (pfLink !== null) {
     const pf = PciAddress.tryParse(pfLink);
     if (pf) physfn = { address: pf, index: -1 };

@@ -48,7 +48,7 @@ export interface HostCopy {
  * definitions are left out: the private libvirtd would load them as its domains.
  */
 export function copyFixtureHost(name: FixtureHostName): HostCopy {
-  if (!existsSync(join(REPO, 'dist/cli/main.js'))) {
+  if (!existsSync(join(REPO, 'dist/cli/main.cjs'))) {
     throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
   }
   const work = mkdtempSync(join(tmpdir(), `qemu-hook-e2e-${name}-`));

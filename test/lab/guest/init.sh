@@ -99,10 +99,10 @@ stage_addon() {
     node /lab/guest/addon-smoke.mjs /lab/qemu-hook 2>&1 | sed 's/^/LAB addon: /'
     check "the project's native addon opens qemu:///system ($(since "$t0")s)" grep -q 'ADDON OK' /run/addon-smoke.out
     t0=$(up)
-    node /lab/qemu-hook/dist/cli/main.js devices > /run/devices.out 2>&1
+    node /lab/qemu-hook/dist/cli/main.cjs devices > /run/devices.out 2>&1
     rc=$?
     sed 's/^/LAB devices| /' /run/devices.out
-    check "node dist/cli/main.js devices runs from the checkout (rc=$rc, $(since "$t0")s)" [ $rc = 0 ]
+    check "node dist/cli/main.cjs devices runs from the checkout (rc=$rc, $(since "$t0")s)" [ $rc = 0 ]
 }
 
 stage_full() {

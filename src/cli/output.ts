@@ -1,0 +1,49 @@
+import { writeSync } from 'node:fs';
+import { createRequire } from 'node:module';
+
+// The CLI writes straight to file descriptors 1 and 2. process.stdout/stderr/stdin are streams
+// that Node builds on first touch (for a pipe: a net.Socket, loading the net and stream modules):
+// 7-10 ms of every start, and each VM event starts this program several times. A write to a
+// descriptor is also what libvirt's hook protocol wants: whole, in order, before the exit.
+
+export const STDOUT = 1;
+export const STDERR = 2;
+
+/** Writes all of `text` to `fd`. A reader that went away (EPIPE) ends the program quietly. */
+export function writeAll(fd: number, text: string): void {
+  let data = Buffer.from(text, 'utf8');
+  while (data.length > 0) {
+    let written: number;
+    try {
+      written = writeSync(fd, data);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      // `qemu-hook devices | head`: not an error of ours.
+      if (code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      // A descriptor left non-blocking by whoever opened it: wait for the reader.
+      if (code === 'EAGAIN') {
+        pause(1);
+        continue;
+      }
+      throw err;
+    }
+    data = data.subarray(written);
+  }
+}
+
+export const writeOut = (line: string): void => writeAll(STDOUT, `${line}\n`);
+export const writeErr = (line: string): void => writeAll(STDERR, `${line}\n`);
+
+/**
+ * Whether a person is at the keyboard: stdin and stdout both terminals. node:tty is loaded here,
+ * on first use: it brings net and the stream modules with it.
+ */
+export function interactive(): boolean {
+  const { isatty } = createRequire(import.meta.url)('node:tty') as typeof import('node:tty');
+  return isatty(0) && isatty(1);
+}
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+function pause(ms: number): void {
+  Atomics.wait(sleeper, 0, 0, ms);
+}

@@ -1,0 +1,81 @@
+// Properties of the built program (dist/) that the sources alone do not show: what the bundle
+// changes in its libraries, how it writes, and which Node modules a start pays for.
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { cli, HOSTS, hostCopies, MAIN } from '../support/cli.js';
+
+const copy = hostCopies();
+
+function withDescription(text: string): string {
+  const root = copy('workstation');
+  const file = join(root, 'etc/libvirt/qemu/win11.xml');
+  const xml = readFileSync(file, 'utf8');
+  writeFileSync(file, xml.replace('</uuid>', `</uuid>\n  <description>${text}</description>`));
+  return root;
+}
+
+describe('XML entities in the bundle (xmldom with its HTML table loaded lazily)', () => {
+  it('reads the five XML entities and character references', () => {
+    const root = withDescription('GPU &amp; NVMe &lt;vfio&gt; &quot;games&quot; &apos;box&apos; &#x41;&#66;');
+    const r = cli(['--simulate', 'win11', 'prepare', '--root', root, '--json']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).ok).toBe(true);
+  });
+
+  it('refuses an HTML-only entity, as XML must, in one line', () => {
+    const root = withDescription('a&nbsp;b');
+    const r = cli(['--simulate', 'win11', 'prepare', '--root', root]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/win11\.xml.*nbsp/);
+  });
+});
+
+describe('output', () => {
+  it('stops quietly when its reader goes away', async () => {
+    const child = spawn(process.execPath, [MAIN, 'devices', '--root', join(HOSTS, 'workstation')], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    // Close our end before the program writes (it takes ~100 ms to start): its first write fails with EPIPE.
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    const [code, signal] = await new Promise<[number | null, string | null]>((resolve) =>
+      child.on('close', (c, s) => resolve([c, s])),
+    );
+    expect(signal).toBeNull();
+    expect(code).not.toBeNull();
+    expect(stderr).toBe('');
+  });
+});
+
+describe('what a start loads', () => {
+  // Each VM event starts the program several times. Node builds its stdio streams (net, stream)
+  // and fs/promises only when touched; the common commands must not touch them.
+  it('--simulate prepare loads neither stdio streams nor fs/promises', () => {
+    const probe = join(copy('workstation'), 'probe.cjs');
+    writeFileSync(
+      probe,
+      "process.on('exit', () => require('fs').writeFileSync(process.env.PROBE_OUT, process.moduleLoadList.join('\\n')));\n",
+    );
+    const outFile = `${probe}.out`;
+    const r = cli(['--simulate', 'win11', 'prepare', '--root', join(HOSTS, 'workstation')], {
+      env: { NODE_OPTIONS: `--require ${probe}`, PROBE_OUT: outFile },
+    });
+    expect(r.code).toBe(0);
+    const loaded = readFileSync(outFile, 'utf8').split('\n');
+    expect(loaded).toContain('NativeModule vm'); // the probe saw the run
+    for (const heavy of [
+      'NativeModule net',
+      'NativeModule stream',
+      'NativeModule fs/promises',
+      'NativeModule tty',
+    ])
+      expect(loaded).not.toContain(heavy);
+  });
+});
