@@ -52,9 +52,9 @@ process.exitCode = EXIT.refused;
 const argv = process.argv.slice(2);
 // No top-level await: the build turns this file into CommonJS (see scripts/build.mjs).
 void run(argv).then((code) => {
-  process.exitCode = code;
-  // A libvirt call that timed out still holds a worker thread, which would keep the process (and
-  // libvirt, which waits for the hook) alive forever. Hook mode leaves as soon as it has answered;
-  // on Linux writes to pipes and files are synchronous, so nothing written is lost.
-  if (argv[0] === 'hook' || argv[0] === 'redefine') process.exit(code);
+  // Leave as soon as the answer is out. A libvirt call that timed out still holds a worker thread,
+  // which would keep the process (and libvirt, which waits for the hook) alive forever; and Node's
+  // own wind-down costs every command a few milliseconds. Output went to the descriptors
+  // synchronously (cli/output.ts) and the log is synchronous: nothing written is lost.
+  process.exit(code);
 });

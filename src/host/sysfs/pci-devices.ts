@@ -18,12 +18,15 @@ export function readPciDevices(sys: string, names: PciNames, warnings: Warnings)
   }
   const devices: Mutable<PciDevice>[] = [];
   const netdevs = netdevsByFunction(sys);
+  const vfOwners = new Map<string, { address: PciAddress; index: number }>();
   for (const name of entries) {
-    const d = readOne(`${base}/${name}`, name, names, netdevs, warnings);
+    const d = readOne(`${base}/${name}`, name, names, netdevs, vfOwners, warnings);
     if (d) devices.push(d);
   }
   devices.sort((a, b) => a.address.compare(b.address));
-  resolveVfIndexes(devices, base);
+  // A VF learns its PF from the PF's virtfnN links, read anyway: no physfn probe on every function
+  // (a VF whose PF is not listed is on its way out with it, and reads as a plain function).
+  for (const d of devices) d.physfn = vfOwners.get(d.address.toString()) ?? null;
   return devices;
 }
 
@@ -32,6 +35,7 @@ function readOne(
   name: string,
   names: PciNames,
   netdevs: Map<string, string[]> | null,
+  vfOwners: Map<string, { address: PciAddress; index: number }>,
   warnings: Warnings,
 ): Mutable<PciDevice> | null {
   const address = PciAddress.tryParse(name);
@@ -40,9 +44,8 @@ function readOne(
     return null;
   }
   // No readdir of the device folder: on a 300-function host it was the largest single cost of a
-  // start. Attributes most devices lack (sriov_totalvfs, physfn) are probed with a non-throwing
-  // existence check first: a failed open or readlink costs a thrown error, several times the
-  // syscall itself, and most functions of a host would pay it twice.
+  // start. sriov_totalvfs, which most devices lack, is probed with a non-throwing existence check
+  // first: a failed open costs a thrown error, several times the syscall itself.
   let vanished = false;
   const attr = (file: string, required: boolean): string | null => {
     try {
@@ -100,18 +103,12 @@ function readOne(
     const vfs: PciAddress[] = [];
     for (const link of vfLinks) {
       const vf = PciAddress.tryParse(linkName(`${dir}/${link}`) ?? '');
-      if (vf) vfs.push(vf);
-      else warnings.add(`PCI device ${name}: cannot follow ${link}`);
+      if (vf) {
+        vfs.push(vf);
+        vfOwners.set(vf.toString(), { address, index: Number(link.slice(6)) });
+      } else warnings.add(`PCI device ${name}: cannot follow ${link}`);
     }
     sriov = { totalVfs: toInt(totalVfs), numVfs: toInt(attr('sriov_numvfs', false)), vfs };
-  }
-
-  let physfn: PciDevice['physfn'] = null;
-  const pfLink = existsSync(`${dir}/physfn`) ? linkName(`${dir}/physfn`) : null;
-  if (pfLink !== null) {
-    const pf = PciAddress.tryParse(pfLink);
-    if (pf) physfn = { address: pf, index: -1 };
-    else warnings.add(`PCI device ${name}: cannot follow physfn`);
   }
 
   return {
@@ -131,7 +128,7 @@ function readOne(
     deviceName: names.deviceName(vendor, device),
     netdevs: netdevs ? (netdevs.get(name) ?? []) : (listDir(`${dir}/net`) ?? []).sort(),
     sriov,
-    physfn,
+    physfn: null, // set by readPciDevices once every PF is read
   };
 }
 
@@ -164,25 +161,6 @@ function readlinkOrNull(path: string): string | null {
     return readlinkSync(path);
   } catch {
     return null;
-  }
-}
-
-/** A VF's index is N in its PF's virtfnN link. */
-function resolveVfIndexes(devices: Mutable<PciDevice>[], base: string): void {
-  const byAddress = new Map(devices.map((d) => [d.address.toString(), d]));
-  for (const d of devices) {
-    if (!d.physfn) continue;
-    const pf = byAddress.get(d.physfn.address.toString());
-    let index = pf?.sriov?.vfs.findIndex((vf) => vf.equals(d.address)) ?? -1;
-    if (index < 0) {
-      // PF unreadable or skipped: look at its links directly.
-      const pfDir = join(base, d.physfn.address.toString());
-      const link = (listDir(pfDir) ?? []).find(
-        (f) => /^virtfn\d+$/.test(f) && linkName(join(pfDir, f)) === d.address.toString(),
-      );
-      index = link ? Number(link.slice(6)) : -1;
-    }
-    d.physfn = { address: d.physfn.address, index };
   }
 }
 
