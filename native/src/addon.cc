@@ -3,6 +3,7 @@
 
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
+#include <unistd.h>
 
 #include "call.h"
 
@@ -12,6 +13,13 @@ namespace {
 // libvirt prints every error to stderr unless a handler is installed. In hook mode stderr is
 // what `virsh start` shows the user, so errors travel only as rejected Promises.
 void IgnoreError(void*, virErrorPtr) {}
+
+// exitNow(code): _exit(2). A libvirt call that never returns holds a libuv worker thread, and
+// Node's own exit joins those threads first: process.exit would wait for libvirt forever.
+Napi::Value ExitNow(const Napi::CallbackInfo& info) {
+  int code = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 1;
+  _exit(code);
+}
 
 // open(uri, readOnly) -> Promise<Connection>
 Napi::Value Open(const Napi::CallbackInfo& info) {
@@ -56,6 +64,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   virGetVersion(&version, nullptr, nullptr);
 
   exports.Set("open", Napi::Function::New(env, Open, "open"));
+  exports.Set("exitNow", Napi::Function::New(env, ExitNow, "exitNow"));
   exports.Set("constants", Constants(env));
   exports.Set("libvirtVersion", Napi::Number::New(env, static_cast<double>(version)));
   return exports;

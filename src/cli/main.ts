@@ -1,5 +1,7 @@
 // The one exit point. Commands are loaded on demand: each start of a VM runs this program
 // several times, so it loads only what the command at hand needs.
+
+import { exitProcess } from '../host/libvirt/loader.js';
 import { type Args, parseCliArgs, USAGE } from './args.js';
 import { EXIT, reportError } from './exit.js';
 import { writeErr, writeOut } from './output.js';
@@ -56,5 +58,5 @@ void run(argv).then((code) => {
   // which would keep the process (and libvirt, which waits for the hook) alive forever; and Node's
   // own wind-down costs every command a few milliseconds. Output went to the descriptors
   // synchronously (cli/output.ts) and the log is synchronous: nothing written is lost.
-  process.exit(code);
+  exitProcess(code);
 });

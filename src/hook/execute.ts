@@ -2,6 +2,7 @@ import { errorMessage } from '../model/errors.js';
 import { PciAddress } from '../model/pci-address.js';
 import type { Plan, PlannedDevice } from '../model/plan.js';
 import type { Clock, DriverControl } from '../model/ports.js';
+import { withTimeout } from '../model/timeout.js';
 import { loadState, saveState } from '../state/file.js';
 import { type LockOptions, withStateLock } from '../state/lock.js';
 import { recordFor, removeRecord, staleRecords, upsertRecord } from '../state/records.js';
@@ -9,7 +10,6 @@ import type { StateFile, StateRecord } from '../state/schema.js';
 import { type FaultPoint, noFaults } from './faults.js';
 import { giveBack } from './give-back.js';
 import type { HookLogger } from './logger.js';
-import { withTimeout } from './timeout.js';
 
 export interface ExecutorDeps {
   readonly control: DriverControl;

@@ -1,7 +1,7 @@
 import { errorMessage } from '../model/errors.js';
 import { PciAddress } from '../model/pci-address.js';
 import type { DriverControl } from '../model/ports.js';
-import { withTimeout } from './timeout.js';
+import { withTimeout } from '../model/timeout.js';
 
 export interface GiveBackResult {
   readonly ok: boolean;

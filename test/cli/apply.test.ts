@@ -1,7 +1,8 @@
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, hostCopies } from '../support/cli.js';
+import { cli, hostCopies, MAIN } from '../support/cli.js';
 
 const copy = hostCopies();
 const def = (root: string, vm: string) => readFileSync(join(root, 'etc/libvirt/qemu', `${vm}.xml`), 'utf8');
@@ -49,6 +50,42 @@ describe('qemu-hook apply --root', () => {
     expect(r.stderr).toMatch(/no terminal to ask on: pass --yes/);
   });
 
+  describe('at a terminal (util-linux script gives it one)', () => {
+    // The answer is typed ahead: the terminal holds it until the prompt reads it.
+    const atTerminal = (root: string, answer: string) => {
+      const command = [process.execPath, MAIN, 'apply', '--root', root, '--vm', 'win11']
+        .map(shellQuote)
+        .join(' ');
+      const r = spawnSync('script', ['-qec', command, '/dev/null'], {
+        input: `${answer}\n`,
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+      return { code: r.status, out: r.stdout.replace(/\r/g, '') };
+    };
+
+    it('asks, and "y" writes the new definition, the diff in colour', () => {
+      const root = copy('workstation-moved');
+      const before = def(root, 'win11');
+      const r = atTerminal(root, 'y');
+      expect(r.out).toContain('Apply to win11? [y/N]');
+      expect(r.out).toContain('\u001b[32m+'); // additions in green
+      expect(r.out).toMatch(/win11: definition updated/);
+      expect(r.code).toBe(0);
+      expect(def(root, 'win11')).not.toBe(before);
+      expect(cli(['apply', '--root', root, '--vm', 'win11', '--dry-run']).stdout).toMatch(/already in step/);
+    });
+
+    it('anything but yes leaves the definition as it was', () => {
+      const root = copy('workstation-moved');
+      const before = def(root, 'win11');
+      const r = atTerminal(root, 'n');
+      expect(r.out).toContain('Apply to win11? [y/N]');
+      expect(r.out).toMatch(/win11: left as it was/);
+      expect(def(root, 'win11')).toBe(before);
+    });
+  });
+
   it('never redefines a running domain', () => {
     const root = copy('workstation-moved');
     mkdirSync(join(root, 'run/libvirt/qemu'), { recursive: true });
@@ -87,3 +124,7 @@ describe('qemu-hook apply --root', () => {
     expect(r.stderr).toMatch(/not in the config: nope/);
   });
 });
+
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, "'\\''")}'`;
+}

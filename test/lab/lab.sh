@@ -91,9 +91,8 @@ prepare() {
 }
 
 # ------------------------------------------------------------------------------------------- inputs
-# The project files copied into the guest, relative to the repo. node_modules is reduced to the
-# production dependency closure (what an installed program needs); package-lock.json stands for it
-# in the hash.
+# The project files copied into the guest, relative to the repo: what install.sh installs (dist/ is
+# self-contained; no node_modules, no npm).
 project_files() {
     cd "$REPO"
     local f
@@ -102,17 +101,6 @@ project_files() {
     [ -d native ] && find native -type f -not -path 'native/build/*' -not -path 'native/node_modules/*'
     [ -d native/build/Release ] && find native/build/Release -maxdepth 1 -type f -name '*.node'
     true
-}
-prod_modules() {  # node_modules/<pkg> folders of the production closure, relative to the repo
-    cd "$REPO"
-    node -e '
-      const { execFileSync } = require("node:child_process");
-      let out = "";
-      try { out = execFileSync("npm", ["ls", "--omit=dev", "--all", "--parseable"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }); }
-      catch (e) { out = e.stdout || ""; }
-      const root = process.cwd() + "/";
-      for (const line of out.split("\n")) if (line.startsWith(root + "node_modules/")) console.log(line.slice(root.length));
-    '
 }
 inputs() {
     local kv; kv=$(ls "$KPKG/lib/modules")
@@ -123,7 +111,6 @@ inputs() {
     dpkg-query -W -f '${Package} ${Version}\n' qemu-system-x86 libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt0 bash 2>/dev/null || true
     ( cd "$HERE" && find . -type f -not -name '*.md' | LC_ALL=C sort | xargs sha256sum )
     ( cd "$REPO" && project_files | LC_ALL=C sort | xargs -r sha256sum )
-    ( prod_modules | LC_ALL=C sort )
 }
 
 # ------------------------------------------------------------------------------------------- build
@@ -206,13 +193,6 @@ build_l1() {
     # bash: install.sh and the project's scripts may be bash scripts
     copy_with_libs "$s" /bin/bash
     ln -sf /bin/bash "$s/usr/bin/bash"
-    # npm: install.sh asks `npm ls` which modules are production ones, as on the host that ran npm ci
-    local npm; npm=$(command -v npm || true)
-    [ -z "$npm" ] || npm=$(readlink -f "$npm")
-    if [ -n "$npm" ] && [ "${npm%/bin/npm-cli.js}" != "$npm" ]; then
-        local npmdir=${npm%/bin/npm-cli.js}
-        mkdir -p "$s$npmdir"; cp -a "$npmdir/." "$s$npmdir/"; ln -sf "$npm" "$s/usr/bin/npm"
-    fi
     # libvirt (daemon, client, the two connection drivers the lab uses) and qemu for the L2 domain
     copy_with_libs "$s" /usr/sbin/libvirtd /usr/bin/virsh \
         "$LIBVIRT_DRIVERS/libvirt_driver_qemu.so" "$LIBVIRT_DRIVERS/libvirt_driver_nodedev.so" \
@@ -225,9 +205,6 @@ build_l1() {
     local p=$s/lab/qemu-hook
     mkdir -p "$p"
     ( cd "$REPO" && project_files | cpio -pdm --quiet "$p" )
-    # production dependencies only; a nested node_modules is listed by npm as a module of its own
-    ( cd "$REPO" && prod_modules | while read -r m; do find "$m" -path "$m/node_modules" -prune -o -print; done \
-        | cpio -pdm --quiet "$p" )
     # the native addon links libvirt: its ldd closure goes in too
     local addon
     for addon in "$REPO"/native/build/Release/*.node; do

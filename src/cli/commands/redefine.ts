@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { requireConfig } from '../../config/load.js';
@@ -5,14 +6,19 @@ import { redefineAfterRefusal } from '../../hook/redefine.js';
 import { openHookLog } from '../../host/hook-log.js';
 import { LibvirtConnection } from '../../host/libvirt/connection.js';
 import { LibvirtDefinitionStore } from '../../host/libvirt/definition-store.js';
+import { exitProcess } from '../../host/libvirt/loader.js';
 import { SysfsInventoryReader } from '../../host/sysfs/inventory.js';
 import { errorMessage } from '../../model/errors.js';
 import { hostPaths, underRoot } from '../../model/paths.js';
 import { loadState } from '../../state/file.js';
 import { writeErr } from '../output.js';
 
-/** The helper gives up after this long: a libvirt that never lets go of the domain must not leave it behind forever. */
-const TIME_LIMIT_MS = 180_000;
+/**
+ * The helper gives up after this long: a libvirt that never lets go of the domain must not leave it
+ * behind forever. QEMU_HOOK_REDEFINE_TIME_LIMIT_MS shortens it for tests (libvirt clears the
+ * environment of the hook, so the helper it starts always has the default).
+ */
+const TIME_LIMIT_MS = Number(process.env['QEMU_HOOK_REDEFINE_TIME_LIMIT_MS']) || 180_000;
 
 /**
  * `qemu-hook redefine <domain> redefine|restart`: started detached by the hook (own session, stdio
@@ -30,21 +36,21 @@ export async function runRedefineFromCli(positionals: readonly string[]): Promis
   const log = openHookLog(underRoot(root, config.log.file), config.log.level, { domain, op: 'redefine' });
   const dc = config.domains.get(domain);
   if (!dc) return 0;
+  const pidFile = join(underRoot(root, '/run/qemu-hook'), `redefine-${domain}.pid`);
+  if (!(await claim(pidFile))) {
+    log.info({ domain }, 'redefine: another helper is already at work for this domain');
+    return 0;
+  }
   const limit = setTimeout(() => {
     log.error(
       { domain },
       `redefine: gave up after ${TIME_LIMIT_MS / 1000} s (libvirt still busy with the domain?)`,
     );
     log.flush();
-    process.exit(3);
+    rmSync(pidFile, { force: true });
+    exitProcess(3);
   }, TIME_LIMIT_MS);
   limit.unref();
-
-  const pidFile = join(underRoot(root, '/run/qemu-hook'), `redefine-${domain}.pid`);
-  if (!(await claim(pidFile))) {
-    log.info({ domain }, 'redefine: another helper is already at work for this domain');
-    return 0;
-  }
   const store = new LibvirtDefinitionStore(config.libvirtUri);
   try {
     const outcome = await redefineAfterRefusal(domain, dc, mode === 'restart', {

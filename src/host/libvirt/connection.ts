@@ -1,11 +1,20 @@
-import { InvariantError } from '../../model/errors.js';
+import { InvariantError, LibvirtError } from '../../model/errors.js';
+import { OperationTimeout, withTimeout } from '../../model/timeout.js';
 import { VIR_DOMAIN_XML_INACTIVE, VIR_DOMAIN_XML_SECURE } from './constants.js';
 import { libvirtCall } from './libvirt-error.js';
 import { loadLibvirtBinding } from './loader.js';
 import type { NativeBinding, NativeConnection, NativeDomain, NativeNodeDevice } from './native.js';
 
+/**
+ * How long opening a connection may take. libvirtd answers in milliseconds, even busy; one that
+ * accepts and never answers (wedged) must not hold a command, or a VM start, forever.
+ */
+export const OPEN_TIMEOUT_MS = 30_000;
+
 export interface LibvirtOpenOptions {
   readOnly?: boolean;
+  /** Default OPEN_TIMEOUT_MS. */
+  timeoutMs?: number;
   /** The addon to use; loaded lazily from native/build when absent. */
   binding?: () => NativeBinding;
 }
@@ -39,10 +48,23 @@ export class LibvirtConnection implements NodeDeviceConnection {
   static async open(uri: string, options: LibvirtOpenOptions = {}): Promise<LibvirtConnection> {
     const binding = (options.binding ?? loadLibvirtBinding)();
     const readOnly = options.readOnly ?? false;
-    const native = await libvirtCall(`connect to ${uri}${readOnly ? ' (read-only)' : ''}`, () =>
-      binding.open(uri, readOnly),
-    );
-    return new LibvirtConnection(uri, readOnly, native);
+    const operation = `connect to ${uri}${readOnly ? ' (read-only)' : ''}`;
+    const timeoutMs = options.timeoutMs ?? OPEN_TIMEOUT_MS;
+    try {
+      const native = await libvirtCall(operation, () =>
+        withTimeout(binding.open(uri, readOnly), timeoutMs, operation),
+      );
+      return new LibvirtConnection(uri, readOnly, native);
+    } catch (err) {
+      if (!(err instanceof OperationTimeout)) throw err;
+      // The open goes on in its worker thread; the program leaves without waiting for it (exitProcess).
+      throw new LibvirtError(
+        `${operation}: libvirtd did not answer within ${timeoutMs / 1000} s; is it stuck? (systemctl status libvirtd)`,
+        -1,
+        -1,
+        operation,
+      );
+    }
   }
 
   /** Opens `uri`, runs `fn`, and closes the connection whatever `fn` does. */

@@ -58,6 +58,23 @@ export function loadLibvirtBinding(path: string = DEFAULT_ADDON_PATH): NativeBin
   return binding;
 }
 
+/**
+ * Ends the process with `code`. Once the binding is loaded, a libvirt call that never returned
+ * (a wedged daemon) may still hold a libuv worker thread, and process.exit joins those threads
+ * before it exits: it would wait for libvirt forever, and libvirt for the hook. The binding's
+ * exitNow is _exit(2); 'exit' listeners run first, and everything this program writes is written
+ * synchronously, so nothing is lost.
+ */
+export function exitProcess(code: number): never {
+  for (const binding of loaded.values()) {
+    if (typeof binding.exitNow !== 'function') continue; // an addon built before exitNow existed
+    process.exitCode = code;
+    process.emit('exit', code);
+    binding.exitNow(code);
+  }
+  process.exit(code);
+}
+
 /** Whether the binding is built, without loading it (tests skip on this). */
 export function libvirtBindingBuilt(path: string = DEFAULT_ADDON_PATH): boolean {
   return existsSync(path);

@@ -4,6 +4,8 @@
 
 export interface NativeBinding {
   open(uri: string, readOnly: boolean): Promise<NativeConnection>;
+  /** _exit(2): leaves without joining worker threads a libvirt call may still hold. */
+  exitNow?(code: number): never;
   /** Numbers from the libvirt headers the addon was built against. */
   readonly constants: Readonly<Record<string, number>>;
   /** libvirt library version, major * 1_000_000 + minor * 1_000 + micro. */

@@ -1,3 +1,7 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LibvirtConnection } from '../../../src/host/libvirt/connection.js';
 import * as C from '../../../src/host/libvirt/constants.js';
@@ -60,6 +64,29 @@ describe.skipIf(!addonBuilt)('LibvirtConnection against the test driver', () => 
     expect(e.operation).toBe('connect to test:///');
     expect(e.message.startsWith(`${e.operation}: `)).toBe(true);
     expect(e.code).toBeGreaterThan(0);
+  });
+
+  it('gives up on a libvirtd that accepts and never answers, naming the URI and the wait', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'qh-silent-'));
+    const socket = join(dir, 'libvirt-sock');
+    const accepted: Socket[] = [];
+    const server = createServer((s) => accepted.push(s));
+    await new Promise<void>((resolve) => server.listen(socket, resolve));
+    try {
+      const uri = `qemu+unix:///system?socket=${socket}`;
+      const err = await LibvirtConnection.open(uri, { readOnly: true, timeoutMs: 300 }).catch(
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(LibvirtError);
+      expect((err as LibvirtError).message).toBe(
+        `connect to ${uri} (read-only): libvirtd did not answer within 0.3 s; is it stuck? (systemctl status libvirtd)`,
+      );
+    } finally {
+      // Hang up: the open still waiting in its worker thread fails and frees the thread.
+      for (const s of accepted) s.destroy();
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('lists the default node devices with their capabilities and parents', async () => {

@@ -1,0 +1,95 @@
+// The detached `qemu-hook redefine` helper: one per domain, and never stuck forever behind a libvirt
+// that does not answer. libvirt here is a socket that accepts and never replies, so every call
+// the helper makes hangs, as with a daemon that is wedged.
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { addonBuilt } from '../host/libvirt/support.js';
+import { hostCopies, MAIN } from '../support/cli.js';
+
+const copy = hostCopies();
+const started: ChildProcess[] = [];
+const servers: Server[] = [];
+
+afterEach(() => {
+  for (const c of started.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  for (const s of servers.splice(0)) s.close();
+});
+
+/** A fixture host whose config points libvirt at a socket that never answers. */
+async function hostWithSilentLibvirt(): Promise<string> {
+  const root = copy('workstation-moved');
+  const socket = join(root, 'silent.sock');
+  const server = createServer(() => {});
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(socket, resolve));
+  const config = join(root, 'etc/qemu-hook/config.yaml');
+  writeFileSync(
+    config,
+    readFileSync(config, 'utf8').replace(/uri: "[^"]*"/, `uri: "qemu+unix:///system?socket=${socket}"`),
+  );
+  return root;
+}
+
+function helper(root: string, limitMs: number): ChildProcess {
+  const child = spawn(process.execPath, [MAIN, 'redefine', 'win11', 'redefine'], {
+    env: { ...process.env, QEMU_HOOK_ROOT: root, QEMU_HOOK_REDEFINE_TIME_LIMIT_MS: String(limitMs) },
+    stdio: 'ignore',
+  });
+  started.push(child);
+  return child;
+}
+
+const exited = (child: ChildProcess) =>
+  new Promise<number | null>((resolve) => {
+    if (child.exitCode !== null) resolve(child.exitCode);
+    else child.on('exit', (code) => resolve(code));
+  });
+
+async function until(what: string, ok: () => boolean, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const pidFile = (root: string) => join(root, 'run/qemu-hook/redefine-win11.pid');
+const log = (root: string) => {
+  const f = join(root, 'var/log/libvirt/qemu-hook.log');
+  return existsSync(f) ? readFileSync(f, 'utf8') : '';
+};
+
+describe.skipIf(!addonBuilt)('the redefine helper', () => {
+  it('gives up after its time limit when libvirt never answers, and frees the domain', async () => {
+    const root = await hostWithSilentLibvirt();
+    const child = helper(root, 1500);
+    await until('the pid file', () => existsSync(pidFile(root)));
+    expect(await exited(child)).toBe(3);
+    expect(log(root)).toMatch(/redefine: gave up after 1\.5 s/);
+    expect(existsSync(pidFile(root))).toBe(false);
+  }, 30_000);
+
+  it('runs once per domain: a second helper leaves the work to the first', async () => {
+    const root = await hostWithSilentLibvirt();
+    const first = helper(root, 60_000);
+    await until('the pid file', () => existsSync(pidFile(root)));
+    const second = helper(root, 60_000);
+    expect(await exited(second)).toBe(0);
+    expect(log(root)).toMatch(/another helper is already at work/);
+    expect(readFileSync(pidFile(root), 'utf8').trim()).toBe(String(first.pid));
+    expect(first.exitCode).toBeNull(); // still waiting on libvirt
+  }, 30_000);
+
+  it('takes over the pid file of a helper that died', async () => {
+    const root = await hostWithSilentLibvirt();
+    const dead = spawnSync('sh', ['-c', 'echo $$']).stdout.toString().trim();
+    mkdirSync(join(root, 'run/qemu-hook'), { recursive: true });
+    writeFileSync(pidFile(root), dead);
+    const child = helper(root, 60_000);
+    await until('the take-over', () => readFileSync(pidFile(root), 'utf8').trim() === String(child.pid));
+    expect(child.exitCode).toBeNull();
+  }, 30_000);
+});
