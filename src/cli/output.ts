@@ -1,5 +1,6 @@
 import { writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { exitProcess } from '../host/libvirt/loader.js';
 
 // The CLI writes straight to file descriptors 1 and 2. process.stdout/stderr/stdin are streams
 // that Node builds on first touch (for a pipe: a net.Socket, loading the net and stream modules):
@@ -19,7 +20,7 @@ export function writeAll(fd: number, text: string): void {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       // `qemu-hook devices | head`: not an error of ours.
-      if (code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      if (code === 'EPIPE') exitProcess(Number(process.exitCode ?? 0));
       // A descriptor left non-blocking by whoever opened it: wait for the reader.
       if (code === 'EAGAIN') {
         pause(1);

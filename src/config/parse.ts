@@ -1,4 +1,3 @@
-import { isScalar, parseDocument, visit } from 'yaml';
 import type * as z from 'zod/mini';
 import { parseHexId, parseMac, parsePciClassPrefix } from '../model/ids.js';
 import { PciAddress, PciAddressPattern } from '../model/pci-address.js';
@@ -20,21 +19,19 @@ import {
   type RawSriovCriteria,
   type RawUsbCriteria,
 } from './schema.js';
+import { readYaml } from './yaml.js';
 
 type Path = readonly (string | number)[];
 
 /** Parse and validate config text. Never throws for bad input: problems are data. */
 export function parseConfig(text: string): ConfigResult {
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    return { config: null, warnings: [], errors: doc.errors.map((e) => `YAML: ${firstLine(e.message)}`) };
-  }
-  keepHexAsWritten(doc);
-  const raw = doc.toJS() ?? {};
+  const yaml = readYaml(text, HEX_TEXT_KEYS);
+  if (!yaml.ok) return { config: null, warnings: [], errors: [`YAML: ${yaml.error}`] };
+  const raw = yaml.value ?? {};
 
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) {
-    return { config: null, warnings: [], errors: parsed.error.issues.map(describeIssue) };
+    return { config: null, warnings: [], errors: parsed.error.issues.map((i) => describeIssue(i, raw)) };
   }
 
   const errors: string[] = [];
@@ -65,21 +62,6 @@ export function parseConfig(text: string): ConfigResult {
   return { config: errors.length === 0 ? config : null, warnings: rules.warnings, errors };
 }
 
-/**
- * YAML 1.2 reads unquoted `0300` as the number 300 and `0x10de` as 4318. For keys that hold hex
- * text, take the characters the user wrote instead, so `class: 0300` means what it says.
- */
-function keepHexAsWritten(doc: ReturnType<typeof parseDocument>): void {
-  visit(doc, {
-    Pair(_, pair) {
-      if (isScalar(pair.key) && HEX_TEXT_KEYS.has(String(pair.key.value)) && isScalar(pair.value)) {
-        const v = pair.value;
-        if (typeof v.value === 'number' && typeof v.source === 'string') v.value = v.source;
-      }
-    },
-  });
-}
-
 export function formatPath(path: Path): string {
   let out = '';
   for (const p of path) {
@@ -90,7 +72,7 @@ export function formatPath(path: Path): string {
   return out || '(top level)';
 }
 
-function describeIssue(issue: z.core.$ZodIssue): string {
+function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
   const where = formatPath(issue.path as Path);
   const last = issue.path[issue.path.length - 1];
   if (issue.code === 'unrecognized_keys') {
@@ -102,7 +84,31 @@ function describeIssue(issue: z.core.$ZodIssue): string {
   if (issue.code === 'invalid_union' && issue.path[issue.path.length - 2] === 'devices') {
     return `${where}: a device needs "name", "match" and a "type" of pci (default), usb or sriov`;
   }
+  if (issue.code === 'invalid_type') {
+    return `${where}: ${issue.message}${quotingHint(issue.expected, valueAt(raw, issue.path as Path))}`;
+  }
   return `${where}: ${issue.message}`;
+}
+
+/** YAML decides by the quotes whether `2`, `true` or `0000` is text: say which way to write it. */
+function quotingHint(expected: string, value: unknown): string {
+  if (expected === 'boolean' && typeof value === 'string') return ': write true or false, without quotes';
+  if (
+    (expected === 'number' || expected === 'int') &&
+    typeof value === 'string' &&
+    /^-?\d+$/.test(value.trim())
+  )
+    return ': write it without quotes';
+  if (expected === 'string' && (typeof value === 'number' || typeof value === 'boolean'))
+    return ': put it in quotes';
+  return '';
+}
+
+function valueAt(raw: unknown, path: Path): unknown {
+  let v = raw;
+  for (const p of path)
+    v = v !== null && typeof v === 'object' ? (v as Record<string | number, unknown>)[p] : undefined;
+  return v;
 }
 
 function normalizeEntry(e: RawDeviceEntry, path: Path, errors: string[]): DeviceEntry | null {
@@ -229,8 +235,4 @@ function criteriaText(t: object): string {
   return `{ ${Object.entries(t)
     .map(([k, v]) => `${k}: ${typeof v === 'string' ? JSON.stringify(v) : String(v)}`)
     .join(', ')} }`;
-}
-
-function firstLine(s: string): string {
-  return s.split('\n')[0] ?? s;
 }

@@ -1,8 +1,9 @@
 import * as z from 'zod/mini';
+import en from 'zod/v4/locales/en.js';
 
 // Each process validates a config or a state file once: compiling validators first (zod's JIT)
-// costs more than it saves.
-z.config({ jitless: true });
+// costs more than it saves. zod/mini carries no messages of its own ("Invalid input"): English.
+z.config({ jitless: true, ...en() });
 
 // The config file's shape. Every key has a description (`qemu-hook check` and the README's
 // reference use the same words). zod/mini rather than classic zod: the hook starts a process per

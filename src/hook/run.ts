@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
-import { parse as parseYaml } from 'yaml';
 import { defaultConfig, loadConfigFile } from '../config/load.js';
 import type { Config, DomainConfig } from '../config/model.js';
+import { readYaml } from '../config/yaml.js';
 import type { Inventory } from '../model/device.js';
 import { errorMessage } from '../model/errors.js';
 import type { HookEvent } from '../model/hook-event.js';
@@ -272,7 +272,9 @@ async function domainConfig(name: string, deps: HookDeps): Promise<Found> {
 /** Whether the raw YAML has `domains.<name>`; unreadable YAML might, so it counts as yes. */
 async function namesDomain(file: string, name: string): Promise<boolean> {
   try {
-    const raw = parseYaml(await readFile(file, 'utf8')) as { domains?: Record<string, unknown> } | null;
+    const yaml = readYaml(await readFile(file, 'utf8'), new Set());
+    if (!yaml.ok) return true;
+    const raw = yaml.value as { domains?: Record<string, unknown> } | null;
     return raw?.domains != null && typeof raw.domains === 'object' && Object.hasOwn(raw.domains, name);
   } catch {
     return true;

@@ -60,6 +60,50 @@ domains:
     expect(gpu.tiers[0]).toMatchObject({ class: '0300', vendor: '10de', device: '2204' });
   });
 
+  it('keeps every number-like id as written (floats too), and other numbers as numbers', () => {
+    const c = ok(`
+domains:
+  vm:
+    devices:
+      - name: dev
+        count: 2
+        match: { vendor: 8086, device: 1e10, subsystemVendor: 0x1458 }
+      - name: net
+        type: sriov
+        match: { pf: enp3s0f0, vf: 0x1 }
+        vlan: 42
+`);
+    const [dev, net] = c.domains.get('vm')!.devices;
+    expect(dev).toMatchObject({
+      count: 2,
+      tiers: [{ vendor: '8086', device: '1e10', subsystemVendor: '1458' }],
+    });
+    expect(net).toMatchObject({ type: 'sriov', vlan: 42, tiers: [{ vf: 1 }] });
+  });
+
+  it('refuses a quoted number where a number belongs, naming the key', () => {
+    const r = parseConfig(
+      'domains:\n  vm:\n    devices:\n      - { name: x, count: "2", match: { vendor: "10de" } }\n',
+    );
+    expect(r.config).toBeNull();
+    expect(r.errors).toEqual([
+      'domains.vm.devices[0].count: Invalid input: expected number, received string: write it without quotes',
+    ]);
+  });
+
+  it('refuses a key given twice, with its line and column', () => {
+    const r = parseConfig('domains:\n  vm:\n    devices: []\n  vm:\n    devices: []\n');
+    expect(r.config).toBeNull();
+    expect(r.errors).toEqual(['YAML: line 4, column 3: duplicated mapping key']);
+  });
+
+  it('reads a "__proto__" key as a key (an unknown one), never as a prototype', () => {
+    const r = parseConfig('__proto__: { domains: {} }\n');
+    expect(r.config).toBeNull();
+    expect(r.errors.join('\n')).toMatch(/unknown key "__proto__"/);
+    expect(({} as Record<string, unknown>)['domains']).toBeUndefined();
+  });
+
   it('reports every problem at once, each with its path and a fix', () => {
     const entries = `
 domains:
