@@ -22,6 +22,7 @@ import { build } from 'esbuild';
 // that loads the real module on first use.
 const require = createRequire(import.meta.url);
 const xmldomEntities = require.resolve('@xmldom/xmldom/lib/entities.js');
+let lazyEntitiesUsed = false;
 const lazyHtmlEntities = {
   name: 'lazy-html-entities',
   setup(b) {
@@ -30,13 +31,16 @@ const lazyHtmlEntities = {
         ? { path: 'xmldom-entities', namespace: 'qemu-hook' }
         : undefined,
     );
-    b.onLoad({ filter: /^xmldom-entities$/, namespace: 'qemu-hook' }, () => ({
-      resolveDir: dirname(xmldomEntities),
-      contents: `exports.XML_ENTITIES = Object.freeze(${JSON.stringify(require(xmldomEntities).XML_ENTITIES)});
+    b.onLoad({ filter: /^xmldom-entities$/, namespace: 'qemu-hook' }, () => {
+      lazyEntitiesUsed = true;
+      return {
+        resolveDir: dirname(xmldomEntities),
+        contents: `exports.XML_ENTITIES = Object.freeze(${JSON.stringify(require(xmldomEntities).XML_ENTITIES)});
 Object.defineProperty(exports, 'HTML_ENTITIES', { enumerable: true, get: () => require(${JSON.stringify(xmldomEntities)}).HTML_ENTITIES });
 Object.defineProperty(exports, 'entityMap', { enumerable: true, get: () => exports.HTML_ENTITIES });
 `,
-    }));
+      };
+    });
   },
 };
 
@@ -59,6 +63,10 @@ await build({
   // Top-level await in main.ts: wrap the entry in an async function.
   supported: { 'top-level-await': true },
 });
+
+// A new xmldom that no longer loads ./entities from dom-parser: the program works, only slower.
+if (!lazyEntitiesUsed)
+  process.stderr.write("build: warning: xmldom's entities module was not replaced (see lazyHtmlEntities)\n");
 
 // The bundle runs through vm.Script, which has no loader for a real import(): every import must
 // have been bundled (a dynamic import of a Node built-in is not; import it statically).

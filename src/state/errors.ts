@@ -10,16 +10,24 @@ export class StateCorruptError extends HostError {
     /** Where the bad file now is; null when it could not be moved aside. */
     readonly keptAt: string | null,
     readonly problem: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; readOnly?: boolean },
   ) {
-    super('read state file', path, 'ECORRUPT', corruptDetail(path, keptAt, problem), options);
+    super(
+      'read state file',
+      path,
+      'ECORRUPT',
+      corruptDetail(path, keptAt, problem, options?.readOnly),
+      options,
+    );
   }
 }
 
-function corruptDetail(path: string, keptAt: string | null, problem: string): string {
-  const where = keptAt
-    ? `kept it as ${keptAt}`
-    : `could not move it aside, it is still at ${path}; move it away by hand`;
+function corruptDetail(path: string, keptAt: string | null, problem: string, readOnly = false): string {
+  const where = readOnly
+    ? 'left as it is (this command changes nothing; qemu-hook status keeps it aside)'
+    : keptAt
+      ? `kept it as ${keptAt}`
+      : `could not move it aside, it is still at ${path}; move it away by hand`;
   return (
     `the state file is corrupt (${problem}); ${where}. ` +
     'It may list devices still detached from the host: inspect it, check `qemu-hook status` ' +

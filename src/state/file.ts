@@ -12,6 +12,8 @@ import { emptyState, STATE_VERSION, type StateFile, StateFileSchema } from './sc
 export interface LoadOptions {
   /** Names the `.corrupt.<timestamp>` copy when `.corrupt` is taken. */
   readonly now?: () => Date;
+  /** For the commands that change nothing (--simulate, apply, the redefine helper): a corrupt file stays where it is. */
+  readonly readOnly?: boolean;
 }
 
 /**
@@ -54,6 +56,7 @@ async function corrupt(
   options: LoadOptions,
   cause?: unknown,
 ): Promise<StateCorruptError> {
+  if (options.readOnly) return new StateCorruptError(path, null, problem, { cause, readOnly: true });
   const keptAt = await moveAside(path, options.now ?? (() => new Date()));
   return new StateCorruptError(path, keptAt, problem, { cause });
 }

@@ -1,4 +1,4 @@
-import { readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli, HOSTS, hostCopies } from '../support/cli.js';
@@ -127,6 +127,18 @@ describe('qemu-hook CLI', () => {
       records: [],
       stale: [],
     });
+  });
+
+  it('--simulate refuses on a corrupt state file and leaves it where it is', () => {
+    const root = copy('workstation');
+    const state = join(root, 'var/lib/qemu-hook/state.json');
+    writeFileSync(state, '{ not json');
+    const r = cli(['--simulate', 'win11', 'prepare', '--root', root]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/state file is corrupt .*left as it is/);
+    expect(readFileSync(state, 'utf8')).toBe('{ not json');
+    expect(existsSync(`${state}.corrupt`)).toBe(false);
   });
 
   it('a corrupt state file is kept aside and named, never emptied silently', () => {

@@ -86,6 +86,17 @@ describe('loadState', () => {
     });
   }
 
+  it('read-only, leaves a corrupt file where it is and says so', async () => {
+    await saveState(path, emptyState());
+    await writeFile(path, '{ not json');
+    const err = (await loadState(path, { readOnly: true }).catch((e: unknown) => e)) as StateCorruptError;
+    expect(err).toBeInstanceOf(StateCorruptError);
+    expect(err.keptAt).toBeNull();
+    expect(err.message).toMatch(/left as it is \(this command changes nothing/);
+    expect(await readFile(path, 'utf8')).toBe('{ not json');
+    await expect(stat(`${path}.corrupt`)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
   it('never overwrites an earlier .corrupt file', async () => {
     const at = new Date('2024-05-01T10:00:00.123Z');
     await saveState(path, emptyState());

@@ -31,7 +31,7 @@ export async function apply(ctx: CliContext): Promise<number> {
   const store = await definitionStore(ctx, config);
   const [inventory, state] = await Promise.all([
     inventoryReader(ctx).read(),
-    loadState(stateFileOf(ctx, config)),
+    loadState(stateFileOf(ctx, config), { readOnly: true }),
   ]);
   let wouldChange = 0;
   let refused = 0;

@@ -59,7 +59,7 @@ export async function runRedefineFromCli(positionals: readonly string[]): Promis
         LibvirtConnection.withConnection(config.libvirtUri, async (c) => (await c.domain(name)).create()),
       readHost: async () => {
         const inventory = await new SysfsInventoryReader(paths).read();
-        const state = await loadState(underRoot(root, config.stateFile));
+        const state = await loadState(underRoot(root, config.stateFile), { readOnly: true });
         return { inventory, records: state.records };
       },
       log,

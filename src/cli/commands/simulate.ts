@@ -31,7 +31,7 @@ export async function simulate(ctx: CliContext): Promise<number> {
   }
   const [inventory, state] = await Promise.all([
     inventoryReader(ctx).read(),
-    loadState(stateFileOf(ctx, config)),
+    loadState(stateFileOf(ctx, config), { readOnly: true }),
   ]);
   let plan: Plan;
   if (event === 'prepare') {
