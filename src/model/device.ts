@@ -43,6 +43,8 @@ export interface UsbDevice {
   readonly devnum: number;
   readonly manufacturer: string | null;
   readonly productName: string | null;
+  /** The PCI function of the host controller it hangs off; null when not behind PCI. */
+  readonly controller: PciAddress | null;
 }
 
 /** Why a PCI device must never leave the host, unless the entry says `force: true` (bootVga only). */

@@ -63,6 +63,7 @@ export function planPrepare(input: PrepareInput): Plan {
 
   const siblings = groupSiblings(resolved, inventory, config, errors);
   checkSafety(resolved, siblings, hostdevs, inventory, errors);
+  checkUsbBehindTakenControllers(resolved, siblings, inventory, errors);
   const definitionChange = checkDefinition(input, resolved, hostdevs, errors);
 
   const devices = [...resolved.map((r) => r.planned), ...siblings];
@@ -280,6 +281,31 @@ function checkSafety(
 }
 
 /** Tagged entries that moved, configured devices missing from the definition, the diff to fix it. */
+/**
+ * A USB device whose host controller goes to the VM leaves the host with the controller: libvirt
+ * would not find it to pass it on, and the VM has it already, through the controller.
+ */
+function checkUsbBehindTakenControllers(
+  resolved: readonly Resolved[],
+  siblings: readonly PlannedDevice[],
+  inventory: Inventory,
+  errors: string[],
+): void {
+  const taken = new Map<string, string>();
+  for (const p of [...resolved.map((r) => r.planned), ...siblings])
+    if (p.address) taken.set(p.address, p.name);
+  for (const { planned } of resolved) {
+    if (!planned.usb) continue;
+    const port = planned.usb.port;
+    const controller = inventory.usb.find((u) => u.port === port)?.controller?.toString();
+    const by = controller ? taken.get(controller) : undefined;
+    if (by)
+      errors.push(
+        `${planned.name}: ${planned.usb.vendor}:${planned.usb.product} at USB port ${port} is behind ${by} (${controller}), which the VM takes whole, so it reaches the VM through that controller: remove the ${planned.name} entry, or plug the device into a port of another controller`,
+      );
+  }
+}
+
 function checkDefinition(
   input: PrepareInput,
   resolved: readonly Resolved[],

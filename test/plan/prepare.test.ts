@@ -5,7 +5,7 @@ import { planPrepare } from '../../src/plan/prepare.js';
 import { planRelease } from '../../src/plan/release.js';
 import type { StateRecord } from '../../src/state/schema.js';
 import { definition, pciHostdev } from '../support/domain.js';
-import { host, pci, workstation } from '../support/inventory.js';
+import { host, pci, usb, workstation } from '../support/inventory.js';
 
 function domainConfig(yaml: string): DomainConfig {
   const r = parseConfig(`domains:\n  win11:\n${yaml.replace(/^/gm, '    ')}\n`);
@@ -238,6 +238,48 @@ iommuGroup: ignore`),
     });
     expect(p.ok).toBe(false);
     expect(p.errors[0]).toMatch(/^definition: refusing to give 0000:02:00\.0/);
+  });
+
+  it('refuses a USB entry whose device sits behind a controller the VM takes whole', () => {
+    const inv = workstation();
+    const withCard = {
+      ...inv,
+      pci: [
+        ...inv.pci,
+        pci({ address: '0000:05:00.0', ids: '1b73:1100', class: '0c0330', driver: 'xhci_hcd', group: 18 }),
+      ],
+      usb: [
+        usb('1-1', '046d:c24f', null, ['Logitech', 'Wheel'], '0000:05:00.0'),
+        usb('3-3', '0781:5581', 'AAA111', ['SanDisk', 'Stick'], '0000:00:14.0'),
+      ],
+    };
+    const config = (wheel: string) =>
+      domainConfig(`devices:
+  - name: card
+    match: { vendor: "1b73", device: "1100" }
+  - name: wheel
+    type: usb
+    match: ${wheel}`);
+    const plan = planPrepare({
+      domain: 'win11',
+      config: config('{ vendor: "046d", product: "c24f" }'),
+      inventory: withCard,
+      definition: null,
+      records: [],
+    });
+    expect(plan.ok).toBe(false);
+    expect(plan.errors).toEqual([
+      'wheel: 046d:c24f at USB port 1-1 is behind card (0000:05:00.0), which the VM takes whole, so it reaches the VM through that controller: remove the wheel entry, or plug the device into a port of another controller',
+    ]);
+    // A device on another controller's port is no concern of the card.
+    const other = planPrepare({
+      domain: 'win11',
+      config: config('{ vendor: "0781", product: "5581" }'),
+      inventory: withCard,
+      definition: null,
+      records: [],
+    });
+    expect(other.errors).toEqual([]);
   });
 
   it('refuses a device another domain holds in this boot, ignores records of an earlier boot', () => {

@@ -48,6 +48,7 @@ export function usb(
   ids: string,
   serial: string | null = null,
   names: [string, string] = ['Maker', 'Thing'],
+  controller: string | null = null,
 ): UsbDevice {
   const [v, p] = ids.split(':') as [string, string];
   const [bus, rest] = port.split('-') as [string, string];
@@ -61,6 +62,7 @@ export function usb(
     devnum: rest.length + 1,
     manufacturer: names[0],
     productName: names[1],
+    controller: controller === null ? null : PciAddress.parse(controller),
   };
 }
 

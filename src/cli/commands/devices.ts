@@ -43,10 +43,11 @@ export async function devices(ctx: CliContext): Promise<number> {
   if (inv.usb.length === 0) ctx.out('  (none)');
   else
     for (const line of table(
-      ['PORT', 'IDS', 'SERIAL', 'NAME'],
+      ['PORT', 'IDS', 'CONTROLLER', 'SERIAL', 'NAME'],
       inv.usb.map((u) => [
         u.port,
         `${u.vendor}:${u.product}`,
+        u.controller?.toString() ?? '-',
         u.serial ?? '-',
         [u.manufacturer, u.productName].filter(Boolean).join(' '),
       ]),
@@ -64,7 +65,7 @@ export function inventoryJson(inv: Inventory): object {
       sriov: d.sriov ? { ...d.sriov, vfs: d.sriov.vfs.map(String) } : null,
       physfn: d.physfn ? { index: d.physfn.index, address: d.physfn.address.toString() } : null,
     })),
-    usb: inv.usb,
+    usb: inv.usb.map((u) => ({ ...u, controller: u.controller?.toString() ?? null })),
     protected: inv.protectedDevices.map((p) => ({ ...p, address: p.address.toString() })),
     bootId: inv.bootId,
     warnings: inv.warnings,

@@ -75,6 +75,16 @@ describe.each(HOST_NAMES)('SysfsInventoryReader on fixture host %s', (name) => {
     expect(listed.some((n) => n.includes(':'))).toBe(true);
   });
 
+  it('gives each USB device the PCI controller of its bus', async () => {
+    const inv = await read(name);
+    const host = await describedHost(name);
+    for (const d of host.usb.devices) {
+      const root = host.usb.roots.find((r) => r.bus === Number(d.port.split('-')[0]));
+      const want = root ? `0000:${root.controller}` : null;
+      expect(inv.usb.find((u) => u.port === d.port)?.controller?.toString() ?? null).toBe(want);
+    }
+  });
+
   it('reads the boot id', async () => {
     expect((await read(name)).bootId).toBe((await describedHost(name)).bootId);
   });
