@@ -1,6 +1,6 @@
 import { writeSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { exitProcess } from '../host/libvirt/loader.js';
+import { tty } from '../model/lazy-builtins.js';
 
 // The CLI writes straight to file descriptors 1 and 2. process.stdout/stderr/stdin are streams
 // that Node builds on first touch (for a pipe: a net.Socket, loading the net and stream modules):
@@ -35,12 +35,9 @@ export function writeAll(fd: number, text: string): void {
 export const writeOut = (line: string): void => writeAll(STDOUT, `${line}\n`);
 export const writeErr = (line: string): void => writeAll(STDERR, `${line}\n`);
 
-/**
- * Whether a person is at the keyboard: stdin and stdout both terminals. node:tty is loaded here,
- * on first use: it brings net and the stream modules with it.
- */
+/** Whether a person is at the keyboard: stdin and stdout both terminals. */
 export function interactive(): boolean {
-  const { isatty } = createRequire(import.meta.url)('node:tty') as typeof import('node:tty');
+  const { isatty } = tty();
   return isatty(0) && isatty(1);
 }
 

@@ -1,9 +1,9 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdir, open } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { HostError } from '../model/errors.js';
 import type { HookEvent } from '../model/hook-event.js';
+import { childProcess } from '../model/lazy-builtins.js';
 import type { Script, ScriptResult } from './scripts.js';
 
 export interface RunOptions {
@@ -86,7 +86,7 @@ function runOne(script: Script, event: HookEvent, xml: string, logFd: number, op
     };
 
     try {
-      child = spawn(script.path, [event.domain, event.op, event.subop, event.extra], {
+      child = childProcess().spawn(script.path, [event.domain, event.op, event.subop, event.extra], {
         stdio: ['pipe', logFd, logFd],
         detached: true,
         env: options.env,

@@ -55,27 +55,40 @@ describe('output', () => {
 });
 
 describe('what a start loads', () => {
-  // Each VM event starts the program several times. Node builds its stdio streams (net, stream)
-  // and fs/promises only when touched; the common commands must not touch them.
-  it('--simulate prepare loads neither stdio streams nor fs/promises', () => {
+  // Each VM event starts the program several times. Node loads a built-in module when it is first
+  // required (and builds its stdio streams when first touched); the common paths must not.
+  function modulesLoaded(args: string[], env: NodeJS.ProcessEnv = {}, input = ''): string[] {
     const probe = join(copy('workstation'), 'probe.cjs');
     writeFileSync(
       probe,
       "process.on('exit', () => require('fs').writeFileSync(process.env.PROBE_OUT, process.moduleLoadList.join('\\n')));\n",
     );
     const outFile = `${probe}.out`;
-    const r = cli(['--simulate', 'win11', 'prepare', '--root', join(HOSTS, 'workstation')], {
-      env: { NODE_OPTIONS: `--require ${probe}`, PROBE_OUT: outFile },
-    });
+    const r = cli(args, { env: { ...env, NODE_OPTIONS: `--require ${probe}`, PROBE_OUT: outFile }, input });
     expect(r.code).toBe(0);
     const loaded = readFileSync(outFile, 'utf8').split('\n');
     expect(loaded).toContain('NativeModule vm'); // the probe saw the run
+    return loaded;
+  }
+
+  it('--simulate prepare loads neither stdio streams nor fs/promises', () => {
+    const loaded = modulesLoaded(['--simulate', 'win11', 'prepare', '--root', join(HOSTS, 'workstation')]);
     for (const heavy of [
       'NativeModule net',
       'NativeModule stream',
       'NativeModule fs/promises',
       'NativeModule tty',
     ])
+      expect(loaded).not.toContain(heavy);
+  });
+
+  it('a prepare through the hook, with no per-VM scripts, loads neither child_process nor crypto', () => {
+    const root = copy('workstation');
+    const xml = readFileSync(join(root, 'etc/libvirt/qemu/win11.xml'), 'utf8');
+    const loaded = modulesLoaded(['hook', 'win11', 'prepare', 'begin', '-'], { QEMU_HOOK_ROOT: root }, xml);
+    // It did the work: the GPU is recorded as detached.
+    expect(readFileSync(join(root, 'var/lib/qemu-hook/state.json'), 'utf8')).toContain('0000:01:00.0');
+    for (const heavy of ['NativeModule child_process', 'NativeModule crypto'])
       expect(loaded).not.toContain(heavy);
   });
 });

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { defaultConfig, loadConfigFile } from '../../config/load.js';
@@ -8,6 +7,7 @@ import { runHook } from '../../hook/run.js';
 import { openHookLog } from '../../host/hook-log.js';
 import { SysfsInventoryReader } from '../../host/sysfs/inventory.js';
 import type { HookEvent } from '../../model/hook-event.js';
+import { childProcess } from '../../model/lazy-builtins.js';
 import { hostPaths, underRoot } from '../../model/paths.js';
 import { STDOUT, writeAll, writeErr } from '../output.js';
 
@@ -72,7 +72,7 @@ function spawnRedefine(domain: string, restart: boolean, root: string, logFile: 
   try {
     mkdirSync(dirname(logFile), { recursive: true });
     const out = openSync(logFile, 'a');
-    const child = spawn(
+    const child = childProcess().spawn(
       process.execPath,
       [
         // The program's entry, whichever way it was built or installed.
