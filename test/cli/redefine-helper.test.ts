@@ -56,11 +56,17 @@ async function until(what: string, ok: () => boolean, ms = 15_000): Promise<void
   }
 }
 
+/** The file's text, '' while it does not exist. */
+function readIfThere(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    throw err;
+  }
+}
 const pidFile = (root: string) => join(root, 'run/qemu-hook/redefine-win11.pid');
-const log = (root: string) => {
-  const f = join(root, 'var/log/libvirt/qemu-hook.log');
-  return existsSync(f) ? readFileSync(f, 'utf8') : '';
-};
+const log = (root: string) => readIfThere(join(root, 'var/log/libvirt/qemu-hook.log'));
 
 describe.skipIf(!addonBuilt)('the redefine helper', () => {
   it('gives up after its time limit when libvirt never answers, and frees the domain', async () => {
@@ -83,13 +89,24 @@ describe.skipIf(!addonBuilt)('the redefine helper', () => {
     expect(first.exitCode).toBeNull(); // still waiting on libvirt
   }, 30_000);
 
+  it('of five started at once, one works and four leave', async () => {
+    const root = await hostWithSilentLibvirt();
+    const helpers = Array.from({ length: 5 }, () => helper(root, 60_000));
+    await until('four to leave', () => helpers.filter((h) => h.exitCode !== null).length === 4);
+    const working = helpers.filter((h) => h.exitCode === null);
+    expect(helpers.filter((h) => h.exitCode === 0)).toHaveLength(4);
+    expect(working).toHaveLength(1);
+    expect(readIfThere(pidFile(root)).trim()).toBe(String(working[0]!.pid));
+  }, 30_000);
+
   it('takes over the pid file of a helper that died', async () => {
     const root = await hostWithSilentLibvirt();
     const dead = spawnSync('sh', ['-c', 'echo $$']).stdout.toString().trim();
     mkdirSync(join(root, 'run/qemu-hook'), { recursive: true });
     writeFileSync(pidFile(root), dead);
     const child = helper(root, 60_000);
-    await until('the take-over', () => readFileSync(pidFile(root), 'utf8').trim() === String(child.pid));
+    // The helper removes the dead one's file before it writes its own: absent for a moment.
+    await until('the take-over', () => readIfThere(pidFile(root)).trim() === String(child.pid));
     expect(child.exitCode).toBeNull();
   }, 30_000);
 });

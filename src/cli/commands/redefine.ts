@@ -1,5 +1,5 @@
 import { rmSync } from 'node:fs';
-import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { requireConfig } from '../../config/load.js';
 import { redefineAfterRefusal } from '../../hook/redefine.js';
@@ -77,24 +77,33 @@ export async function runRedefineFromCli(positionals: readonly string[]): Promis
   }
 }
 
-/** O_EXCL pid file; one left by a dead helper is taken over. */
+/**
+ * One helper per domain, by a pid file; one left by a dead helper is taken over. The pid is written
+ * to a file of our own first, which becomes the pid file by link(2) (refused when one exists): a pid
+ * file is never seen empty, so a helper just starting is never taken for a dead one.
+ */
 async function claim(pidFile: string): Promise<boolean> {
   await mkdir(dirname(pidFile), { recursive: true });
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fh = await open(pidFile, 'wx');
-      await fh.writeFile(String(process.pid));
-      await fh.close();
-      return true;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
-      if (pid > 0 && alive(pid)) return false;
-      await writeFile(pidFile, '').catch(() => {});
-      await rm(pidFile, { force: true });
+  const mine = `${pidFile}.${process.pid}`;
+  await writeFile(mine, String(process.pid));
+  try {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        await link(mine, pidFile);
+        return true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        const holder = await readFile(pidFile, 'utf8').catch(() => '');
+        const pid = Number(holder.trim());
+        if (pid > 0 && alive(pid)) return false;
+        // Its helper is dead: take the file over, unless it changed hands meanwhile.
+        if ((await readFile(pidFile, 'utf8').catch(() => '')) === holder) await rm(pidFile, { force: true });
+      }
     }
+    return false;
+  } finally {
+    await rm(mine, { force: true });
   }
-  return false;
 }
 
 function alive(pid: number): boolean {
