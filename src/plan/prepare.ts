@@ -63,10 +63,10 @@ export function planPrepare(input: PrepareInput): Plan {
 
   const siblings = groupSiblings(resolved, inventory, config, errors);
   checkSafety(resolved, siblings, hostdevs, inventory, errors);
-  checkUsbBehindTakenControllers(resolved, siblings, inventory, errors);
+  const devices = [...resolved.map((r) => r.planned), ...siblings];
+  checkUsbBehindTakenControllers(devices, inventory, errors);
   const definitionChange = checkDefinition(input, resolved, hostdevs, errors);
 
-  const devices = [...resolved.map((r) => r.planned), ...siblings];
   return {
     domain: input.domain,
     event: 'prepare',
@@ -286,15 +286,13 @@ function checkSafety(
  * would not find it to pass it on, and the VM has it already, through the controller.
  */
 function checkUsbBehindTakenControllers(
-  resolved: readonly Resolved[],
-  siblings: readonly PlannedDevice[],
+  devices: readonly PlannedDevice[],
   inventory: Inventory,
   errors: string[],
 ): void {
   const taken = new Map<string, string>();
-  for (const p of [...resolved.map((r) => r.planned), ...siblings])
-    if (p.address) taken.set(p.address, p.name);
-  for (const { planned } of resolved) {
+  for (const p of devices) if (p.address) taken.set(p.address, p.name);
+  for (const planned of devices) {
     if (!planned.usb) continue;
     const port = planned.usb.port;
     const controller = inventory.usb.find((u) => u.port === port)?.controller?.toString();

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { addonBuilt } from '../host/libvirt/support.js';
 import { hostCopies, MAIN } from '../support/cli.js';
+import { waitFor } from '../support/wait.js';
 
 const copy = hostCopies();
 const started: ChildProcess[] = [];
@@ -48,14 +49,6 @@ const exited = (child: ChildProcess) =>
     else child.on('exit', (code) => resolve(code));
   });
 
-async function until(what: string, ok: () => boolean, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 /** The file's text, '' while it does not exist. */
 function readIfThere(file: string): string {
   try {
@@ -72,7 +65,7 @@ describe.skipIf(!addonBuilt)('the redefine helper', () => {
   it('gives up after its time limit when libvirt never answers, and frees the domain', async () => {
     const root = await hostWithSilentLibvirt();
     const child = helper(root, 1500);
-    await until('the pid file', () => existsSync(pidFile(root)));
+    await waitFor('the pid file', () => existsSync(pidFile(root)) || undefined, 15_000, 50);
     expect(await exited(child)).toBe(3);
     expect(log(root)).toMatch(/redefine: gave up after 1\.5 s/);
     expect(existsSync(pidFile(root))).toBe(false);
@@ -81,7 +74,7 @@ describe.skipIf(!addonBuilt)('the redefine helper', () => {
   it('runs once per domain: a second helper leaves the work to the first', async () => {
     const root = await hostWithSilentLibvirt();
     const first = helper(root, 60_000);
-    await until('the pid file', () => existsSync(pidFile(root)));
+    await waitFor('the pid file', () => existsSync(pidFile(root)) || undefined, 15_000, 50);
     const second = helper(root, 60_000);
     expect(await exited(second)).toBe(0);
     expect(log(root)).toMatch(/another helper is already at work/);
@@ -92,7 +85,12 @@ describe.skipIf(!addonBuilt)('the redefine helper', () => {
   it('of five started at once, one works and four leave', async () => {
     const root = await hostWithSilentLibvirt();
     const helpers = Array.from({ length: 5 }, () => helper(root, 60_000));
-    await until('four to leave', () => helpers.filter((h) => h.exitCode !== null).length === 4);
+    await waitFor(
+      'four to leave',
+      () => helpers.filter((h) => h.exitCode !== null).length === 4 || undefined,
+      15_000,
+      50,
+    );
     const working = helpers.filter((h) => h.exitCode === null);
     expect(helpers.filter((h) => h.exitCode === 0)).toHaveLength(4);
     expect(working).toHaveLength(1);
@@ -106,7 +104,12 @@ describe.skipIf(!addonBuilt)('the redefine helper', () => {
     writeFileSync(pidFile(root), dead);
     const child = helper(root, 60_000);
     // The helper removes the dead one's file before it writes its own: absent for a moment.
-    await until('the take-over', () => readIfThere(pidFile(root)).trim() === String(child.pid));
+    await waitFor(
+      'the take-over',
+      () => readIfThere(pidFile(root)).trim() === String(child.pid) || undefined,
+      15_000,
+      50,
+    );
     expect(child.exitCode).toBeNull();
   }, 30_000);
 });

@@ -1,10 +1,10 @@
-import { existsSync, readlinkSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PciDevice } from '../../model/device.js';
 import { type HexId, type PciClassCode, parseHexId, parsePciClass } from '../../model/ids.js';
 import { PciAddress } from '../../model/pci-address.js';
 import type { PciNames } from '../pci-ids.js';
-import { errnoCode, linkName, listDir, readSmall, type Warnings } from './sysfs-files.js';
+import { errnoCode, linkName, listDir, readlinkOrNull, readSmall, type Warnings } from './sysfs-files.js';
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
@@ -155,14 +155,6 @@ function netdevsByFunction(sys: string): Map<string, string[]> | null {
 }
 
 const NET_UNDER_PCI = /\/([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])\/(?:virtio\d+\/)?net\/[^/]+$/;
-
-function readlinkOrNull(path: string): string | null {
-  try {
-    return readlinkSync(path);
-  } catch {
-    return null;
-  }
-}
 
 interface Ids {
   readonly vendor: HexId | null;

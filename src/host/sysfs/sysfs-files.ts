@@ -40,6 +40,15 @@ export class Warnings {
   }
 }
 
+/** The target of a symlink as written, null when it cannot be read. */
+export function readlinkOrNull(path: string): string | null {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return null;
+  }
+}
+
 /** Target name of a symlink ("nvidia" for driver → ../../bus/pci/drivers/nvidia), null when absent. */
 export function linkName(path: string): string | null {
   try {

@@ -1,9 +1,15 @@
-import { readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { UsbDevice } from '../../model/device.js';
 import { parseHexId } from '../../model/ids.js';
 import { PciAddress } from '../../model/pci-address.js';
-import { errnoCode, listDir, pciComponents, readSmall, type Warnings } from './sysfs-files.js';
+import {
+  errnoCode,
+  listDir,
+  pciComponents,
+  readlinkOrNull,
+  readSmall,
+  type Warnings,
+} from './sysfs-files.js';
 
 // "3-2", "3-4.1": a device. "usb3" is a root hub, "3-2:1.0" an interface: neither is passed through.
 const DEVICE_NAME = /^(\d+)-(\d+(?:\.\d+)*)$/;
@@ -61,11 +67,7 @@ function readOne(dir: string, port: string, warnings: Warnings): UsbDevice | nul
 
 /** The last PCI function on the device's sysfs path (…/0000:00:14.0/usb3/3-2): its host controller. */
 function controllerOf(link: string): PciAddress | null {
-  try {
-    return PciAddress.tryParse(pciComponents(readlinkSync(link)).at(-1) ?? '');
-  } catch {
-    return null;
-  }
+  return PciAddress.tryParse(pciComponents(readlinkOrNull(link) ?? '').at(-1) ?? '');
 }
 
 function byPort(a: UsbDevice, b: UsbDevice): number {

@@ -5,6 +5,8 @@ import { DOMParser } from '@xmldom/xmldom';
 import { type PrivateLibvirtd, pciHostdevXml, tinyDomainXml } from '../harness/index.js';
 import { assertNotOnThisMachine } from './real-sysfs.js';
 
+export { waitFor } from '../../support/wait.js';
+
 export interface FixtureHostdev {
   /** DDDD:BB:SS.F of a fixture device: never one this machine has (checked). */
   readonly address: string;
@@ -44,22 +46,6 @@ export function hostdevAddresses(xml: string): Record<string, string> {
     out[alias] = `${hex('domain', 4)}:${hex('bus', 2)}:${hex('slot', 2)}.${hex('function', 1)}`;
   }
   return out;
-}
-
-/** Polls until `probe` gives a value (not undefined); throws with `what` after `timeoutMs`. */
-export async function waitFor<T>(
-  what: string,
-  probe: () => T | undefined | Promise<T | undefined>,
-  timeoutMs = 30_000,
-  intervalMs = 200,
-): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
 }
 
 /** Runs `f` and prints how long it took (printed, never asserted: timings are not test results). */
