@@ -38,6 +38,13 @@ export async function definitionSource(ctx: CliContext, config: Config): Promise
   };
 }
 
+/** Where a definition that was not found was looked for, for the "not defined" refusal. */
+export function definitionLookedIn(ctx: CliContext, config: Config, domain: string): string {
+  return ctx.fixtureRoot
+    ? `looked for ${join(ctx.paths.definitionsDir, `${domain}.xml`)}`
+    : `looked in libvirt ${config.libvirtUri}`;
+}
+
 export async function definitionStore(ctx: CliContext, config: Config): Promise<DefinitionStore> {
   if (ctx.fixtureRoot) return fileDefinitions(ctx);
   const { LibvirtDefinitionStore } = await import('../host/libvirt/definition-store.js');

@@ -1,7 +1,7 @@
 import type { DomainConfig } from '../config/model.js';
 import type { Inventory } from '../model/device.js';
 import type { DefinitionStore } from '../model/ports.js';
-import { planWithDefinition } from '../plan/prepare.js';
+import { planStart } from '../plan/prepare.js';
 import type { StateRecord } from '../state/schema.js';
 import type { HookLogger } from './logger.js';
 
@@ -39,12 +39,12 @@ export async function redefineAfterRefusal(
   }
   const host = await deps.readHost();
   const input = { domain, config, ...host };
-  const plan = planWithDefinition(input, found.xml, found.source);
+  const plan = planStart({ ...input, definition: found });
   if (!plan.definition.changed || !plan.definition.xml) {
     log.info({ domain }, 'redefine: definition already in step: nothing to do');
     return 'unchanged';
   }
-  const after = planWithDefinition(input, plan.definition.xml, 'corrected');
+  const after = planStart({ ...input, definition: { xml: plan.definition.xml, source: 'corrected' } });
   if (!after.ok) {
     log.error(
       { domain, errors: after.errors },

@@ -9,7 +9,7 @@ import { type HostPaths, underRoot } from '../model/paths.js';
 import type { Plan } from '../model/plan.js';
 import type { Clock, DriverControl, InventoryReader } from '../model/ports.js';
 import { correctMovedEntries } from '../plan/correct.js';
-import { type PrepareInput, planPrepare, planWithDefinition } from '../plan/prepare.js';
+import { type PrepareInput, planStart } from '../plan/prepare.js';
 import { loadState } from '../state/file.js';
 import { DomainXml } from '../xml/domain-xml.js';
 import { executePrepare, executeRelease } from './execute.js';
@@ -86,7 +86,7 @@ async function prepare(event: HookEvent, xml: string, deps: HookDeps): Promise<H
   const definition = DomainXml.parse(xml);
   const stateFile = stateFileOf(deps, config);
   const [inventory, state] = await Promise.all([deps.inventory.read(), loadState(stateFile)]);
-  const plan = planPrepare({
+  const plan = planStart({
     domain: event.domain,
     config: domain,
     inventory,
@@ -138,11 +138,13 @@ function refuseStale(
   deps: HookDeps,
 ): HookResult | null {
   if (!plan.definition.stale || !plan.definition.xml) return null;
-  const fixed = planWithDefinition(
-    { domain: event.domain, config: host.domain, inventory: host.inventory, records: host.records },
-    plan.definition.xml,
-    'corrected',
-  );
+  const fixed = planStart({
+    domain: event.domain,
+    config: host.domain,
+    inventory: host.inventory,
+    records: host.records,
+    definition: { xml: plan.definition.xml, source: 'corrected' },
+  });
   if (!fixed.ok) return null;
   const what = plan.errors
     .filter((e) => / moved |has no entry|no longer in the config/.test(e))

@@ -14,6 +14,10 @@ export function resolvePci(entry: PciEntry, inventory: Inventory): PciResolution
     describe: (d) => d.address.toString(),
     differences: pciDifferences,
     nothingFound: 'run `qemu-hook devices` to see what the host has',
+    unusable: (c) => (c.name !== undefined && !hasPciNames(inventory) ? NO_NAMES : null),
+    // With `functions: all` the entry names a slot: "0000:01:00.*", or ids the GPU and its audio
+    // share, match one slot, not two devices.
+    ...(entry.functions === 'all' ? { fold: firstOfEachSlot } : {}),
   });
   if (!r.ok || entry.functions === 'one') return r;
   // `functions: all`: the other functions of each matched slot follow their slot's match.
@@ -26,6 +30,23 @@ export function resolvePci(entry: PciEntry, inventory: Inventory): PciResolution
     }
   }
   return { ...r, devices };
+}
+
+const NO_NAMES =
+  'name: needs device names, and this host has no pci.ids (install pciutils or hwdata, which bring /usr/share/misc/pci.ids or /usr/share/hwdata/pci.ids), or match by vendor/device instead';
+
+/** Whether names were read from a pci.ids file; an inventory that does not say is taken to have them. */
+function hasPciNames(inventory: Inventory): boolean {
+  return inventory.support === undefined || inventory.support.pciIds !== null;
+}
+
+function firstOfEachSlot(found: readonly PciDevice[]): PciDevice[] {
+  const seen = new Set<string>();
+  return found.filter((d) => {
+    if (seen.has(d.address.slotKey)) return false;
+    seen.add(d.address.slotKey);
+    return true;
+  });
 }
 
 /** How ambiguous candidates differ, phrased as the criteria that would tell them apart. */

@@ -11,7 +11,12 @@ export type Resolution<T> =
       /** The winning set as written, e.g. `{ vendor: "10de", device: "2204" }`. */
       readonly criteria: string;
     }
-  | { readonly ok: false; readonly reason: string };
+  | {
+      readonly ok: false;
+      readonly reason: string;
+      /** Set when a criteria set matched more devices than it should: what it matched. */
+      readonly candidates?: readonly string[];
+    };
 
 export type PciResolution = Resolution<PciDevice>;
 export type UsbResolution = Resolution<UsbDevice>;

@@ -15,16 +15,24 @@ export function resolveTiers<T, C extends { text: string }>(args: {
   describe: (d: T) => string;
   differences: (ds: readonly T[]) => string;
   nothingFound: string;
+  /** Why a set cannot be evaluated on this host (e.g. `name:` without pci.ids); null when it can. */
+  unusable?: (c: C) => string | null;
+  /** Folds matches that count as one (the functions of one slot, for `functions: all`). */
+  fold?: (found: readonly T[]) => T[];
 }): Resolution<T> {
   const { entry, tiers, count } = args;
   for (const [i, c] of tiers.entries()) {
-    const found = args.candidates.filter((d) => args.holds(c, d));
     const which = tiers.length > 1 ? `criteria set ${i + 1} ${c.text}` : c.text;
+    const cannot = args.unusable?.(c);
+    if (cannot) return { ok: false, reason: `${entry}: ${which}: ${cannot}` };
+    const matched = args.candidates.filter((d) => args.holds(c, d));
+    const found = args.fold ? args.fold(matched) : matched;
     if (found.length === count) return { ok: true, devices: found, tier: i, criteria: c.text };
     if (found.length > count) {
       return {
         ok: false,
         reason: `${entry}: ${which} matches ${found.length} devices (${found.map(args.describe).join(', ')}), expected ${count}; ${args.differences(found)}`,
+        candidates: found.map(args.describe),
       };
     }
     if (found.length > 0) {

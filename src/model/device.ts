@@ -62,6 +62,22 @@ export interface Inventory {
   readonly bootId: string | null;
   /** Non-fatal problems met while reading (an unreadable attribute, a device gone mid-read). */
   readonly warnings: readonly string[];
+  /** What the host can do for passthrough; absent when not read (then nothing is assumed missing). */
+  readonly support?: HostSupport;
+}
+
+/** Host facts that decide whether passthrough can work at all, and where device names come from. */
+export interface HostSupport {
+  /** False when the kernel runs without an active IOMMU: /sys/kernel/iommu_groups is empty or absent. */
+  readonly iommu: boolean;
+  /** From /proc/cpuinfo's vendor_id: decides which kernel parameter turns the IOMMU on. */
+  readonly cpuVendor: 'intel' | 'amd' | null;
+  /** /proc/cmdline, null when unreadable. */
+  readonly cmdline: string | null;
+  /** The pci.ids file device names come from; null when there is none. */
+  readonly pciIds: string | null;
+  /** Where pci.ids was looked for (for the message when it is missing). */
+  readonly pciIdsSearched: readonly string[];
 }
 
 /** "NVIDIA Corporation GA102 [GeForce RTX 3090]", or the ids when pci.ids has no name. */

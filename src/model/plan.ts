@@ -1,5 +1,6 @@
 /** What the hook would do (or did) for one event. The JSON shape of `--simulate --json`. */
-export type DeviceAction = 'detach' | 'reattach' | 'none';
+/** `refuse`: the start is refused because of this device (its `reason` says why); nothing is taken. */
+export type DeviceAction = 'detach' | 'reattach' | 'none' | 'refuse';
 
 export interface PlannedDevice {
   /** The config entry name; further functions/members are `<name>-<N>`, group siblings `<name>:group`. */
@@ -21,8 +22,10 @@ export interface PlannedDevice {
   };
   /** Which match tier won (0-based) and what it said. */
   readonly matchedBy?: string;
-  /** Why the device is in the plan besides its own entry ("function of gpu", "IOMMU group 13 of gpu"). */
+  /** Why the device is in the plan besides its own entry ("function of gpu", "IOMMU group 13 of gpu"), or why it is refused. */
   readonly reason?: string;
+  /** For an entry that matches more devices than it should: the addresses (or USB ports) it matches. */
+  readonly candidates?: readonly string[];
 }
 
 export interface DefinitionChange {
@@ -35,6 +38,8 @@ export interface DefinitionChange {
   readonly source?: string;
   /** The definition points at devices that moved, or lacks configured ones: a start must be refused. */
   readonly stale?: boolean;
+  /** No definition of the domain was found: it cannot start at all. */
+  readonly missing?: boolean;
 }
 
 export interface Plan {

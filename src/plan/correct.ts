@@ -1,6 +1,7 @@
+import type { DomainXml } from '../xml/domain-xml.js';
 import { rewriteHostdevs } from '../xml/rewrite.js';
 import { currentRecords } from './held.js';
-import { type PrepareInput, planWithDefinition, resolveAll } from './prepare.js';
+import { type PrepareInput, planStart, resolveAll } from './prepare.js';
 
 export type Correction =
   | { readonly kind: 'unchanged' }
@@ -12,12 +13,13 @@ export type Correction =
  * tagged entries at where their devices are on this host. Only addresses change: nothing is added,
  * adopted or removed, since libvirt checks that the guest ABI stays the same.
  */
-export function correctMovedEntries(input: PrepareInput): Correction {
-  if (!input.definition) return { kind: 'unchanged' };
+export function correctMovedEntries(
+  input: Omit<PrepareInput, 'definition'> & { definition: { xml: DomainXml; source: string } },
+): Correction {
   const hostdevs = input.definition.xml.hostdevs();
   const tagged = new Map(hostdevs.filter((h) => h.alias).map((h) => [h.alias!, h]));
   const { current } = currentRecords(input.records, input.inventory.bootId);
-  const { resolved, errors } = resolveAll(input, current, hostdevs);
+  const { resolved, unresolved } = resolveAll(input, current, hostdevs);
 
   const ours = resolved.filter((r) => tagged.has(r.desired.alias));
   const moves = ours.flatMap((r) => {
@@ -34,7 +36,7 @@ export function correctMovedEntries(input: PrepareInput): Correction {
   if (missing.length > 0) {
     return {
       kind: 'impossible',
-      reason: `cannot correct the XML for this host: ${errors[0] ?? `${missing[0]!.alias} has no device here`}`,
+      reason: `cannot correct the XML for this host: ${unresolved[0]?.reason ?? `${missing[0]!.alias} has no device here`}`,
     };
   }
   const rewrite = rewriteHostdevs(
@@ -43,7 +45,7 @@ export function correctMovedEntries(input: PrepareInput): Correction {
     { managedEntries: () => false },
   );
   // Check the corrected XML as a start would: never hand the root disk or the route's NIC over.
-  const check = planWithDefinition(input, rewrite.xml, 'corrected');
+  const check = planStart({ ...input, definition: { xml: rewrite.xml, source: 'corrected' } });
   const blocking = check.errors.filter((e) => /refusing to give|IOMMU group/.test(e));
   if (blocking.length > 0) return { kind: 'impossible', reason: blocking[0]! };
   return { kind: 'corrected', xml: rewrite.xml, moves };

@@ -18,16 +18,49 @@ import type { StateRecord } from '../state/schema.js';
 import { unifiedDiff } from '../xml/diff.js';
 import { aliasFor, DomainXml, type HostdevEntry } from '../xml/domain-xml.js';
 import { type DesiredHostdev, rewriteHostdevs } from '../xml/rewrite.js';
+import { usbCapacity } from '../xml/usb-ports.js';
 import { currentRecords, staleWarning } from './held.js';
+import { iommuProblem } from './host-support.js';
 import { protectionOf } from './safety.js';
+
+/** The definition a start would use: its XML (text or parsed) and where it came from. */
+export interface StartDefinition {
+  readonly xml: DomainXml | string;
+  readonly source: string;
+}
 
 export interface PrepareInput {
   readonly domain: string;
   readonly config: DomainConfig;
   readonly inventory: Inventory;
-  /** The definition to check (stdin XML in hook mode, the persistent one for --simulate); null when unknown. */
-  readonly definition: { readonly xml: DomainXml; readonly source: string } | null;
+  /**
+   * The definition to check: the stdin XML in hook mode, the persistent one for `--simulate`,
+   * `check` and `apply`, a proposed rewrite before it is written. `missing` when the domain is not
+   * defined (a start is impossible); null when it was not looked for.
+   */
+  readonly definition: StartDefinition | { readonly missing: true; readonly source: string } | null;
   readonly records: readonly StateRecord[];
+}
+
+/** A reason the start is refused, and the device it is about (null: the domain as a whole). */
+interface Refusal {
+  readonly device: string | null;
+  readonly text: string;
+}
+
+class Refusals {
+  readonly list: Refusal[] = [];
+  /** Device-only reasons that repeat a domain-wide refusal (shown on the device, not listed again). */
+  readonly marks: Refusal[] = [];
+  add(device: string | null, text: string): void {
+    this.list.push({ device, text });
+  }
+  mark(device: string, text: string): void {
+    this.marks.push({ device, text });
+  }
+  about(device: string): boolean {
+    return [...this.list, ...this.marks].some((r) => r.device === device);
+  }
 }
 
 /** A resolved device with what the definition should say about it. */
@@ -38,17 +71,30 @@ export interface Resolved {
   readonly pci: PciDevice | null;
 }
 
-/** Plans a `prepare`: pure; reads nothing, writes nothing. */
-export function planPrepare(input: PrepareInput): Plan {
-  const { config, inventory, definition } = input;
-  const errors: string[] = [];
+/**
+ * What a start of `domain` would do: the one planner behind the hook's `prepare`, `--simulate`,
+ * `check`, `apply` (before it writes) and the redefine helper. Pure: reads nothing, writes nothing.
+ */
+export function planStart(input: PrepareInput): Plan {
+  const { config, inventory } = input;
+  const refusals = new Refusals();
   const warnings: string[] = [];
   const { current, stale } = currentRecords(input.records, inventory.bootId);
   warnings.push(...stale.map(staleWarning));
+  const definition = parsedDefinition(input.definition);
   const hostdevs = definition ? definition.xml.hostdevs() : [];
 
-  const { resolved, errors: unresolved } = resolveAll(input, current, hostdevs);
-  errors.push(...unresolved);
+  const all = resolveAll(input, current, hostdevs);
+  const { resolved } = all;
+  for (const u of all.unresolved) refusals.add(u.entry.name, u.reason);
+  warnings.push(...all.duplicates);
+
+  // Without an IOMMU no PCI device can go to a VM (libvirt: "host doesn't support passthrough").
+  const noIommu = iommuProblem(inventory.support);
+  if (noIommu && resolved.some((r) => r.pci)) {
+    refusals.add(null, noIommu);
+    for (const r of resolved) if (r.pci) refusals.mark(r.planned.name, 'this host has no active IOMMU');
+  }
 
   // Devices held by another domain in this boot cannot be given to this one.
   for (const r of resolved) {
@@ -56,54 +102,178 @@ export function planPrepare(input: PrepareInput): Plan {
       ? current.find((h) => h.address === r.planned.address && h.domain !== input.domain)
       : undefined;
     if (held)
-      errors.push(
+      refusals.add(
+        r.planned.name,
         `${r.planned.name}: ${r.planned.address} is held by domain ${held.domain} (detached for it and not yet given back); stop ${held.domain} first`,
       );
   }
 
-  const siblings = groupSiblings(resolved, inventory, config, errors);
-  checkSafety(resolved, siblings, hostdevs, inventory, errors);
-  const devices = [...resolved.map((r) => r.planned), ...siblings];
-  checkUsbBehindTakenControllers(devices, inventory, errors);
-  const definitionChange = checkDefinition(input, resolved, hostdevs, errors);
+  const siblings = groupSiblings(resolved, inventory, config, refusals);
+  checkSafety(resolved, siblings, hostdevs, inventory, refusals);
+  const planned = [...resolved.map((r) => r.planned), ...siblings];
+  checkUsbBehindTakenControllers(planned, inventory, refusals);
+  const definitionChange =
+    input.definition && 'missing' in input.definition
+      ? missingDefinition(input, refusals)
+      : checkDefinition(input, definition, all, hostdevs, refusals);
+  checkUsbCapacity(definition, definitionChange, resolved, refusals);
 
+  const devices = [
+    ...planned.map((d) => refusedIfNamed(d, refusals)),
+    ...all.unresolved.map((u) => unresolvedDevice(u)),
+  ];
   return {
     domain: input.domain,
     event: 'prepare',
-    ok: errors.length === 0,
+    ok: refusals.list.length === 0,
     devices,
     definition: definitionChange,
-    errors,
+    errors: refusals.list.map((r) => r.text),
     warnings,
   };
 }
 
-/**
- * The plan a start would make with the definition reading `xml`: the persistent one as found, or the
- * rewrite an earlier plan proposed (checked before anything writes it).
- */
-export function planWithDefinition(
-  input: Omit<PrepareInput, 'definition'>,
-  xml: string,
-  source: string,
-): Plan {
-  return planPrepare({ ...input, definition: { xml: DomainXml.parseFrom(xml, source), source } });
+/** The plan of a domain whose own config entry is invalid: refused, naming each problem. */
+export function planRefusedByConfig(domain: string, problems: readonly string[]): Plan {
+  return {
+    domain,
+    event: 'prepare',
+    ok: false,
+    devices: [],
+    definition: { changed: false, diff: '' },
+    errors: problems.map((p) => `the config is invalid: ${p}; run qemu-hook check`),
+    warnings: [],
+  };
 }
 
-/** Every configured entry against the host; entries that do not resolve give one error each. */
+function parsedDefinition(d: PrepareInput['definition']): { xml: DomainXml; source: string } | null {
+  if (!d || 'missing' in d) return null;
+  return { xml: typeof d.xml === 'string' ? DomainXml.parseFrom(d.xml, d.source) : d.xml, source: d.source };
+}
+
+/** A device a refusal names is not taken: its action says so, with the reason. */
+function refusedIfNamed(d: PlannedDevice, refusals: Refusals): PlannedDevice {
+  const mine = [...refusals.list, ...refusals.marks].filter((r) => r.device === d.name);
+  if (mine.length === 0) return d;
+  const reason = mine.map((r) => r.text.replace(new RegExp(`^${escapeRe(d.name)}: `), '')).join('; ');
+  return { ...d, action: 'refuse', reason };
+}
+
+function unresolvedDevice(u: Unresolved): PlannedDevice {
+  return {
+    name: u.entry.name,
+    type: u.entry.type,
+    address: null,
+    driver: null,
+    action: 'refuse',
+    iommuGroup: null,
+    reason: u.reason.replace(new RegExp(`^${escapeRe(u.entry.name)}: `), ''),
+    ...(u.candidates ? { candidates: u.candidates } : {}),
+  };
+}
+
+function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+function missingDefinition(input: PrepareInput, refusals: Refusals): DefinitionChange {
+  const source = input.definition && 'missing' in input.definition ? input.definition.source : '';
+  refusals.add(
+    null,
+    `${input.domain} is not defined (${source}): define the VM first (virsh define), then run qemu-hook apply --vm ${input.domain}`,
+  );
+  return { changed: false, diff: '', missing: true, ...(source ? { source } : {}) };
+}
+
+/**
+ * libvirt refuses a definition with USB devices when USB is disabled or every port is taken:
+ * check the definition a start would use (after the rewrite, when there is one).
+ */
+function checkUsbCapacity(
+  definition: { xml: DomainXml } | null,
+  change: DefinitionChange,
+  resolved: readonly Resolved[],
+  refusals: Refusals,
+): void {
+  const usb = resolved.filter((r) => r.desired.kind === 'usb');
+  if (!definition || usb.length === 0) return;
+  const result = change.xml ? DomainXml.parse(change.xml) : definition.xml;
+  const cap = usbCapacity(result);
+  const names = usb.map((r) => r.planned.name);
+  if (cap.disabled) {
+    for (const n of names)
+      refusals.add(
+        n,
+        `${n}: the definition disables USB (<controller type='usb' model='none'/>), so libvirt cannot add a USB device: replace that controller with <controller type='usb' model='qemu-xhci'/> (virsh edit)`,
+      );
+  } else if (cap.free !== null && cap.free < 0) {
+    for (const n of names.slice(names.length + cap.free))
+      refusals.add(
+        n,
+        `${n}: the definition has no free USB port for it (${-cap.free} too few): add <controller type='usb' model='qemu-xhci' ports='15'/> (virsh edit), or remove a USB device`,
+      );
+  }
+}
+
+export interface Unresolved {
+  readonly entry: DeviceEntry;
+  readonly reason: string;
+  readonly candidates?: readonly string[];
+}
+
+export interface ResolvedAll {
+  readonly resolved: Resolved[];
+  readonly unresolved: Unresolved[];
+  /** Entries whose every device another entry already plans: left out, and what to drop. */
+  readonly dropped: readonly DeviceEntry[];
+  /** One line per address two entries of the domain plan: which entry to drop. */
+  readonly duplicates: readonly string[];
+}
+
+/**
+ * Every configured entry against the host. An address two entries plan (`functions: all` and a
+ * separate entry for the audio function) is planned once, by the `functions: all` entry (or the
+ * first), and the other entry is named for removal.
+ */
 export function resolveAll(
   input: PrepareInput,
   current: readonly StateRecord[],
   hostdevs: readonly HostdevEntry[],
-): { resolved: Resolved[]; errors: string[] } {
-  const resolved: Resolved[] = [];
-  const errors: string[] = [];
+): ResolvedAll {
+  const items: Resolved[] = [];
+  const unresolved: Unresolved[] = [];
   for (const entry of input.config.devices) {
     const r = resolveEntry(entry, input, current, hostdevs);
-    if (r.ok) resolved.push(...r.items);
-    else errors.push(r.reason);
+    if (r.ok) items.push(...r.items);
+    else unresolved.push({ entry, reason: r.reason, ...(r.candidates ? { candidates: r.candidates } : {}) });
   }
-  return { resolved, errors };
+  const wins = (a: Resolved, b: Resolved) =>
+    (a.entry.type === 'pci' && a.entry.functions === 'all') >=
+    (b.entry.type === 'pci' && b.entry.functions === 'all');
+  const keep = new Map<string, Resolved>();
+  for (const r of items) {
+    const at = r.planned.address;
+    if (!at) continue;
+    const have = keep.get(at);
+    if (!have || (!wins(have, r) && have.entry !== r.entry)) keep.set(at, r);
+  }
+  const duplicates: string[] = [];
+  const resolved = items.filter((r) => {
+    const at = r.planned.address;
+    const winner = at ? keep.get(at) : r;
+    if (winner === r) return true;
+    if (winner && winner.entry !== r.entry) {
+      const all = winner.entry.type === 'pci' && winner.entry.functions === 'all';
+      duplicates.push(
+        `${r.entry.name}: ${at} is also planned by ${winner.entry.name}${all ? " (functions: all takes the slot's other functions)" : ''}; it is planned once: drop the ${r.entry.name} entry`,
+      );
+    }
+    return false;
+  });
+  const dropped = input.config.devices.filter(
+    (e) => items.some((r) => r.entry === e) && !resolved.some((r) => r.entry === e),
+  );
+  return { resolved, unresolved, dropped, duplicates };
 }
 
 function resolveEntry(
@@ -111,7 +281,7 @@ function resolveEntry(
   input: PrepareInput,
   current: readonly StateRecord[],
   hostdevs: readonly HostdevEntry[],
-): { ok: true; items: Resolved[] } | { ok: false; reason: string } {
+): { ok: true; items: Resolved[] } | { ok: false; reason: string; candidates?: readonly string[] } {
   const { inventory } = input;
   switch (entry.type) {
     case 'pci': {
@@ -219,7 +389,7 @@ function groupSiblings(
   resolved: readonly Resolved[],
   inventory: Inventory,
   config: DomainConfig,
-  errors: string[],
+  refusals: Refusals,
 ): PlannedDevice[] {
   if (config.iommuGroup === 'ignore') return [];
   const inPlan = new Set(resolved.map((r) => r.planned.address));
@@ -238,8 +408,13 @@ function groupSiblings(
     for (const o of others) {
       inPlan.add(o.address.toString());
       if (config.iommuGroup === 'require') {
-        errors.push(
-          `${r.planned.name}: IOMMU group ${d.iommuGroup} also holds ${deviceLabel(o)} on driver ${o.driver}; VFIO needs the whole group: add it to the config, set iommuGroup: detach, or move the card to another slot`,
+        // A function of the same card is what `functions: all` is for; anything else is the board's grouping.
+        const sameSlot = o.address.slotKey === d.address.slotKey && r.entry.type === 'pci';
+        refusals.add(
+          r.planned.name,
+          sameSlot
+            ? `${r.planned.name}: IOMMU group ${d.iommuGroup} also holds ${deviceLabel(o)} on driver ${o.driver}, another function of the same card; VFIO needs the whole group: set functions: all on the ${r.entry.name} entry`
+            : `${r.planned.name}: IOMMU group ${d.iommuGroup} also holds ${deviceLabel(o)} on driver ${o.driver}; VFIO needs the whole group: add it to the config, set iommuGroup: detach, or move the card to another slot`,
         );
       } else {
         added.push({
@@ -264,23 +439,23 @@ function checkSafety(
   siblings: readonly PlannedDevice[],
   hostdevs: readonly HostdevEntry[],
   inventory: Inventory,
-  errors: string[],
+  refusals: Refusals,
 ): void {
   const seen = new Set<string>();
-  const guard = (who: string, address: PciAddress, force: boolean) => {
+  const guard = (who: string, address: PciAddress, force: boolean, device: string | null) => {
     const key = address.toString();
     if (seen.has(key)) return;
     seen.add(key);
     const why = protectionOf(inventory, address, force);
-    if (why) errors.push(`${who}: refusing to give ${describeAt(inventory, address)} to the VM: ${why}`);
+    if (why)
+      refusals.add(device, `${who}: refusing to give ${describeAt(inventory, address)} to the VM: ${why}`);
   };
-  for (const r of resolved) if (r.pci) guard(r.planned.name, r.pci.address, r.entry.force);
-  for (const s of siblings) guard(s.name, PciAddress.parse(s.address!), false);
+  for (const r of resolved) if (r.pci) guard(r.planned.name, r.pci.address, r.entry.force, r.planned.name);
+  for (const s of siblings) guard(s.name, PciAddress.parse(s.address!), false, s.name);
   for (const h of hostdevs)
-    if (h.pciAddress) guard(h.alias ? `definition's ${h.alias}` : 'definition', h.pciAddress, false);
+    if (h.pciAddress) guard(h.alias ? `definition's ${h.alias}` : 'definition', h.pciAddress, false, null);
 }
 
-/** Tagged entries that moved, configured devices missing from the definition, the diff to fix it. */
 /**
  * A USB device whose host controller goes to the VM leaves the host with the controller: libvirt
  * would not find it to pass it on, and the VM has it already, through the controller.
@@ -288,7 +463,7 @@ function checkSafety(
 function checkUsbBehindTakenControllers(
   devices: readonly PlannedDevice[],
   inventory: Inventory,
-  errors: string[],
+  refusals: Refusals,
 ): void {
   const taken = new Map<string, string>();
   for (const p of devices) if (p.address) taken.set(p.address, p.name);
@@ -298,19 +473,23 @@ function checkUsbBehindTakenControllers(
     const controller = inventory.usb.find((u) => u.port === port)?.controller?.toString();
     const by = controller ? taken.get(controller) : undefined;
     if (by)
-      errors.push(
+      refusals.add(
+        planned.name,
         `${planned.name}: ${planned.usb.vendor}:${planned.usb.product} at USB port ${port} is behind ${by} (${controller}), which the VM takes whole, so it reaches the VM through that controller: remove the ${planned.name} entry, or plug the device into a port of another controller`,
       );
   }
 }
 
+/** Tagged entries that moved, configured devices missing from the definition, the diff to fix it. */
 function checkDefinition(
   input: PrepareInput,
-  resolved: readonly Resolved[],
+  definition: { xml: DomainXml; source: string } | null,
+  all: ResolvedAll,
   hostdevs: readonly HostdevEntry[],
-  errors: string[],
+  refusals: Refusals,
 ): DefinitionChange & { stale: boolean } {
-  const { definition, inventory, config } = input;
+  const { inventory, config } = input;
+  const { resolved } = all;
   if (!definition) return { changed: false, diff: '', stale: false };
   let stale = false;
   const configured = new Set(config.devices.map((e) => e.name));
@@ -329,7 +508,10 @@ function checkDefinition(
             ? `; ${was} now holds ${deviceName(holder)}`
             : `; nothing is at ${was} now`
           : '';
-        errors.push(`${r.planned.name} moved ${was} → ${now}: the definition is stale${there}`);
+        refusals.add(
+          r.planned.name,
+          `${r.planned.name} moved ${was} → ${now}: the definition is stale${there}`,
+        );
       }
       continue;
     }
@@ -341,22 +523,27 @@ function checkDefinition(
     );
     if (!adoptable) {
       stale = true;
-      errors.push(
-        `${r.planned.name}: the definition has no entry for ${desiredText(r.desired)}; run qemu-hook apply`,
+      // apply cannot help a device that is refused for another reason: say only what is missing.
+      const refusedAnyway = refusals.about(r.planned.name);
+      refusals.add(
+        r.planned.name,
+        `${r.planned.name}: the definition has no entry for ${desiredText(r.desired)}${refusedAnyway ? '' : '; run qemu-hook apply'}`,
       );
     }
   }
   for (const h of hostdevs) {
     if (h.ourName && !configured.has(h.ourName.entry)) {
       stale = true;
-      errors.push(
+      refusals.add(
+        null,
         `the definition still has ${h.alias} (${sourceText(h)}), which is no longer in the config; run qemu-hook apply`,
       );
     }
   }
   const desired = resolved.map((r) => r.desired);
   // An entry that failed to resolve keeps whatever the definition has for it.
-  const unresolved = config.devices.filter((e) => !resolved.some((r) => r.entry === e)).map((e) => e.name);
+  // An entry left out as a duplicate is handled: its old entries go.
+  const unresolved = all.unresolved.map((u) => u.entry.name);
   const rewrite = rewriteHostdevs(definition.xml, desired, {
     managedEntries: (alias) =>
       !unresolved.some((n) => alias === aliasFor(n, 0) || alias.startsWith(`${aliasFor(n, 0)}-`)),

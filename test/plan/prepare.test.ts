@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { DomainConfig } from '../../src/config/model.js';
 import { parseConfig } from '../../src/config/parse.js';
-import { planPrepare } from '../../src/plan/prepare.js';
+import { planStart } from '../../src/plan/prepare.js';
 import { planRelease } from '../../src/plan/release.js';
 import type { StateRecord } from '../../src/state/schema.js';
 import { definition, pciHostdev } from '../support/domain.js';
@@ -29,9 +29,9 @@ const record = (r: Partial<StateRecord>): StateRecord => ({
   ...r,
 });
 
-describe('planPrepare', () => {
+describe('planStart', () => {
   it('detaches the GPU and its audio function, tagged in the definition: ok, nothing to change', () => {
-    const plan = planPrepare({
+    const plan = planStart({
       domain: 'win11',
       config: domainConfig(GPU),
       inventory: workstation(),
@@ -56,7 +56,7 @@ describe('planPrepare', () => {
       ...inv,
       pci: inv.pci.map((d) => (d.address.toString() === '0000:01:00.0' ? { ...d, driver: 'vfio-pci' } : d)),
     };
-    const plan = planPrepare({
+    const plan = planStart({
       domain: 'win11',
       config: domainConfig(`devices:
   - { name: gpu, match: { address: "0000:01:00.0" } }
@@ -73,7 +73,7 @@ iommuGroup: ignore`),
   });
 
   it('proposes tagging untagged entries (adoption) without refusing', () => {
-    const plan = planPrepare({
+    const plan = planStart({
       domain: 'win11',
       config: domainConfig(GPU),
       inventory: workstation(),
@@ -118,7 +118,7 @@ iommuGroup: ignore`),
       ],
       protected: [['0000:01:00.0', 'root-disk']],
     });
-    const plan = planPrepare({
+    const plan = planStart({
       domain: 'win11',
       config: domainConfig(GPU),
       inventory: moved,
@@ -144,7 +144,7 @@ iommuGroup: ignore`),
   });
 
   it('refuses a configured device the definition lacks (never applied)', () => {
-    const plan = planPrepare({
+    const plan = planStart({
       domain: 'win11',
       config: domainConfig(GPU),
       inventory: workstation(),
@@ -165,7 +165,7 @@ iommuGroup: ignore`),
       ],
     });
     const plan = (policy: string) =>
-      planPrepare({
+      planStart({
         domain: 'win11',
         config: domainConfig(`${GPU}\niommuGroup: ${policy}`),
         inventory: shared,
@@ -200,7 +200,7 @@ iommuGroup: ignore`),
   });
 
   it('never takes the root disk controller, the default route NIC, or a boot VGA without force', () => {
-    const p = planPrepare({
+    const p = planStart({
       domain: 'win11',
       config: domainConfig(`devices:
   - { name: disk, match: { address: "0000:02:00.0" } }
@@ -216,7 +216,7 @@ iommuGroup: ignore`),
       expect.stringMatching(/^nic: refusing to give 0000:00:1f\.6 .*default network route/),
       expect.stringMatching(/^igpu: refusing to give 0000:00:02\.0 .*boot VGA.*force: true/),
     ]);
-    const forced = planPrepare({
+    const forced = planStart({
       domain: 'win11',
       config: domainConfig(
         'devices:\n  - { name: igpu, force: true, match: { address: "0000:00:02.0" } }\niommuGroup: ignore',
@@ -229,7 +229,7 @@ iommuGroup: ignore`),
   });
 
   it('refuses an untagged hostdev in the definition that points at the root disk', () => {
-    const p = planPrepare({
+    const p = planStart({
       domain: 'win11',
       config: domainConfig('devices: []'),
       inventory: workstation(),
@@ -260,7 +260,7 @@ iommuGroup: ignore`),
   - name: wheel
     type: usb
     match: ${wheel}`);
-    const plan = planPrepare({
+    const plan = planStart({
       domain: 'win11',
       config: config('{ vendor: "046d", product: "c24f" }'),
       inventory: withCard,
@@ -272,7 +272,7 @@ iommuGroup: ignore`),
       'wheel: 046d:c24f at USB port 1-1 is behind card (0000:05:00.0), which the VM takes whole, so it reaches the VM through that controller: remove the wheel entry, or plug the device into a port of another controller',
     ]);
     // A device on another controller's port is no concern of the card.
-    const other = planPrepare({
+    const other = planStart({
       domain: 'win11',
       config: config('{ vendor: "0781", product: "5581" }'),
       inventory: withCard,
@@ -283,7 +283,7 @@ iommuGroup: ignore`),
   });
 
   it('refuses a device another domain holds in this boot, ignores records of an earlier boot', () => {
-    const held = planPrepare({
+    const held = planStart({
       domain: 'win11',
       config: domainConfig(GPU),
       inventory: workstation(),
@@ -293,7 +293,7 @@ iommuGroup: ignore`),
     expect(held.errors).toContain(
       'gpu: 0000:01:00.0 is held by domain other (detached for it and not yet given back); stop other first',
     );
-    const old = planPrepare({
+    const old = planStart({
       domain: 'win11',
       config: domainConfig(GPU),
       inventory: workstation(),
@@ -309,7 +309,7 @@ iommuGroup: ignore`),
     const onVfio = host({
       pci: inv.pci.map((d) => (d.address.toString() === '0000:01:00.0' ? { ...d, driver: 'vfio-pci' } : d)),
     });
-    const p = planPrepare({
+    const p = planStart({
       domain: 'win11',
       config: domainConfig(
         'devices:\n  - { name: gpu, match: { address: "0000:01:00.0" } }\niommuGroup: ignore',

@@ -2,7 +2,7 @@ import { createInterface } from 'node:readline/promises';
 import type { Config } from '../../config/model.js';
 import { UsageError } from '../../model/errors.js';
 import type { DefinitionStore } from '../../model/ports.js';
-import { type PrepareInput, planWithDefinition } from '../../plan/prepare.js';
+import { type PrepareInput, planStart } from '../../plan/prepare.js';
 import { loadState } from '../../state/file.js';
 import { type CliContext, loadConfig, requireRoot, stateFileOf } from '../context.js';
 import { EXIT } from '../exit.js';
@@ -60,11 +60,11 @@ async function applyOne(
   }
   const dc = config.domains.get(name)!;
   const input = { domain: name, config: dc, ...host };
-  const plan = planWithDefinition(input, found.xml, found.source);
+  const plan = planStart({ ...input, definition: found });
   const newXml = plan.definition.changed && plan.definition.xml ? plan.definition.xml : null;
   // Check the result as the next start will, before writing anything: what apply cannot fix
   // (a device missing or ambiguous, the root disk, a group) is said now, not at `virsh start`.
-  const after = newXml ? planWithDefinition(input, newXml, 'new') : plan;
+  const after = newXml ? planStart({ ...input, definition: { xml: newXml, source: 'new' } }) : plan;
   const blocking = after.errors.filter((e) => !/is held by domain/.test(e));
   if (newXml) ctx.out(colourDiff(plan.definition.diff, ctx.isTty));
   if (blocking.length > 0) {

@@ -1,12 +1,11 @@
 import type { Plan } from '../../model/plan.js';
-import { planPrepare } from '../../plan/prepare.js';
+import { planStart } from '../../plan/prepare.js';
 import { planRelease } from '../../plan/release.js';
 import { loadState } from '../../state/file.js';
-import { DomainXml } from '../../xml/domain-xml.js';
 import { type CliContext, loadConfig, stateFileOf } from '../context.js';
 import { EXIT } from '../exit.js';
 import { table } from '../table.js';
-import { definitionSource, inventoryReader } from '../wiring.js';
+import { definitionLookedIn, definitionSource, inventoryReader } from '../wiring.js';
 
 /** `qemu-hook --simulate <domain> prepare|release`: the plan the hook would carry out; changes nothing. */
 export async function simulate(ctx: CliContext): Promise<number> {
@@ -37,12 +36,11 @@ export async function simulate(ctx: CliContext): Promise<number> {
   if (event === 'prepare') {
     const source = await definitionSource(ctx, config);
     const found = await source.persistentXml(domain);
-    if (!found) ctx.err(`warning: no definition of ${domain} found; the definition is not checked`);
-    plan = planPrepare({
+    plan = planStart({
       domain,
       config: dc,
       inventory,
-      definition: found ? { xml: DomainXml.parseFrom(found.xml, found.source), source: found.source } : null,
+      definition: found ?? { missing: true, source: definitionLookedIn(ctx, config, domain) },
       records: state.records,
     });
   } else {

@@ -3,6 +3,7 @@ import type { Inventory } from '../../model/device.js';
 import type { HostPaths } from '../../model/paths.js';
 import type { InventoryReader } from '../../model/ports.js';
 import { NO_PCI_NAMES, PciIds, type PciNames } from '../pci-ids.js';
+import { readHostSupport } from './host-support.js';
 import { readPciDevices } from './pci-devices.js';
 import { protectedDevices } from './protected-devices.js';
 import { errnoCode, readSmall, Warnings } from './sysfs-files.js';
@@ -43,6 +44,7 @@ export class SysfsInventoryReader implements InventoryReader {
       protectedDevices: protectedList,
       bootId: bootId(proc, warnings),
       warnings: warnings.list,
+      support: readHostSupport(sys, proc, names.source, this.paths.pciIdsCandidates),
     };
   }
 
