@@ -13,6 +13,9 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { buildHost, fullAddr } from './fixtures/build-host.mjs';
 import { largeHost } from './fixtures/hosts/large.mjs';
+import noIommu from './fixtures/hosts/no-iommu.mjs';
+import noPciIds from './fixtures/hosts/no-pci-ids.mjs';
+import pitfalls from './fixtures/hosts/pitfalls.mjs';
 import sharedGroup from './fixtures/hosts/shared-group.mjs';
 import twinGpus from './fixtures/hosts/twin-gpus.mjs';
 import workstation from './fixtures/hosts/workstation.mjs';
@@ -24,6 +27,9 @@ const HOSTS = {
   'workstation-moved': workstationMoved,
   'twin-gpus': twinGpus,
   'shared-group': sharedGroup,
+  pitfalls,
+  'no-iommu': noIommu,
+  'no-pci-ids': noPciIds,
 };
 // Present in every generated host: the mark that a folder is ours to delete.
 const MARK = 'var/lib/qemu-hook-fixture/preferred-drivers.json';

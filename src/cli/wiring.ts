@@ -23,12 +23,15 @@ export function fileDefinitions(ctx: CliContext): FileDefinitionStore {
 export async function definitionSource(ctx: CliContext, config: Config): Promise<DefinitionSource> {
   const files = fileDefinitions(ctx);
   if (ctx.fixtureRoot) return files;
+  let unreachable = false;
   return {
     async persistentXml(domain) {
+      if (unreachable) return files.persistentXml(domain);
       try {
         const { LibvirtDefinitionStore } = await import('../host/libvirt/definition-store.js');
         return await new LibvirtDefinitionStore(config.libvirtUri, { readOnly: true }).persistentXml(domain);
       } catch (err) {
+        unreachable = true;
         ctx.err(
           `note: libvirt unreachable at ${config.libvirtUri} (${errorMessage(err)}); reading ${ctx.paths.definitionsDir} instead`,
         );

@@ -68,14 +68,17 @@ export interface DomainConfig {
 }
 
 export interface Config {
+  /** The domains whose entry is valid. */
   readonly domains: ReadonlyMap<string, DomainConfig>;
+  /** Domains whose own entry has problems (each with its path): only their starts are refused. */
+  readonly invalidDomains: ReadonlyMap<string, readonly string[]>;
   readonly libvirtUri: string;
   readonly stateFile: string;
   readonly log: { readonly level: string; readonly file: string };
 }
 
 export interface ConfigResult {
-  /** null when there are errors. */
+  /** null when there are problems outside any domain (`errors`); a domain's own are in `config.invalidDomains`. */
   readonly config: Config | null;
   readonly warnings: readonly string[];
   readonly errors: readonly string[];

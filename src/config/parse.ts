@@ -10,56 +10,143 @@ import type {
   SriovCriteria,
   UsbCriteria,
 } from './model.js';
-import { checkRules, duplicateNames } from './rules.js';
+import { duplicateNames, entryRules } from './rules.js';
 import {
-  configSchema,
+  domainSchema,
   HEX_TEXT_KEYS,
+  KNOWN_KEYS,
   type RawDeviceEntry,
   type RawPciCriteria,
   type RawSriovCriteria,
   type RawUsbCriteria,
+  topLevelSchema,
 } from './schema.js';
+import { closest } from './suggest.js';
 import { readYaml } from './yaml.js';
 
 type Path = readonly (string | number)[];
 
-/** Parse and validate config text. Never throws for bad input: problems are data. */
+/**
+ * Parse and validate config text. Never throws for bad input: problems are data. A problem inside
+ * `domains.<name>` makes only that domain invalid (`config.invalidDomains`); a problem outside any
+ * domain makes the whole config invalid (`config: null`).
+ */
 export function parseConfig(text: string): ConfigResult {
   const yaml = readYaml(text, HEX_TEXT_KEYS);
   if (!yaml.ok) return { config: null, warnings: [], errors: [`YAML: ${yaml.error}`] };
   const raw = yaml.value ?? {};
 
-  const parsed = configSchema.safeParse(raw);
-  if (!parsed.success) {
-    return { config: null, warnings: [], errors: parsed.error.issues.map((i) => describeIssue(i, raw)) };
+  const top = topLevelSchema.safeParse(raw);
+  if (!top.success) {
+    return {
+      config: null,
+      warnings: [],
+      errors: top.error.issues.flatMap((i) => describeIssue(i, raw).split('\n')),
+    };
   }
-
-  const errors: string[] = [];
   const domains = new Map<string, DomainConfig>();
-  for (const [name, d] of Object.entries(parsed.data.domains)) {
-    const devices = d.devices.map((e, i) => normalizeEntry(e, ['domains', name, 'devices', i], errors));
-    errors.push(
-      ...duplicateNames(
-        name,
-        d.devices.map((e) => e.name),
-      ),
-    );
-    domains.set(name, {
-      name,
-      devices: devices.filter((e): e is DeviceEntry => e !== null),
-      iommuGroup: d.iommuGroup,
-      onAddressChange: d.onAddressChange,
-    });
+  const invalidDomains = new Map<string, readonly string[]>();
+  for (const [name, rawDomain] of Object.entries(top.data.domains)) {
+    const r = parseDomain(name, rawDomain ?? {}, raw);
+    if (r.ok) domains.set(name, r.domain);
+    else invalidDomains.set(name, r.errors);
   }
   const config: Config = {
     domains,
-    libvirtUri: parsed.data.libvirt.uri,
-    stateFile: parsed.data.stateFile,
-    log: parsed.data.log,
+    invalidDomains,
+    libvirtUri: top.data.libvirt.uri,
+    stateFile: top.data.stateFile,
+    log: top.data.log,
   };
-  const rules = checkRules(config);
-  errors.push(...rules.errors);
-  return { config: errors.length === 0 ? config : null, warnings: rules.warnings, errors };
+  return { config, warnings: [], errors: [] };
+}
+
+/** Every problem of one domain's entry, each with its path. */
+export function configProblems(result: ConfigResult): string[] {
+  return [...result.errors, ...[...(result.config?.invalidDomains.values() ?? [])].flat()];
+}
+
+function parseDomain(
+  name: string,
+  rawDomain: unknown,
+  raw: unknown,
+): { ok: true; domain: DomainConfig } | { ok: false; errors: string[] } {
+  const at: Path = ['domains', name];
+  // Unknown keys of a device entry first: a misspelt `type` would make every other key look wrong.
+  const entryKeys = unknownEntryKeys(rawDomain, at);
+  const parsed = domainSchema.safeParse(rawDomain);
+  if (!parsed.success) {
+    const issues = parsed.error.issues
+      .map((i) => ({ ...i, path: [...at, ...i.path] }) as z.core.$ZodIssue)
+      .filter((i) => !entryKeys.entries.some((p) => startsWith(i.path as Path, p)));
+    return {
+      ok: false,
+      errors: [...entryKeys.errors, ...issues.flatMap((i) => describeIssue(i, raw).split('\n'))],
+    };
+  }
+  const errors: string[] = [...entryKeys.errors];
+  const d = parsed.data;
+  const devices = d.devices.map((e, i) => normalizeEntry(e, [...at, 'devices', i], errors));
+  errors.push(
+    ...duplicateNames(
+      name,
+      d.devices.map((e) => e.name),
+    ),
+  );
+  const domain: DomainConfig = {
+    name,
+    devices: devices.filter((e): e is DeviceEntry => e !== null),
+    iommuGroup: d.iommuGroup,
+    onAddressChange: d.onAddressChange,
+  };
+  errors.push(...entryRules(domain));
+  return errors.length === 0 ? { ok: true, domain } : { ok: false, errors };
+}
+
+const ALL_ENTRY_KEYS = [...new Set(Object.values(KNOWN_KEYS.entry).flat())];
+
+/** Keys no device entry takes, with the closest valid one; the entries they make unreadable. */
+function unknownEntryKeys(rawDomain: unknown, at: Path): { errors: string[]; entries: Path[] } {
+  const devices = (rawDomain as { devices?: unknown } | null)?.devices;
+  const errors: string[] = [];
+  const entries: Path[] = [];
+  if (!Array.isArray(devices)) return { errors, entries };
+  devices.forEach((e, i) => {
+    if (!e || typeof e !== 'object' || Array.isArray(e)) return;
+    const unknown = Object.keys(e).filter((k) => !ALL_ENTRY_KEYS.includes(k));
+    if (unknown.length === 0) return;
+    const path = [...at, 'devices', i];
+    entries.push(path);
+    for (const k of unknown) {
+      const hint = closest(k, ALL_ENTRY_KEYS);
+      const decides =
+        hint === 'type' ? ' (type decides which match keys the entry takes: pci, usb or sriov)' : '';
+      errors.push(
+        `${formatPath(path)}: unknown key "${k}"${hint ? `: did you mean "${hint}"?${decides}` : `: a device entry takes ${ALL_ENTRY_KEYS.join(', ')}`}`,
+      );
+    }
+  });
+  return { errors, entries };
+}
+
+function startsWith(path: Path, prefix: Path): boolean {
+  return prefix.every((p, i) => path[i] === p);
+}
+
+/** The keys valid where an unknown key was found, from the schema and the entry's type. */
+function knownKeysAt(path: Path, raw: unknown): readonly string[] {
+  const [first, , third, , fifth] = path;
+  if (path.length === 0) return KNOWN_KEYS.top;
+  if (path.length === 1 && first === 'libvirt') return KNOWN_KEYS.libvirt;
+  if (path.length === 1 && first === 'log') return KNOWN_KEYS.log;
+  if (first !== 'domains') return [];
+  if (path.length === 2) return KNOWN_KEYS.domain;
+  if (third !== 'devices') return [];
+  const type = (valueAt(raw, path.slice(0, 4)) as { type?: unknown } | null)?.type ?? 'pci';
+  const t = (['pci', 'usb', 'sriov'] as const).find((x) => x === type) ?? 'pci';
+  if (path.length === 4) return KNOWN_KEYS.entry[t];
+  if (fifth === 'match') return KNOWN_KEYS.criteria[t];
+  return [];
 }
 
 export function formatPath(path: Path): string {
@@ -76,7 +163,15 @@ function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
   const where = formatPath(issue.path as Path);
   const last = issue.path[issue.path.length - 1];
   if (issue.code === 'unrecognized_keys') {
-    return `${where}: unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}: remove or correct ${issue.keys.length > 1 ? 'them' : 'it'} (see the config reference in the README)`;
+    const known = knownKeysAt(issue.path as Path, raw);
+    return issue.keys
+      .map((k) => {
+        const hint = closest(k, known);
+        return hint
+          ? `${where}: unknown key "${k}": did you mean "${hint}"?`
+          : `${where}: unknown key "${k}": remove or correct it${known.length > 0 ? ` (valid here: ${known.join(', ')})` : ''}`;
+      })
+      .join('\n');
   }
   if (issue.code === 'invalid_union' && last === 'match') {
     return `${where}: not a valid criteria set for this device type (check the key names and that hex ids are quoted strings)`;

@@ -1,4 +1,4 @@
-import type { Config, DeviceEntry } from './model.js';
+import type { Config, DeviceEntry, DomainConfig } from './model.js';
 
 // Rules that look across entries, after each entry is valid on its own.
 
@@ -17,23 +17,33 @@ export function duplicateNames(domain: string, names: readonly string[]): string
   });
 }
 
-export function checkRules(config: Config): { errors: string[]; warnings: string[] } {
+/** Rules across one domain's entries, once each is valid on its own. */
+export function entryRules(domain: DomainConfig): string[] {
   const errors: string[] = [];
+  domain.devices.forEach((entry, i) => {
+    if (entry.type === 'sriov' && entry.count !== 1)
+      errors.push(
+        `domains.${domain.name}.devices[${i}].count: an sriov entry gives one VF; add another entry for a second VF`,
+      );
+  });
+  return errors;
+}
+
+/**
+ * Devices claimed by several domains: only one of them can run at a time. A warning about other
+ * domains, so only `check` (which looks at all of them) shows it.
+ */
+export function claimConflicts(config: Config): string[] {
   const warnings: string[] = [];
   const claims = new Map<string, string[]>();
-
   for (const [domain, d] of config.domains) {
-    d.devices.forEach((entry, i) => {
-      const where = `domains.${domain}.devices[${i}]`;
-      if (entry.type === 'sriov' && entry.count !== 1) {
-        errors.push(`${where}.count: an sriov entry gives one VF; add another entry for a second VF`);
-      }
+    for (const entry of d.devices) {
       for (const key of claimKeys(entry)) {
         const owners = claims.get(key) ?? [];
         owners.push(`${domain}/${entry.name}`);
         claims.set(key, owners);
       }
-    });
+    }
   }
   for (const [key, owners] of claims) {
     const domains = new Set(owners.map((o) => o.split('/')[0]));
@@ -43,7 +53,7 @@ export function checkRules(config: Config): { errors: string[]; warnings: string
       );
     }
   }
-  return { errors, warnings };
+  return warnings;
 }
 
 /** Entries that name the same device the same way, as comparable keys. */

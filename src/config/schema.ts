@@ -117,8 +117,7 @@ export const domainSchema = z.strictObject({
   ),
 });
 
-export const configSchema = z.strictObject({
-  domains: z._default(doc(z.record(z.string(), domainSchema), 'per libvirt domain name'), {}),
+const topLevelShape = {
   libvirt: z._default(
     z.strictObject({ uri: z._default(doc(z.string(), 'libvirt connection URI'), 'qemu:///system') }),
     { uri: 'qemu:///system' },
@@ -134,7 +133,42 @@ export const configSchema = z.strictObject({
     }),
     { level: 'info', file: '/var/log/libvirt/qemu-hook.log' },
   ),
+};
+
+export const configSchema = z.strictObject({
+  domains: z._default(doc(z.record(z.string(), domainSchema), 'per libvirt domain name'), {}),
+  ...topLevelShape,
 });
+
+/**
+ * Everything outside `domains.<name>`: each domain is validated on its own, so that a problem in
+ * one refuses only that domain.
+ */
+export const topLevelSchema = z.strictObject({
+  domains: z._default(
+    doc(z.record(z.string(), z.unknown()), 'per libvirt domain name'),
+    {} as Record<string, unknown>,
+  ),
+  ...topLevelShape,
+});
+
+/** The keys each part of the config takes, for "did you mean" on a misspelt one. */
+export const KNOWN_KEYS = {
+  top: Object.keys(configSchema.shape),
+  libvirt: ['uri'],
+  log: ['level', 'file'],
+  domain: Object.keys(domainSchema.shape),
+  entry: {
+    pci: Object.keys(deviceEntrySchema._zod.def.options[0].shape),
+    usb: Object.keys(deviceEntrySchema._zod.def.options[1].shape),
+    sriov: Object.keys(deviceEntrySchema._zod.def.options[2].shape),
+  },
+  criteria: {
+    pci: Object.keys(pciCriteriaSchema.shape),
+    usb: Object.keys(usbCriteriaSchema.shape),
+    sriov: Object.keys(sriovCriteriaSchema.shape),
+  },
+} as const;
 
 /** Keys whose values are hex text even when YAML reads them as numbers (0300 → 300). */
 export const HEX_TEXT_KEYS = new Set([

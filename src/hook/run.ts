@@ -255,15 +255,21 @@ type Found =
   | { kind: 'broken'; first: string };
 
 /**
- * The domain's config entry. A config that does not validate refuses only the domains it names
- * (or all, when it is not even YAML): an unrelated VM must still start.
+ * The domain's config entry. A problem inside `domains.<name>` refuses that domain only; a problem
+ * outside any domain refuses every domain the file names (all, when it is not even YAML): a VM
+ * the config does not name must still start.
  */
 async function domainConfig(name: string, deps: HookDeps): Promise<Found> {
   const r = await (deps.config ?? (() => loadConfigFile(deps.paths.configFile)))();
   if (r.missing) return { kind: 'absent' };
   if (r.config) {
     const domain = r.config.domains.get(name);
-    return domain ? { kind: 'ok', config: r.config, domain } : { kind: 'absent' };
+    if (domain) return { kind: 'ok', config: r.config, domain };
+    // A problem inside this domain's own entry refuses this domain only.
+    const problems = r.config.invalidDomains.get(name);
+    if (!problems) return { kind: 'absent' };
+    deps.log.error({ domain: name, errors: problems }, 'config invalid for this domain');
+    return { kind: 'broken', first: problems[0] ?? 'invalid' };
   }
   deps.log.error({ domain: name, errors: r.errors }, 'config invalid');
   return (await namesDomain(deps.paths.configFile, name))

@@ -46,20 +46,27 @@ export interface PrepareInput {
 interface Refusal {
   readonly device: string | null;
   readonly text: string;
+  /** A fix that helps only when nothing else refuses the device ("; run qemu-hook apply"). */
+  readonly hint?: string;
 }
 
 class Refusals {
   readonly list: Refusal[] = [];
   /** Device-only reasons that repeat a domain-wide refusal (shown on the device, not listed again). */
   readonly marks: Refusal[] = [];
-  add(device: string | null, text: string): void {
-    this.list.push({ device, text });
+  add(device: string | null, text: string, hint?: string): void {
+    this.list.push({ device, text, ...(hint ? { hint } : {}) });
+  }
+  /** The texts, each hint kept only where it is the fix that applies. */
+  texts(): string[] {
+    return this.list.map((r) =>
+      r.hint && !this.list.some((o) => o !== r && o.device === r.device && !o.hint)
+        ? r.text + r.hint
+        : r.text,
+    );
   }
   mark(device: string, text: string): void {
     this.marks.push({ device, text });
-  }
-  about(device: string): boolean {
-    return [...this.list, ...this.marks].some((r) => r.device === device);
   }
 }
 
@@ -128,7 +135,7 @@ export function planStart(input: PrepareInput): Plan {
     ok: refusals.list.length === 0,
     devices,
     definition: definitionChange,
-    errors: refusals.list.map((r) => r.text),
+    errors: refusals.texts(),
     warnings,
   };
 }
@@ -523,11 +530,11 @@ function checkDefinition(
     );
     if (!adoptable) {
       stale = true;
-      // apply cannot help a device that is refused for another reason: say only what is missing.
-      const refusedAnyway = refusals.about(r.planned.name);
+      // apply cannot help a device that is refused for another reason: the hint goes then.
       refusals.add(
         r.planned.name,
-        `${r.planned.name}: the definition has no entry for ${desiredText(r.desired)}${refusedAnyway ? '' : '; run qemu-hook apply'}`,
+        `${r.planned.name}: the definition has no entry for ${desiredText(r.desired)}`,
+        '; run qemu-hook apply',
       );
     }
   }

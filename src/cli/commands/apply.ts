@@ -15,8 +15,9 @@ import { definitionStore, inventoryReader } from '../wiring.js';
  */
 export async function apply(ctx: CliContext): Promise<number> {
   const config = await loadConfig(ctx);
-  const names = ctx.args.vms.length > 0 ? ctx.args.vms : [...config.domains.keys()];
-  const unknown = names.filter((n) => !config.domains.has(n));
+  const names =
+    ctx.args.vms.length > 0 ? ctx.args.vms : [...config.domains.keys(), ...config.invalidDomains.keys()];
+  const unknown = names.filter((n) => !config.domains.has(n) && !config.invalidDomains.has(n));
   if (unknown.length > 0)
     throw new UsageError(
       `not in the config: ${unknown.join(', ')} (configured: ${[...config.domains.keys()].join(', ') || 'none'})`,
@@ -36,6 +37,13 @@ export async function apply(ctx: CliContext): Promise<number> {
   let wouldChange = 0;
   let refused = 0;
   for (const name of names) {
+    const problems = config.invalidDomains.get(name);
+    if (problems) {
+      ctx.err(`${name}: not applied: its config entry is invalid; run qemu-hook check:`);
+      for (const p of problems) ctx.err(`  ${p}`);
+      refused++;
+      continue;
+    }
     const r = await applyOne(ctx, config, store, name, { inventory, records: state.records });
     if (r === 'refused') refused++;
     if (r === 'changed' || r === 'would-change') wouldChange++;

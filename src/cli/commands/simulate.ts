@@ -1,5 +1,5 @@
 import type { Plan } from '../../model/plan.js';
-import { planStart } from '../../plan/prepare.js';
+import { planRefusedByConfig, planStart } from '../../plan/prepare.js';
 import { planRelease } from '../../plan/release.js';
 import { loadState } from '../../state/file.js';
 import { type CliContext, loadConfig, stateFileOf } from '../context.js';
@@ -12,6 +12,14 @@ export async function simulate(ctx: CliContext): Promise<number> {
   const { domain, event } = ctx.args.simulate!;
   const config = await loadConfig(ctx);
   const dc = config.domains.get(domain);
+  const problems = config.invalidDomains.get(domain);
+  if (problems) {
+    // Its own entry is invalid: the hook refuses this domain (only this one) until it is fixed.
+    const plan = planRefusedByConfig(domain, problems);
+    if (ctx.args.json) ctx.out(JSON.stringify(planJson(plan), null, 2));
+    else for (const line of humanPlan(plan)) ctx.out(line);
+    return EXIT.usage;
+  }
   if (!dc) {
     if (ctx.args.json)
       ctx.out(
@@ -66,7 +74,12 @@ export function humanPlan(plan: Plan): string[] {
         plan.devices.map((d) => [
           d.name,
           d.type,
-          d.address ?? (d.usb ? `${d.usb.vendor}:${d.usb.product} @${d.usb.port}` : '-'),
+          d.address ??
+            (d.usb
+              ? `${d.usb.vendor}:${d.usb.product} @${d.usb.port}`
+              : d.candidates
+                ? `ambiguous: ${d.candidates.join(', ')}`
+                : '-'),
           d.driver ?? '-',
           plan.event === 'release' ? `reattach → ${d.originalDriver ?? '(none)'}` : d.action,
           d.iommuGroup === null ? '-' : String(d.iommuGroup),
@@ -78,25 +91,29 @@ export function humanPlan(plan: Plan): string[] {
     lines.push(
       plan.event === 'release'
         ? '  nothing recorded for this domain: release does nothing'
-        : '  no devices configured',
+        : plan.errors.length > 0
+          ? '  no device planned'
+          : '  no devices configured',
     );
   }
-  if (plan.event === 'prepare') {
-    const src = plan.definition.source ? ` (${plan.definition.source})` : '';
-    lines.push(
-      plan.definition.changed
-        ? `definition${src} should become:`
-        : `definition${src}: in step with the hardware`,
-    );
-    if (plan.definition.changed)
-      lines.push(
-        ...plan.definition.diff
-          .trimEnd()
-          .split('\n')
-          .map((l) => `  ${l}`),
-      );
-  }
+  if (plan.event === 'prepare') lines.push(...definitionLines(plan));
   for (const w of plan.warnings) lines.push(`warning: ${w}`);
   for (const e of plan.errors) lines.push(`refused: ${e}`);
   return lines;
+}
+
+function definitionLines(plan: Plan): string[] {
+  const def = plan.definition;
+  const src = def.source ? ` (${def.source})` : '';
+  if (def.missing) return [`definition: not found${src}`];
+  if (def.changed)
+    return [
+      `definition${src}${def.stale ? ' is stale and' : ''} should become:`,
+      ...def.diff
+        .trimEnd()
+        .split('\n')
+        .map((l) => `  ${l}`),
+    ];
+  if (!def.source) return ['definition: not checked'];
+  return [`definition${src}: ${def.stale ? 'stale' : 'in step with the hardware'}`];
 }
