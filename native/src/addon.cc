@@ -38,6 +38,7 @@ Napi::Object Constants(Napi::Env env) {
   Napi::Object c = Napi::Object::New(env);
   c.Set("VIR_DOMAIN_XML_SECURE", static_cast<double>(VIR_DOMAIN_XML_SECURE));
   c.Set("VIR_DOMAIN_XML_INACTIVE", static_cast<double>(VIR_DOMAIN_XML_INACTIVE));
+  c.Set("VIR_DOMAIN_DEFINE_VALIDATE", static_cast<double>(VIR_DOMAIN_DEFINE_VALIDATE));
   c.Set("VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV", static_cast<double>(VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV));
   c.Set("VIR_CONNECT_LIST_NODE_DEVICES_CAP_USB_DEV", static_cast<double>(VIR_CONNECT_LIST_NODE_DEVICES_CAP_USB_DEV));
   c.Set("VIR_CONNECT_LIST_NODE_DEVICES_CAP_NET", static_cast<double>(VIR_CONNECT_LIST_NODE_DEVICES_CAP_NET));

@@ -124,6 +124,19 @@ class Connection : public Napi::ObjectWrap<Connection> {
     return StartCall<DomainHandle>(info.Env(), "virDomainDefineXML", std::move(run), done);
   }
 
+  // domainDefineXMLFlags(xml, flags): VIR_DOMAIN_DEFINE_VALIDATE has libvirt check the XML against
+  // its schema first, so a definition it would not start is refused in libvirt's own words.
+  Napi::Value DomainDefineXMLFlags(const Napi::CallbackInfo& info) {
+    std::string xml = StringArg(info, 0, "xml");
+    unsigned int flags = FlagsArg(info, 1);
+    auto run = [c = Use(info), xml, flags](DomainHandle& out) {
+      out.reset(virDomainDefineXMLFlags(c.get(), xml.c_str(), flags));
+      return Ok(out != nullptr);
+    };
+    auto done = [](Napi::Env env, DomainHandle& dom) -> Napi::Value { return WrapDomain(env, dom); };
+    return StartCall<DomainHandle>(info.Env(), "virDomainDefineXMLFlags", std::move(run), done);
+  }
+
  private:
   // A reference for one call; throws when the connection was closed (a bug in the caller).
   ConnectHandle Use(const Napi::CallbackInfo& info) {
@@ -152,6 +165,7 @@ Napi::Function DefineConnection(Napi::Env env) {
           Connection::InstanceMethod<&Connection::NodeDeviceLookupByName>("nodeDeviceLookupByName"),
           Connection::InstanceMethod<&Connection::DomainLookupByName>("domainLookupByName"),
           Connection::InstanceMethod<&Connection::DomainDefineXML>("domainDefineXML"),
+          Connection::InstanceMethod<&Connection::DomainDefineXMLFlags>("domainDefineXMLFlags"),
       });
 }
 

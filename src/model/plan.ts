@@ -32,6 +32,8 @@ export interface DefinitionChange {
   readonly changed: boolean;
   /** Unified diff of the persistent definition, "" when unchanged. */
   readonly diff: string;
+  /** What the change does, one line each ("adopted gpu: pci 0000:01:00.0 (keeps your alias 'ua-myGPU'); managed='yes' → 'no' …"). */
+  readonly actions?: readonly string[];
   /** The definition as it should be; absent when unchanged or unknown. */
   readonly xml?: string;
   /** Where the current definition came from ("libvirt", a file path, "stdin"). */

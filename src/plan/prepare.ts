@@ -40,6 +40,8 @@ export interface PrepareInput {
    */
   readonly definition: StartDefinition | { readonly missing: true; readonly source: string } | null;
   readonly records: readonly StateRecord[];
+  /** Rename an adopted entry's own alias (`ua-myGPU`) to ours; only `apply`, after asking. */
+  readonly renameUserAliases?: boolean;
 }
 
 /** A reason the start is refused, and the device it is about (null: the domain as a whole). */
@@ -554,9 +556,11 @@ function checkDefinition(
   const rewrite = rewriteHostdevs(definition.xml, desired, {
     managedEntries: (alias) =>
       !unresolved.some((n) => alias === aliasFor(n, 0) || alias.startsWith(`${aliasFor(n, 0)}-`)),
+    renameUserAliases: input.renameUserAliases ?? false,
   });
   return {
     changed: rewrite.changed,
+    ...(rewrite.changed ? { actions: rewrite.actions } : {}),
     diff: rewrite.changed ? unifiedDiff(definition.xml.text(), rewrite.xml, `${input.domain}.xml`) : '',
     ...(rewrite.changed ? { xml: rewrite.xml } : {}),
     source: definition.source,

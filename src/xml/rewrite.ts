@@ -32,6 +32,11 @@ export interface RewriteOptions {
    * caller keep entries it could not resolve this time instead of dropping them.
    */
   managedEntries?: (alias: string) => boolean;
+  /**
+   * Whether an adopted entry that carries an alias of the user's own (`ua-myGPU`) is renamed to
+   * ours. Default: no: the alias is kept and said so (apply asks before renaming).
+   */
+  renameUserAliases?: boolean;
 }
 
 /**
@@ -75,12 +80,22 @@ export function rewriteHostdevs(
       continue;
     }
     const adopted = h.entry.alias !== d.alias;
+    const userAlias = adopted && h.entry.alias !== null;
+    const keepAlias = userAlias && !opts.renameUserAliases;
     if (adopted) {
-      const replaced = h.entry.alias === null ? '' : ` (was alias '${h.entry.alias}')`;
-      actions.push(`adopted ${label(d.alias)}: ${describeEntry(h.entry)}${replaced}`);
+      const alias = !userAlias
+        ? ''
+        : keepAlias
+          ? ` (keeps your alias '${h.entry.alias}')`
+          : ` (alias '${h.entry.alias}' renamed to '${d.alias}')`;
+      // libvirt would detach and reattach a managed device itself, behind the hook's back.
+      const managed =
+        h.entry.managed === 'yes' ? "; managed='yes' → 'no': qemu-hook detaches it and gives it back" : '';
+      if (h.entry.managed === 'yes') ed.setAttr(h.element, 'managed', 'no');
+      actions.push(`adopted ${label(d.alias)}: ${describeEntry(h.entry)}${alias}${managed}`);
     }
     for (const change of updateSource(ed, h.element, d)) actions.push(`${label(d.alias)}: ${change}`);
-    if (adopted) setAlias(ed, h.element, d.alias);
+    if (adopted && !keepAlias) setAlias(ed, h.element, d.alias);
   }
 
   const wanted = new Set(desired.map((d) => d.alias));

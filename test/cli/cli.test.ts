@@ -48,31 +48,61 @@ describe('qemu-hook CLI', () => {
     ).toMatchObject({ ok: true, configured: false, devices: [] });
   });
 
-  it('an invalid config: every problem with its path, exit 2', () => {
+  it('an invalid domain entry: every problem with its path, exit 2; that domain only', () => {
+    const root = copy('workstation');
+    const text = readFileSync(join(root, 'etc/qemu-hook/config.yaml'), 'utf8').replace(
+      / {2}win11:\n {4}devices:\n/,
+      '  win11:\n    devices:\n      - { name: bad, match: { vendor: "zz" } }\n      - { name: b, match: { class: "1" } }\n',
+    );
+    writeFileSync(join(root, 'etc/qemu-hook/config.yaml'), text);
+    const r = cli(['--simulate', 'win11', 'prepare', '--root', root]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toMatch(/^win11 prepare: REFUSED/);
+    expect(r.stdout).toMatch(
+      /refused: the config is invalid: domains\.win11\.devices\[0\]\.match\.vendor: "zz" is not a 16-bit hex id/,
+    );
+    expect(r.stdout).toMatch(
+      /refused: the config is invalid: domains\.win11\.devices\[1\]\.match\.class: "1" is not a PCI class/,
+    );
+    // The other domains of the file are not held hostage by win11's typo.
+    expect(cli(['--simulate', 'backup', 'prepare', '--root', root]).code).toBe(0);
+    const chk = cli(['check', '--root', root]);
+    expect(chk.code).toBe(2);
+    expect(chk.stdout).toMatch(
+      /win11: REFUSED: its config entry is invalid\n {2}domains\.win11\.devices\[0\]\.match\.vendor/,
+    );
+    expect(chk.stdout).toMatch(/\nbackup: ok\n/);
+  });
+
+  it('a problem outside any domain: every problem with its path, exit 2', () => {
     const root = copy('workstation');
     writeFileSync(
       join(root, 'etc/qemu-hook/config.yaml'),
-      'domains:\n  win11:\n    devices:\n      - { name: gpu, match: { vendor: "zz" } }\n      - { name: b, match: { class: "1" } }\n',
+      'libvrit: { uri: "qemu:///system" }\ndomains: {}\n',
     );
     const r = cli(['--simulate', 'win11', 'prepare', '--root', root]);
     expect(r.code).toBe(2);
     expect(r.stderr.split('\n').filter(Boolean)).toEqual([
-      expect.stringMatching(/^qemu-hook: .*config\.yaml: 2 problems; fix and run qemu-hook check$/),
-      expect.stringMatching(/^ {2}domains\.win11\.devices\[0\]\.match\.vendor: "zz" is not a 16-bit hex id/),
-      expect.stringMatching(/^ {2}domains\.win11\.devices\[1\]\.match\.class: "1" is not a PCI class/),
+      expect.stringMatching(/^qemu-hook: .*config\.yaml: 1 problem; fix and run qemu-hook check$/),
+      '  (top level): unknown key "libvrit": did you mean "libvirt"?',
     ]);
     const chk = cli(['check', '--root', root]);
     expect(chk.code).toBe(2);
-    expect(chk.stderr).toContain('domains.win11.devices[0].match.vendor');
+    expect(chk.stderr).toContain('did you mean "libvirt"?');
   });
 
-  it('check on a valid config shows how each entry resolves', () => {
+  it('check says what a start of each domain would do', () => {
     const r = cli(['check', '--root', WS]);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/gpu: 0000:01:00\.0, 0000:01:00\.1 \(by/);
-    const moved = cli(['check', '--root', join(HOSTS, 'twin-gpus')]);
-    expect(moved.code).toBe(1);
-    expect(moved.stdout).toMatch(/matches 2 devices/);
+    expect(r.stdout).toMatch(/^win11: ok$/m);
+    expect(r.stdout).toMatch(/^ {2}gpu: 0000:01:00\.0, detach \(by/m);
+    expect(r.stdout).toMatch(/^ {2}gpu-1: 0000:01:00\.1, detach \(function of gpu\)/m);
+    const twins = cli(['check', '--root', join(HOSTS, 'twin-gpus')]);
+    expect(twins.code).toBe(1);
+    expect(twins.stdout).toMatch(/^ml: REFUSED$/m);
+    expect(twins.stdout).toMatch(
+      /gpu: ambiguous: 0000:01:00\.0, 0000:02:00\.0, refuse \(.*matches 2 devices/,
+    );
   });
 
   it('a malformed definition: one line naming the problem, exit 1', () => {

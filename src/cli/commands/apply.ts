@@ -1,6 +1,6 @@
 import { createInterface } from 'node:readline/promises';
 import type { Config } from '../../config/model.js';
-import { UsageError } from '../../model/errors.js';
+import { errorMessage, UsageError } from '../../model/errors.js';
 import type { DefinitionStore } from '../../model/ports.js';
 import { type PrepareInput, planStart } from '../../plan/prepare.js';
 import { loadState } from '../../state/file.js';
@@ -68,13 +68,28 @@ async function applyOne(
   }
   const dc = config.domains.get(name)!;
   const input = { domain: name, config: dc, ...host };
-  const plan = planStart({ ...input, definition: found });
+  let plan = planStart({ ...input, definition: found });
+  // An adopted entry keeps the user's own alias unless they agree to ours, which lets the hook
+  // follow the device when it moves: asked here, never assumed (--yes keeps theirs).
+  const kept = (plan.definition.actions ?? []).filter((a) => a.includes('keeps your alias'));
+  if (kept.length > 0 && !ctx.args.yes && !ctx.args.dryRun && ctx.isTty) {
+    for (const a of kept) ctx.out(`${name}: ${a}`);
+    if (
+      await confirm(
+        `Rename ${kept.length === 1 ? 'that alias' : 'those aliases'} to qemu-hook's (ua-qemuhook-<entry>), so the hook can follow the device when it moves? [y/N] `,
+      )
+    )
+      plan = planStart({ ...input, definition: found, renameUserAliases: true });
+  }
   const newXml = plan.definition.changed && plan.definition.xml ? plan.definition.xml : null;
   // Check the result as the next start will, before writing anything: what apply cannot fix
   // (a device missing or ambiguous, the root disk, a group) is said now, not at `virsh start`.
   const after = newXml ? planStart({ ...input, definition: { xml: newXml, source: 'new' } }) : plan;
   const blocking = after.errors.filter((e) => !/is held by domain/.test(e));
-  if (newXml) ctx.out(colourDiff(plan.definition.diff, ctx.isTty));
+  if (newXml) {
+    ctx.out(colourDiff(plan.definition.diff, ctx.isTty));
+    for (const a of plan.definition.actions ?? []) ctx.out(`  ${a}`);
+  }
   if (blocking.length > 0) {
     ctx.err(
       `${name}: ${newXml ? 'not applied: the new definition would still be refused' : 'a start would be refused'}:`,
@@ -97,7 +112,15 @@ async function applyOne(
     ctx.out(`${name}: left as it was`);
     return 'skipped';
   }
-  await store.define(name, newXml);
+  try {
+    await store.define(name, newXml);
+  } catch (err) {
+    // libvirt validates the new definition before it replaces the old one: say it in its words.
+    ctx.err(
+      `${name}: not applied: libvirt refused the new definition (the old one is unchanged): ${errorMessage(err)}`,
+    );
+    return 'refused';
+  }
   ctx.out(`${name}: definition updated`);
   return 'changed';
 }

@@ -1,6 +1,6 @@
 import { InvariantError, LibvirtError } from '../../model/errors.js';
 import { OperationTimeout, withTimeout } from '../../model/timeout.js';
-import { VIR_DOMAIN_XML_INACTIVE, VIR_DOMAIN_XML_SECURE } from './constants.js';
+import { VIR_DOMAIN_DEFINE_VALIDATE, VIR_DOMAIN_XML_INACTIVE, VIR_DOMAIN_XML_SECURE } from './constants.js';
 import { libvirtCall } from './libvirt-error.js';
 import { loadLibvirtBinding } from './loader.js';
 import type { NativeBinding, NativeConnection, NativeDomain, NativeNodeDevice } from './native.js';
@@ -115,7 +115,11 @@ export class LibvirtConnection implements NodeDeviceConnection {
   /** virDomainDefineXML: creates or replaces the persistent definition. CLI only. */
   async defineDomain(xml: string): Promise<LibvirtDomain> {
     const n = this.open();
-    const dom = await libvirtCall(`define a domain on ${this.uri}`, () => n.domainDefineXML(xml));
+    // With validation: libvirt refuses what it would not start, in its own words, before the old
+    // definition is replaced.
+    const dom = await libvirtCall(`define a domain on ${this.uri}`, () =>
+      n.domainDefineXMLFlags(xml, VIR_DOMAIN_DEFINE_VALIDATE),
+    );
     return new LibvirtDomain(dom, this.uri);
   }
 

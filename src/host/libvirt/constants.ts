@@ -5,6 +5,9 @@
 export const VIR_DOMAIN_XML_SECURE = 1 << 0;
 export const VIR_DOMAIN_XML_INACTIVE = 1 << 1;
 
+/** virDomainDefineFlags */
+export const VIR_DOMAIN_DEFINE_VALIDATE = 1 << 0;
+
 /** virConnectListAllNodeDeviceFlags */
 export const VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV = 1 << 1;
 export const VIR_CONNECT_LIST_NODE_DEVICES_CAP_USB_DEV = 1 << 2;

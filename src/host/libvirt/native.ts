@@ -19,6 +19,8 @@ export interface NativeConnection {
   nodeDeviceLookupByName(name: string): Promise<NativeNodeDevice>;
   domainLookupByName(name: string): Promise<NativeDomain>;
   domainDefineXML(xml: string): Promise<NativeDomain>;
+  /** virDomainDefineXMLFlags; VIR_DOMAIN_DEFINE_VALIDATE checks the XML against libvirt's schema first. */
+  domainDefineXMLFlags(xml: string, flags: number): Promise<NativeDomain>;
 }
 
 export interface NativeNodeDeviceEntry {
