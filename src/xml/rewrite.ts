@@ -80,19 +80,25 @@ export function rewriteHostdevs(
       continue;
     }
     const adopted = h.entry.alias !== d.alias;
-    const userAlias = adopted && h.entry.alias !== null;
+    // `ua-…` is an alias the user chose (libvirt keeps only those in a persistent definition);
+    // one libvirt generated (`hostdev0`) is replaced without ceremony.
+    const userAlias = adopted && (h.entry.alias?.startsWith('ua-') ?? false);
     const keepAlias = userAlias && !opts.renameUserAliases;
     if (adopted) {
       const alias = !userAlias
-        ? ''
+        ? h.entry.alias === null
+          ? ''
+          : ` (was alias '${h.entry.alias}')`
         : keepAlias
           ? ` (keeps your alias '${h.entry.alias}')`
           : ` (alias '${h.entry.alias}' renamed to '${d.alias}')`;
-      // libvirt would detach and reattach a managed device itself, behind the hook's back.
-      const managed =
-        h.entry.managed === 'yes' ? "; managed='yes' → 'no': qemu-hook detaches it and gives it back" : '';
-      if (h.entry.managed === 'yes') ed.setAttr(h.element, 'managed', 'no');
-      actions.push(`adopted ${label(d.alias)}: ${describeEntry(h.entry)}${alias}${managed}`);
+      // libvirt would detach and reattach a managed PCI device itself, behind the hook's back.
+      const unmanage = h.entry.managed === 'yes' && d.kind !== 'usb';
+      const managed = unmanage ? "; managed='yes' → 'no': qemu-hook detaches it and gives it back" : '';
+      if (unmanage) ed.setAttr(h.element, 'managed', 'no');
+      // An entry kept as it is (its own alias too) is no change worth a line.
+      if (!keepAlias || unmanage)
+        actions.push(`adopted ${label(d.alias)}: ${describeEntry(h.entry)}${alias}${managed}`);
     }
     for (const change of updateSource(ed, h.element, d)) actions.push(`${label(d.alias)}: ${change}`);
     if (adopted && !keepAlias) setAlias(ed, h.element, d.alias);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config/parse.js';
+import { configProblems, parseConfig } from '../../src/config/parse.js';
+import { claimConflicts } from '../../src/config/rules.js';
 
 const ok = (text: string) => {
   const r = parseConfig(text);
@@ -85,8 +86,8 @@ domains:
     const r = parseConfig(
       'domains:\n  vm:\n    devices:\n      - { name: x, count: "2", match: { vendor: "10de" } }\n',
     );
-    expect(r.config).toBeNull();
-    expect(r.errors).toEqual([
+    expect(r.config?.domains.has('vm')).toBe(false);
+    expect(r.config?.invalidDomains.get('vm')).toEqual([
       'domains.vm.devices[0].count: Invalid input: expected number, received string: write it without quotes',
     ]);
   });
@@ -117,11 +118,11 @@ domains:
         match: { name: "(" }
 `;
     const r = parseConfig(`${entries}    onAddressChange: redefin\n`);
-    expect(r.config).toBeNull();
-    expect(r.errors.join('\n')).toMatch(/onAddressChange/);
+    expect(r.config?.domains.size).toBe(0);
+    expect(configProblems(r).join('\n')).toMatch(/onAddressChange/);
     // Schema errors come first; once the shape is right, value errors are all listed together.
     const r2 = parseConfig(entries);
-    expect(r2.errors).toEqual([
+    expect(configProblems(r2)).toEqual([
       expect.stringMatching(/^domains\.win11\.devices\[0\]\.match\.vendor: "zz" is not a 16-bit hex id/),
       expect.stringMatching(
         /^domains\.win11\.devices\[1\]\.match\[0\]\.address: "01:00" is not a PCI address/,
@@ -141,27 +142,69 @@ domains:
         match: { vendor: "10de", clas: "03" }
     iommuGroup: sometimes
 `);
-    expect(r.errors.some((e) => e.startsWith('domains.vm.iommuGroup:'))).toBe(true);
-    expect(r.errors.some((e) => e.startsWith('domains.vm.devices[0].match') && e.includes('clas'))).toBe(
-      true,
-    );
+    const all = configProblems(r);
+    expect(all.some((e) => e.startsWith('domains.vm.iommuGroup:'))).toBe(true);
+    expect(all).toContain('domains.vm.devices[0].match: unknown key "clas": did you mean "class"?');
   });
 
   it('rejects an empty criteria set, which would match everything', () => {
     const r = parseConfig('domains:\n  vm:\n    devices:\n      - { name: x, match: {} }\n');
-    expect(r.errors).toEqual([
+    expect(configProblems(r)).toEqual([
       expect.stringMatching(/^domains\.vm\.devices\[0\]\.match: empty criteria set/),
     ]);
   });
 
-  it('warns, without failing, when two domains claim one device', () => {
+  it('warns, without failing, when two domains claim one device (for check, which looks at all)', () => {
     const r = parseConfig(`
 domains:
   a: { devices: [ { name: gpu, match: { address: "0000:01:00.0" } } ] }
   b: { devices: [ { name: card, match: { address: "01:00.0" } } ] }
 `);
     expect(r.errors).toEqual([]);
-    expect(r.warnings).toEqual([expect.stringMatching(/0000:01:00\.0 is claimed by a\/gpu and b\/card/)]);
+    // A start of a, or --simulate a, hears nothing about b: only check warns.
+    expect(r.warnings).toEqual([]);
+    expect(claimConflicts(r.config!)).toEqual([
+      expect.stringMatching(/0000:01:00\.0 is claimed by a\/gpu and b\/card/),
+    ]);
+  });
+
+  it('a problem inside one domain makes only that domain invalid; one outside any domain, the whole file', () => {
+    const r = parseConfig(`
+domains:
+  win11: { devices: [ { name: gpu, match: { vendor: "10de" } } ] }
+  backup:
+    devcie: [ { name: stick, type: usb, match: { vendor: "0781" } } ]
+`);
+    expect(r.errors).toEqual([]);
+    expect([...r.config!.domains.keys()]).toEqual(['win11']);
+    expect(r.config!.invalidDomains.get('backup')).toEqual([
+      'domains.backup: unknown key "devcie": did you mean "devices"?',
+    ]);
+    const top = parseConfig('libvrit: { uri: "qemu:///system" }\ndomains:\n  win11: { devices: [] }\n');
+    expect(top.config).toBeNull();
+    expect(top.errors).toEqual(['(top level): unknown key "libvrit": did you mean "libvirt"?']);
+  });
+
+  it('did you mean: case slips and swapped letters; a misspelt type is named, not the keys it decides', () => {
+    const r = parseConfig(`
+domains:
+  vm:
+    iommugroup: detach
+    devices:
+      - name: wheel
+        typ: usb
+        match: { vendor: "046d", product: "c24f" }
+`);
+    expect(r.config!.invalidDomains.get('vm')).toEqual([
+      'domains.vm.devices[0]: unknown key "typ": did you mean "type"? (type decides which match keys the entry takes: pci, usb or sriov)',
+      'domains.vm: unknown key "iommugroup": did you mean "iommuGroup"?',
+    ]);
+    // Nothing about "product", which only looks wrong because the type was not read.
+    expect(configProblems(r).join('\n')).not.toMatch(/product/);
+    const far = parseConfig('domains:\n  vm: { devices: [], colour: blue }\n');
+    expect(far.config!.invalidDomains.get('vm')![0]).toMatch(
+      /^domains\.vm: unknown key "colour": remove or correct it \(valid here: devices, iommuGroup, onAddressChange\)$/,
+    );
   });
 
   it('gives YAML syntax errors one line each', () => {
@@ -179,6 +222,8 @@ domains:
     const r = parseConfig(
       'domains:\n  vm:\n    devices:\n      - { name: n, type: sriov, match: { pf: eth0 }, mac: "zz" }\n',
     );
-    expect(r.errors).toEqual([expect.stringMatching(/^domains\.vm\.devices\[0\]\.mac: "zz" is not a MAC/)]);
+    expect(configProblems(r)).toEqual([
+      expect.stringMatching(/^domains\.vm\.devices\[0\]\.mac: "zz" is not a MAC/),
+    ]);
   });
 });

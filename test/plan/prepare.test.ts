@@ -4,6 +4,7 @@ import { parseConfig } from '../../src/config/parse.js';
 import { planStart } from '../../src/plan/prepare.js';
 import { planRelease } from '../../src/plan/release.js';
 import type { StateRecord } from '../../src/state/schema.js';
+import { DomainXml } from '../../src/xml/domain-xml.js';
 import { definition, pciHostdev } from '../support/domain.js';
 import { host, pci, usb, workstation } from '../support/inventory.js';
 
@@ -349,5 +350,83 @@ describe('planRelease', () => {
     const p = planRelease('win11', workstation(), []);
     expect(p.ok).toBe(true);
     expect(p.devices).toEqual([]);
+  });
+
+  it('an address two entries plan is planned once, and the rewrite leaves one <hostdev> for it', () => {
+    const config = domainConfig(`${GPU}
+  - name: audio
+    match: { address: "0000:01:00.1" }`);
+    // The guides' way: an entry for the audio function on top of functions: all.
+    const plan = planStart({
+      domain: 'win11',
+      config,
+      inventory: workstation(),
+      definition: definition('win11', [
+        pciHostdev('0000:01:00.0', 'ua-qemuhook-gpu'),
+        pciHostdev('0000:01:00.1', 'ua-qemuhook-audio'),
+      ]),
+      records: [],
+    });
+    expect(plan.devices.map((d) => [d.name, d.address])).toEqual([
+      ['gpu', '0000:01:00.0'],
+      ['gpu-1', '0000:01:00.1'],
+    ]);
+    expect(plan.warnings).toEqual([
+      expect.stringMatching(/^audio: 0000:01:00\.1 is also planned by gpu .*drop the audio entry$/),
+    ]);
+    const after = DomainXml.parse(plan.definition.xml!).hostdevs();
+    expect(after.filter((h) => h.pciAddress?.toString() === '0000:01:00.1').map((h) => h.alias)).toEqual([
+      'ua-qemuhook-gpu-1',
+    ]);
+  });
+
+  it('a refused plan says which device is refused and why; an ambiguous entry lists its candidates', () => {
+    const inv = workstation();
+    const twin = {
+      ...inv,
+      pci: [...inv.pci, pci({ address: '0000:09:00.0', ids: '10de:2204', driver: 'nvidia', group: 30 })],
+    };
+    const plan = planStart({
+      domain: 'win11',
+      config: domainConfig(`devices:
+  - name: gpu
+    match: { vendor: "10de", device: "2204" }
+  - name: disk
+    match: { address: "0000:02:00.0" }`),
+      inventory: twin,
+      definition: null,
+      records: [],
+    });
+    expect(plan.ok).toBe(false);
+    const gpu = plan.devices.find((d) => d.name === 'gpu')!;
+    expect(gpu).toMatchObject({
+      action: 'refuse',
+      address: null,
+      candidates: ['0000:01:00.0', '0000:09:00.0'],
+    });
+    expect(plan.devices.find((d) => d.name === 'disk')).toMatchObject({ action: 'refuse' });
+  });
+
+  it('no active IOMMU: a plan with a PCI device is refused with the kernel parameter to add', () => {
+    const inv = {
+      ...workstation(),
+      support: {
+        iommu: false,
+        cpuVendor: 'intel' as const,
+        cmdline: 'ro quiet',
+        pciIds: '/x/pci.ids',
+        pciIdsSearched: [],
+      },
+    };
+    const plan = planStart({
+      domain: 'win11',
+      config: domainConfig(GPU),
+      inventory: inv,
+      definition: null,
+      records: [],
+    });
+    expect(plan.ok).toBe(false);
+    expect(plan.errors[0]).toMatch(/no active IOMMU.*add intel_iommu=on iommu=pt/);
+    expect(plan.devices.every((d) => d.action === 'refuse')).toBe(true);
   });
 });

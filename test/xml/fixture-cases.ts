@@ -12,6 +12,8 @@ import type { DesiredHostdev, RewriteOptions } from '../../src/xml/rewrite.js';
 export const DOMAINS_DIR = join(dirname(fileURLToPath(import.meta.url)), '../../fixtures/domains');
 
 interface DesiredJson {
+  /** Rename adopted entries' own `ua-` aliases (apply does after asking). */
+  renameUserAliases?: boolean;
   desired: Array<{
     alias: string;
     kind: 'pci' | 'usb' | 'sriov';
@@ -53,7 +55,10 @@ export function loadCase(name: string): DomainCase {
     name,
     input: readFileSync(path('.in.xml'), 'utf8'),
     desired: json.desired.map(toDesired),
-    options: { managedEntries: (alias) => !keep.has(alias) },
+    options: {
+      managedEntries: (alias) => !keep.has(alias),
+      ...(json.renameUserAliases ? { renameUserAliases: true } : {}),
+    },
     path,
     expectsError: existsSync(path('.error.txt')),
   };

@@ -108,8 +108,33 @@ describe('rewriteHostdevs adopts, adds and replaces', () => {
       <alias name='hostdev0'/>
     </hostdev>`);
     const r = rewriteHostdevs(input, [pci('gpu', '0000:01:00.0')]);
-    expect(r.xml).toBe(input.replace('hostdev0', 'ua-qemuhook-gpu'));
+    // managed='yes' would have libvirt detach and reattach it too, behind the hook's back.
+    expect(r.xml).toBe(input.replace('hostdev0', 'ua-qemuhook-gpu').replace("managed='yes'", "managed='no'"));
     expect(r.xml.match(/<alias /g)).toHaveLength(1);
+  });
+
+  it("keeps a user's own alias on an adopted entry unless asked to rename it, and says which", () => {
+    const input = domain(`    <hostdev mode='subsystem' type='pci' managed='yes'>
+      <source>
+        <address domain='0x0000' bus='0x01' slot='0x00' function='0x0'/>
+      </source>
+      <alias name='ua-myGPU'/>
+    </hostdev>`);
+    const kept = rewriteHostdevs(input, [pci('gpu', '0000:01:00.0')]);
+    expect(kept.xml).toBe(input.replace("managed='yes'", "managed='no'"));
+    expect(kept.actions).toEqual([
+      "adopted gpu: pci 0000:01:00.0 (keeps your alias 'ua-myGPU'); managed='yes' → 'no': qemu-hook detaches it and gives it back",
+    ]);
+    // Kept, it stays adopted: a second run changes nothing and says nothing.
+    expect(rewriteHostdevs(kept.xml, [pci('gpu', '0000:01:00.0')])).toMatchObject({
+      changed: false,
+      actions: [],
+    });
+    const renamed = rewriteHostdevs(input, [pci('gpu', '0000:01:00.0')], { renameUserAliases: true });
+    expect(renamed.xml).toBe(
+      input.replace("managed='yes'", "managed='no'").replace('ua-myGPU', 'ua-qemuhook-gpu'),
+    );
+    expect(renamed.actions[0]).toMatch(/alias 'ua-myGPU' renamed to 'ua-qemuhook-gpu'/);
   });
 
   it('puts an adopted alias where libvirt does: before <rom> and the guest <address>', () => {
