@@ -13,7 +13,16 @@ export interface RedefineDeps {
   readonly log: HookLogger;
 }
 
-export type RedefineOutcome = 'redefined' | 'restarted' | 'unchanged' | 'running' | 'undefined' | 'refused';
+export interface RedefineOutcome {
+  readonly outcome: 'redefined' | 'restarted' | 'unchanged' | 'running' | 'undefined' | 'refused';
+  /** Why, when refused. */
+  readonly detail?: string;
+}
+
+const outcome = (o: RedefineOutcome['outcome'], detail?: string): RedefineOutcome => ({
+  outcome: o,
+  ...(detail ? { detail } : {}),
+});
 
 /**
  * What the detached helper does after a start was refused for a stale definition. Its first call
@@ -30,19 +39,19 @@ export async function redefineAfterRefusal(
   const { log } = deps;
   if (await deps.store.isActive(domain)) {
     log.warn({ domain }, 'redefine: the domain is running now (started meanwhile?): left alone');
-    return 'running';
+    return outcome('running');
   }
   const found = await deps.store.persistentXml(domain);
   if (!found) {
     log.warn({ domain }, 'redefine: the domain is no longer defined: nothing to do');
-    return 'undefined';
+    return outcome('undefined');
   }
   const host = await deps.readHost();
   const input = { domain, config, ...host };
   const plan = planStart({ ...input, definition: found });
   if (!plan.definition.changed || !plan.definition.xml) {
     log.info({ domain }, 'redefine: definition already in step: nothing to do');
-    return 'unchanged';
+    return outcome('unchanged');
   }
   const after = planStart({ ...input, definition: { xml: plan.definition.xml, source: 'corrected' } });
   if (!after.ok) {
@@ -50,17 +59,17 @@ export async function redefineAfterRefusal(
       { domain, errors: after.errors },
       'redefine: the corrected definition would be refused too: not written',
     );
-    return 'refused';
+    return outcome('refused', after.errors.join('; '));
   }
   // Check once more right before writing: a start by hand may have slipped in while we planned.
   if (await deps.store.isActive(domain)) {
     log.warn({ domain }, 'redefine: the domain started meanwhile: left alone');
-    return 'running';
+    return outcome('running');
   }
   await deps.store.define(domain, plan.definition.xml);
   log.info({ domain, diff: plan.definition.diff }, 'redefine: definition updated');
-  if (!restart) return 'redefined';
+  if (!restart) return outcome('redefined');
   await deps.start(domain);
   log.info({ domain }, 'redefine: domain started again');
-  return 'restarted';
+  return outcome('restarted');
 }

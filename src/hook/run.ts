@@ -151,8 +151,12 @@ function refuseStale(
     .map((e) => e.replace(/: the definition is stale.*$/, '').replace(/; run qemu-hook apply$/, ''));
   const policy = host.domain.onAddressChange;
   if (policy !== 'refuse' && deps.scheduleRedefine?.(event.domain, policy === 'restart')) {
-    const then = policy === 'restart' ? 'it starts again by itself' : 'start the VM again';
-    return refuse(event, [`${what.join('; ')}; definition updated, ${then}`]);
+    // Said as what was scheduled: the helper has not run yet, and may still find it cannot.
+    const then =
+      policy === 'restart'
+        ? 'the definition will be updated and the VM started again in the background'
+        : 'the definition will be updated in the background, then start the VM again';
+    return refuse(event, [`${what.join('; ')}; ${then}; check with qemu-hook status`]);
   }
   return refuse(event, [
     `${what.join('; ')}; run qemu-hook apply --vm ${event.domain}, then start the VM again`,

@@ -138,6 +138,14 @@ describe('qemu-hook CLI', () => {
     expect(r.code).toBe(0);
     const inv = JSON.parse(r.stdout);
     expect(inv.pci.every((d: { vendorName: unknown }) => d.vendorName === null)).toBe(true);
+    expect(inv.host).toEqual([expect.stringMatching(/^no pci\.ids on this host .*install pciutils/)]);
+  });
+
+  it('devices on a host without IOMMU says so first, with the parameter for its CPU', () => {
+    const r = cli(['devices', '--root', join(HOSTS, 'no-iommu')]);
+    expect(r.code).toBe(0);
+    expect(r.stdout.split('\n')[0]).toMatch(/^host: this host has no active IOMMU .*amd_iommu=on iommu=pt/);
+    expect(cli(['devices', '--root', WS]).stdout).not.toMatch(/^host: /m);
   });
 
   it('devices lists PCI with groups and protections, USB, SR-IOV', () => {

@@ -8,6 +8,7 @@
 import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli } from '../support/cli.js';
 import { canRunLibvirtd, type PrivateLibvirtd, startLibvirtd } from './harness/index.js';
 import {
   defineTiny,
@@ -133,7 +134,7 @@ describe.skipIf(!canRunLibvirtd())(
       expect(r.code).not.toBe(0);
       expect(r.stderr).toContain("error: Failed to start domain 'e2e-stale'");
       expect(ourLines(r.stderr)).toEqual([
-        `qemu-hook: e2e-stale: ${MOVED}; definition updated, start the VM again`,
+        `qemu-hook: e2e-stale: ${MOVED}; the definition will be updated in the background, then start the VM again; check with qemu-hook status`,
       ]);
       expect(driverJournal(host)).toEqual([]);
 
@@ -155,6 +156,11 @@ describe.skipIf(!canRunLibvirtd())(
         'redefine: done',
         'redefined',
       ]);
+      // status tells what the helper did, not only the log.
+      const st = cli(['status', '--root', host.root]);
+      expect(st.stdout).toMatch(
+        /^redefine helper, e2e-stale \(.*\): definition updated: start the VM again$/m,
+      );
       // Only the hostdev sources changed: the domain is the same one, still not running.
       expect((await d().virshOk(['domstate', 'e2e-stale'])).trim()).toBe('shut off');
       expect(await d().virshOk(['dumpxml', '--inactive', 'e2e-stale'])).toContain(
@@ -193,7 +199,7 @@ describe.skipIf(!canRunLibvirtd())(
       const r = await d().virsh(['start', 'e2e-stale-restart']);
       expect(r.code).not.toBe(0);
       expect(ourLines(r.stderr)).toEqual([
-        `qemu-hook: e2e-stale-restart: ${MOVED}; definition updated, it starts again by itself`,
+        `qemu-hook: e2e-stale-restart: ${MOVED}; the definition will be updated and the VM started again in the background; check with qemu-hook status`,
       ]);
 
       // The helper's own start goes through our prepare again (it passes), then libvirt fails it.
@@ -207,6 +213,10 @@ describe.skipIf(!canRunLibvirtd())(
         `[e2e] the restart helper's own start failed in libvirt, as expected here: ${String(last['err'])}`,
       );
       expect(redefineLines('e2e-stale-restart').map((l) => l.msg)).toContain('redefine: definition updated');
+      const st = JSON.parse(cli(['status', '--root', host.root, '--json']).stdout);
+      expect(st.redefine).toContainEqual(
+        expect.objectContaining({ domain: 'e2e-stale-restart', mode: 'restart', outcome: 'failed' }),
+      );
       expect(await inactiveHostdevs('e2e-stale-restart')).toEqual({
         'ua-qemuhook-gpu': NEW.gpu,
         'ua-qemuhook-gpu-1': NEW.audio,

@@ -114,7 +114,7 @@ describe('runHook', () => {
     const r = await runHook(ev('moved', 'prepare'), stale, deps());
     expect(r.exitCode).toBe(1);
     expect(r.stderr[0]).toBe(
-      'qemu-hook: moved: gpu moved 0000:05:00.0 → 0000:01:00.0; gpu-1 moved 0000:05:00.1 → 0000:01:00.1; definition updated, it starts again by itself',
+      'qemu-hook: moved: gpu moved 0000:05:00.0 → 0000:01:00.0; gpu-1 moved 0000:05:00.1 → 0000:01:00.1; the definition will be updated and the VM started again in the background; check with qemu-hook status',
     );
     expect(redefines).toEqual([['moved', true]]);
     expect(control.calls).toEqual([]);

@@ -1,4 +1,5 @@
 import type { Inventory, PciDevice } from '../../model/device.js';
+import { iommuProblem, pciIdsProblem } from '../../plan/host-support.js';
 import type { CliContext } from '../context.js';
 import { EXIT } from '../exit.js';
 import { table } from '../table.js';
@@ -7,6 +8,8 @@ import { inventoryReader } from '../wiring.js';
 /** `qemu-hook devices`: what the host has, as the matcher sees it. */
 export async function devices(ctx: CliContext): Promise<number> {
   const inv = await inventoryReader(ctx).read();
+  // What the host cannot do comes first: every GROUP cell reads "-" without an IOMMU.
+  if (!ctx.args.json) for (const note of hostNotes(inv)) ctx.out(`host: ${note}`);
   if (ctx.args.json) {
     ctx.out(JSON.stringify(inventoryJson(inv), null, 2));
     return EXIT.ok;
@@ -69,5 +72,10 @@ export function inventoryJson(inv: Inventory): object {
     protected: inv.protectedDevices.map((p) => ({ ...p, address: p.address.toString() })),
     bootId: inv.bootId,
     warnings: inv.warnings,
+    host: hostNotes(inv),
   };
+}
+
+function hostNotes(inv: Inventory): string[] {
+  return [iommuProblem(inv.support), pciIdsProblem(inv.support)].filter((n): n is string => n !== null);
 }

@@ -11,6 +11,7 @@ import { SysfsInventoryReader } from '../../host/sysfs/inventory.js';
 import { errorMessage } from '../../model/errors.js';
 import { hostPaths, underRoot } from '../../model/paths.js';
 import { loadState } from '../../state/file.js';
+import { writeRedefineReport } from '../../state/redefine-outcome.js';
 import { writeErr } from '../output.js';
 
 /**
@@ -36,16 +37,33 @@ export async function runRedefineFromCli(positionals: readonly string[]): Promis
   const log = openHookLog(underRoot(root, config.log.file), config.log.level, { domain, op: 'redefine' });
   const dc = config.domains.get(domain);
   if (!dc) return 0;
-  const pidFile = join(underRoot(root, '/run/qemu-hook'), `redefine-${domain}.pid`);
+  const runDir = underRoot(root, '/run/qemu-hook');
+  const pidFile = join(runDir, `redefine-${domain}.pid`);
   if (!(await claim(pidFile))) {
     log.info({ domain }, 'redefine: another helper is already at work for this domain');
     return 0;
   }
+  // What status shows: the refused start only said the helper was scheduled.
+  const report = (outcome: string, detail?: string) => {
+    try {
+      writeRedefineReport(runDir, {
+        domain,
+        mode,
+        outcome,
+        at: new Date().toISOString(),
+        ...(detail ? { detail } : {}),
+      });
+    } catch (err) {
+      log.warn({ domain, err: errorMessage(err) }, 'redefine: cannot write the outcome for status');
+    }
+  };
+  report('working');
   const limit = setTimeout(() => {
     log.error(
       { domain },
       `redefine: gave up after ${TIME_LIMIT_MS / 1000} s (libvirt still busy with the domain?)`,
     );
+    report('gave-up', `libvirt was still busy with the domain after ${TIME_LIMIT_MS / 1000} s`);
     log.flush();
     rmSync(pidFile, { force: true });
     exitProcess(3);
@@ -65,9 +83,11 @@ export async function runRedefineFromCli(positionals: readonly string[]): Promis
       log,
     });
     log.info({ domain, outcome }, 'redefine: done');
+    report(outcome.outcome, outcome.detail);
     return 0;
   } catch (err) {
     log.error({ domain, err: errorMessage(err) }, 'redefine failed');
+    report('failed', errorMessage(err));
     return 1;
   } finally {
     await store.close();

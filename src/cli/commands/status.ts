@@ -1,8 +1,10 @@
 import { readdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { loadConfigFile } from '../../config/load.js';
+import { underRoot } from '../../model/paths.js';
 import { currentRecords } from '../../plan/held.js';
 import { loadState } from '../../state/file.js';
+import { type RedefineReport, readRedefineReports } from '../../state/redefine-outcome.js';
 import type { CliContext } from '../context.js';
 import { stateFileOf } from '../context.js';
 import { EXIT } from '../exit.js';
@@ -21,6 +23,7 @@ export async function status(ctx: CliContext): Promise<number> {
     ctx.err(
       `note: ${k} is a state file that could not be read and was kept aside; its devices may still be on vfio-pci (see qemu-hook devices)`,
     );
+  const helpers = readRedefineReports(underRoot(ctx.paths.root, '/run/qemu-hook'));
   const driverOf = (address: string) =>
     inventory.pci.find((d) => d.address.toString() === address)?.driver ?? null;
   if (ctx.args.json) {
@@ -32,6 +35,7 @@ export async function status(ctx: CliContext): Promise<number> {
           bootId: inventory.bootId,
           records: current.map(withDriver),
           stale: stale.map(withDriver),
+          redefine: helpers,
         },
         null,
         2,
@@ -39,6 +43,7 @@ export async function status(ctx: CliContext): Promise<number> {
     );
     return EXIT.ok;
   }
+  for (const line of helperLines(helpers)) ctx.out(line);
   if (state.records.length === 0) {
     ctx.out(`no devices held (${file})`);
     return EXIT.ok;
@@ -60,6 +65,27 @@ export async function status(ctx: CliContext): Promise<number> {
   if (current.some((r) => r.phase === 'detaching'))
     ctx.out('a detach did not finish (crash?): run qemu-hook recover once the domain is stopped');
   return EXIT.ok;
+}
+
+/** What the redefine helper did after each refused stale start of this boot. */
+function helperLines(reports: readonly RedefineReport[]): string[] {
+  const said: Record<string, string> = {
+    working: 'at work (waiting for libvirt to let go of the domain)',
+    redefined: 'definition updated: start the VM again',
+    restarted: 'definition updated and the VM started again',
+    unchanged: 'nothing to do: the definition was already in step',
+    running: 'left alone: the VM was running by then',
+    undefined: 'nothing to do: the domain is no longer defined',
+    refused: 'not written: the corrected definition would be refused too',
+    failed: 'failed',
+    'gave-up': 'gave up',
+  };
+  return reports.map((r) => {
+    const fix = ['refused', 'failed', 'gave-up'].includes(r.outcome)
+      ? `; run qemu-hook apply --vm ${r.domain}`
+      : '';
+    return `redefine helper, ${r.domain} (${r.at}): ${said[r.outcome] ?? r.outcome}${r.detail ? `: ${r.detail}` : ''}${fix}`;
+  });
 }
 
 /** State files moved aside as unreadable (`state.json.corrupt[.<time>]`): the user should know. */
