@@ -141,6 +141,20 @@ describe('runHook', () => {
     expect((await runHook(ev('bad', 'prepare'), domainXml('bad'), deps())).exitCode).toBe(1);
   });
 
+  it("a misspelt key in another domain's entry refuses that domain only, naming the key", async () => {
+    await writeFile(
+      join(root, 'etc/qemu-hook/config.yaml'),
+      `${CONFIG}  backup:\n    devices:\n      - { name: stick, typ: usb, match: { vendor: "0781", product: "5581" } }\n`,
+    );
+    const bad = await runHook(ev('backup', 'prepare'), domainXml('backup'), deps());
+    expect(bad.exitCode).toBe(1);
+    expect(bad.stderr[0]).toMatch(
+      /the config is invalid \(domains\.backup\.devices\[0\]: unknown key "typ": did you mean "type"\?/,
+    );
+    const win11 = await runHook(ev('win11', 'prepare'), TAGGED, deps());
+    expect(win11).toMatchObject({ exitCode: 0, stderr: [] });
+  });
+
   it('malformed XML on stdin refuses the start in one line', async () => {
     const r = await runHook(ev('win11', 'prepare'), '<domain><name>win11', deps());
     expect(r.exitCode).toBe(1);
