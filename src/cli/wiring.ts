@@ -24,12 +24,18 @@ export async function definitionSource(ctx: CliContext, config: Config): Promise
   const files = fileDefinitions(ctx);
   if (ctx.fixtureRoot) return files;
   let unreachable = false;
+  // One connection for every domain asked about (check asks about all of them).
+  let store: Promise<DefinitionSource> | null = null;
+  const open = async () => {
+    const { LibvirtDefinitionStore } = await import('../host/libvirt/definition-store.js');
+    return new LibvirtDefinitionStore(config.libvirtUri, { readOnly: true });
+  };
   return {
     async persistentXml(domain) {
       if (unreachable) return files.persistentXml(domain);
       try {
-        const { LibvirtDefinitionStore } = await import('../host/libvirt/definition-store.js');
-        return await new LibvirtDefinitionStore(config.libvirtUri, { readOnly: true }).persistentXml(domain);
+        store ??= open();
+        return await (await store).persistentXml(domain);
       } catch (err) {
         unreachable = true;
         ctx.err(

@@ -123,6 +123,45 @@ describe('qemu-hook apply --root', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/not in the config: nope/);
   });
+
+  it('a USB entry for a definition without USB or a free port is refused before anything is written', () => {
+    const root = copy('pitfalls');
+    for (const vm of ['usb-off', 'usb-full']) {
+      const before = def(root, vm);
+      const r = cli(['apply', '--root', root, '--vm', vm, '--yes']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/not applied: the new definition would still be refused/);
+      expect(r.stderr).toMatch(/qemu-xhci/);
+      expect(def(root, vm)).toBe(before);
+    }
+  });
+
+  it("adoption: managed='yes' becomes 'no' (said under the diff); --yes keeps the user's own alias", () => {
+    const root = copy('pitfalls');
+    const r = cli(['apply', '--root', root, '--vm', 'untagged', '--yes']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(
+      /adopted gpu: pci 0000:01:00\.0 \(keeps your alias 'ua-myGPU'\); managed='yes' → 'no'/,
+    );
+    const after = def(root, 'untagged');
+    expect(after).toContain("<alias name='ua-myGPU'/>");
+    expect(after).toContain("<alias name='ua-qemuhook-gpu-1'/>");
+    expect(after).not.toMatch(/type='pci' managed='yes'/);
+    expect(cli(['apply', '--root', root, '--vm', 'untagged', '--dry-run']).code).toBe(0);
+  });
+
+  it('functions: all plus an audio entry: apply writes one <hostdev> per address', () => {
+    const root = copy('pitfalls');
+    const xml = def(root, 'doubled').replace(
+      "<alias name='ua-qemuhook-gpu-1'/>",
+      "<alias name='ua-qemuhook-audio'/>",
+    );
+    writeFileSync(join(root, 'etc/libvirt/qemu/doubled.xml'), xml);
+    expect(cli(['apply', '--root', root, '--vm', 'doubled', '--yes']).code).toBe(0);
+    const after = def(root, 'doubled');
+    expect(after.match(/function='0x1'\/>\n\s*<\/source>/g)).toHaveLength(1);
+    expect(after).toContain("<alias name='ua-qemuhook-gpu-1'/>");
+  });
 });
 
 function shellQuote(s: string): string {

@@ -54,6 +54,16 @@ describe.skipIf(!canRunLibvirtd())(
       expect(plan.errors.join('\n')).toMatch(/gpu: no device matches/);
     });
 
+    it('check plans the same way: the definition through libvirt, the refusal with its reason', () => {
+      const r = cli(['check', '--config', config, '--json']);
+      expect(r.code).toBe(1);
+      const out = JSON.parse(r.stdout);
+      const sim = out.domains.find((d: { domain: string }) => d.domain === 'e2e-sim');
+      expect(sim.definition.source).toBe(`libvirt ${daemon.uri}`);
+      expect(sim.devices[0]).toMatchObject({ name: 'gpu', action: 'refuse' });
+      expect(sim.errors.join('\n')).toMatch(/gpu: no device matches/);
+    });
+
     it('says when libvirt is unreachable and falls back to the definition files', () => {
       writeFileSync(
         config,

@@ -82,7 +82,7 @@ export async function runRedefineFromCli(positionals: readonly string[]): Promis
       },
       log,
     });
-    log.info({ domain, outcome }, 'redefine: done');
+    log.info({ domain, outcome: outcome.outcome }, 'redefine: done');
     report(outcome.outcome, outcome.detail);
     return 0;
   } catch (err) {
