@@ -40,11 +40,11 @@ describe.skipIf(!canRunLibvirtd())(
         tinyDomainXml('e2e-sim', { hostdevs: pciHostdevXml(NOWHERE, { alias: 'ua-qemuhook-gpu' }) }),
       );
       await daemon.virshOk(['define', xml]);
-    });
+    }, 90_000);
     afterAll(async () => {
       await daemon?.stop();
-      rmSync(dir, { recursive: true, force: true });
-    });
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    }, 60_000);
 
     it('reads the definition through libvirt and plans against this machine, changing nothing', () => {
       const r = cli(['--simulate', 'e2e-sim', 'prepare', '--config', config, '--json']);
