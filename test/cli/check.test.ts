@@ -167,3 +167,19 @@ describe('check on hosts that cannot pass devices through', () => {
     expect(json.domains.find((d) => d.domain === 'win11')!.ok).toBe(true);
   });
 });
+
+describe('--simulate tells the truth about what it did not check', () => {
+  it('an entry that found no device: the definition is in step only with what was found', () => {
+    const r = cli(['--simulate', 'no-pf', 'prepare', '--root', PITFALLS]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^ {2}net +sriov +- +- +refuse +- +no PF enp9s0f0/m);
+    expect(r.stdout).toMatch(/: in step with the devices found$/m);
+    expect(r.stdout).not.toMatch(/in step with the hardware/);
+  });
+
+  it('a VM that is not defined reads as missing, not in step', () => {
+    const r = cli(['--simulate', 'not-defined', 'prepare', '--root', PITFALLS]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^definition: not found \(looked for .*not-defined\.xml\)$/m);
+  });
+});

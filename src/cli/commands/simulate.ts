@@ -115,5 +115,9 @@ function definitionLines(plan: Plan): string[] {
         .map((l) => `  ${l}`),
     ];
   if (!def.source) return ['definition: not checked'];
-  return [`definition${src}: ${def.stale ? 'stale' : 'in step with the hardware'}`];
+  // An entry that found no device leaves its part of the definition unchecked: do not claim more.
+  const unfound = plan.devices.some((d) => d.action === 'refuse' && d.address === null && !d.usb);
+  return [
+    `definition${src}: ${def.stale ? 'stale' : unfound ? 'in step with the devices found' : 'in step with the hardware'}`,
+  ];
 }
