@@ -1,4 +1,5 @@
 import { errorMessage } from '../model/errors.js';
+import { faultPoint } from '../model/faults.js';
 import { PciAddress } from '../model/pci-address.js';
 import type { Plan, PlannedDevice } from '../model/plan.js';
 import type { Clock, DriverControl } from '../model/ports.js';
@@ -7,7 +8,6 @@ import { loadState, saveState } from '../state/file.js';
 import { type LockOptions, withStateLock } from '../state/lock.js';
 import { recordFor, removeRecord, staleRecords, upsertRecord } from '../state/records.js';
 import type { StateFile, StateRecord } from '../state/schema.js';
-import { type FaultPoint, noFaults } from './faults.js';
 import { giveBack } from './give-back.js';
 import type { HookLogger } from './logger.js';
 
@@ -20,8 +20,6 @@ export interface ExecutorDeps {
   /** Per host operation (detach, reattach, bind). */
   readonly timeoutMs: number;
   readonly lock?: LockOptions;
-  /** Crash-injection points for tests (see faults.ts). */
-  readonly faults?: (point: FaultPoint) => void;
 }
 
 export interface PrepareOutcome {
@@ -32,33 +30,36 @@ export interface PrepareOutcome {
 }
 
 /**
- * Detach every device the plan says, write-ahead: the record (with the original driver) is on disk
- * before the detach starts, so a crash at any point leaves `recover` what it needs. A failure
- * part-way gives back what this run detached and leaves the state file true.
+ * Detach every device the plan says, write-ahead: the records of all of them (with their original
+ * drivers) are on disk in one save before the first detach, so a crash at any point leaves
+ * `release` and `recover` what they need. A record in phase `detaching` means "maybe detached":
+ * giving back checks the device's driver first, so one never touched costs nothing. After the
+ * detaches, one more save marks them `detached`. A failure part-way gives back everything this run
+ * recorded and leaves the state file as it was.
  */
 export async function executePrepare(plan: Plan, deps: ExecutorDeps): Promise<PrepareOutcome> {
   const { log } = deps;
-  const fault = deps.faults ?? noFaults;
   return withStateLock(
     deps.stateFile,
     async () => {
       const loaded = await loadState(deps.stateFile);
       let state = dropStale(loaded, deps);
-      if (state !== loaded) await saveState(deps.stateFile, state);
       // The plan was made before the lock; another domain may have taken a device since.
       for (const d of plan.devices) {
         const held = d.address ? recordFor(state, d.address) : null;
         if (held && held.domain !== plan.domain) {
+          if (state !== loaded) await saveState(deps.stateFile, state);
           return refuse([
             `${d.name}: ${d.address} is held by domain ${held.domain}; stop ${held.domain} first`,
           ]);
         }
       }
-      const taken: StateRecord[] = [];
-      for (const d of plan.devices) {
-        if (d.action !== 'detach' || !d.address) continue;
+      const wanted = plan.devices.filter(
+        (d): d is PlannedDevice & { address: string } => d.action === 'detach' && d.address !== null,
+      );
+      const recorded: StateRecord[] = wanted.map((d) => {
         const earlier = recordFor(state, d.address);
-        const record: StateRecord = {
+        return {
           domain: plan.domain,
           address: d.address,
           // A record of ours from this boot (a start that failed later) already knows the real original.
@@ -68,9 +69,13 @@ export async function executePrepare(plan: Plan, deps: ExecutorDeps): Promise<Pr
           since: deps.clock.now().toISOString(),
           entry: d.name,
         };
-        state = upsertRecord(state, record);
-        await saveState(deps.stateFile, state);
-        fault('record');
+      });
+      for (const r of recorded) state = upsertRecord(state, r);
+      if (state !== loaded) await saveState(deps.stateFile, state);
+      if (recorded.length === 0) return { ok: true, errors: [], detached: [] };
+      faultPoint('record');
+      for (const [i, d] of wanted.entries()) {
+        const record = recorded[i]!;
         try {
           await withTimeout(
             deps.control.detach(PciAddress.parse(d.address)),
@@ -86,20 +91,20 @@ export async function executePrepare(plan: Plan, deps: ExecutorDeps): Promise<Pr
             { domain: plan.domain, address: d.address, err: errorMessage(err) },
             'detach failed; rolling back',
           );
-          state = await rollback([...taken, record], state, deps);
+          // Those not tried yet are on their drivers still: giving them back only drops their records.
+          await rollback(recorded, state, deps);
           return refuse([why]);
         }
-        const done: StateRecord = { ...record, phase: 'detached', since: deps.clock.now().toISOString() };
-        state = upsertRecord(state, done);
-        await saveState(deps.stateFile, state);
-        taken.push(done);
         log.info(
-          { domain: plan.domain, address: d.address, originalDriver: done.originalDriver },
+          { domain: plan.domain, address: d.address, originalDriver: record.originalDriver },
           'detached to vfio-pci',
         );
-        fault('detach');
+        faultPoint('detach');
       }
-      return { ok: true, errors: [], detached: taken.map((r) => r.address) };
+      const since = deps.clock.now().toISOString();
+      for (const r of recorded) state = upsertRecord(state, { ...r, phase: 'detached', since });
+      await saveState(deps.stateFile, state);
+      return { ok: true, errors: [], detached: recorded.map((r) => r.address) };
     },
     { bootId: deps.bootId, ...deps.lock },
   );
@@ -112,8 +117,10 @@ export interface ReleaseOutcome {
 }
 
 /**
- * Give back every device whose record `select` picks (this boot's only: earlier boots' are dropped). A record goes only once its device is
- * verified on its original driver; failures stay for `recover`.
+ * Give back every device whose record `select` picks (this boot's only: earlier boots' are
+ * dropped). A record goes only once its device is verified on its original driver, in one save
+ * after all of them: a crash before it leaves records of devices already back, which the next
+ * release or recover finds on their drivers and drops. Failures stay for `recover`.
  */
 export async function executeRelease(
   select: (record: StateRecord) => boolean,
@@ -125,7 +132,6 @@ export async function executeRelease(
     async () => {
       const loaded = await loadState(deps.stateFile);
       let state = dropStale(loaded, deps, options.dryRun);
-      if (state !== loaded) await saveState(deps.stateFile, state);
       const mine = state.records.filter(select);
       const restored: { address: string; driver: string | null }[] = [];
       const failed: { address: string; error: string }[] = [];
@@ -137,7 +143,6 @@ export async function executeRelease(
         const res = await giveBack(deps.control, r.address, r.originalDriver, deps.timeoutMs);
         if (res.ok) {
           state = removeRecord(state, r.address);
-          await saveState(deps.stateFile, state);
           restored.push({ address: r.address, driver: res.driver });
           deps.log.info(
             { domain: r.domain, address: r.address, driver: res.driver, steps: res.steps },
@@ -151,6 +156,7 @@ export async function executeRelease(
           );
         }
       }
+      if (state !== loaded) await saveState(deps.stateFile, state);
       return { restored, failed };
     },
     { bootId: deps.bootId, ...deps.lock },

@@ -1,4 +1,5 @@
 import { errorMessage } from '../model/errors.js';
+import { type FaultPoint, faultPoint } from '../model/faults.js';
 import { PciAddress } from '../model/pci-address.js';
 import type { DriverControl } from '../model/ports.js';
 import { withTimeout } from '../model/timeout.js';
@@ -25,20 +26,22 @@ export async function giveBack(
 ): Promise<GiveBackResult> {
   const addr = PciAddress.parse(address);
   const steps: string[] = [];
-  const step = async <T>(name: string, work: () => Promise<T>): Promise<T> => {
+  const step = async <T>(name: string, work: () => Promise<T>, point?: FaultPoint): Promise<T> => {
     steps.push(name);
-    return withTimeout(work(), timeoutMs, `${name} of ${address}`);
+    const result = await withTimeout(work(), timeoutMs, `${name} of ${address}`);
+    if (point) faultPoint(point);
+    return result;
   };
   try {
     let now = await step('read driver', () => control.currentDriver(addr));
     if (now === originalDriver && now !== 'vfio-pci') return { ok: true, driver: now, steps };
     if (now === 'vfio-pci') {
-      await step('reattach', () => control.reattach(addr));
+      await step('reattach', () => control.reattach(addr), 'reattach');
       now = await step('read driver', () => control.currentDriver(addr));
     }
     if (now !== originalDriver) {
-      if (originalDriver === null) await step('unbind', () => control.unbind(addr));
-      else await step(`bind ${originalDriver}`, () => control.bindDriver(addr, originalDriver));
+      if (originalDriver === null) await step('unbind', () => control.unbind(addr), 'unbind');
+      else await step(`bind ${originalDriver}`, () => control.bindDriver(addr, originalDriver), 'bind');
       now = await step('read driver', () => control.currentDriver(addr));
     }
     return now === originalDriver

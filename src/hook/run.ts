@@ -13,7 +13,6 @@ import { type PrepareInput, planStart } from '../plan/prepare.js';
 import { loadState } from '../state/file.js';
 import { DomainXml } from '../xml/domain-xml.js';
 import { executePrepare, executeRelease } from './execute.js';
-import type { FaultPoint } from './faults.js';
 import type { HookLogger } from './logger.js';
 import { findScripts, runScripts, type ScriptResult, scriptsSucceeded } from './scripts.js';
 
@@ -26,7 +25,6 @@ export interface HookDeps {
   readonly log: HookLogger;
   readonly timeoutMs: number;
   readonly scriptOwnerUid?: number;
-  readonly faults?: (point: FaultPoint) => void;
   /** Start the detached redefine helper; false when it could not be started. */
   readonly scheduleRedefine?: (domain: string, restart: boolean) => boolean;
   /** The config as already read by the caller (it needs the log settings first); read here if absent. */
@@ -121,7 +119,6 @@ async function prepare(event: HookEvent, xml: string, deps: HookDeps): Promise<H
     clock: deps.clock,
     log,
     timeoutMs: deps.timeoutMs,
-    ...(deps.faults ? { faults: deps.faults } : {}),
   });
   return outcome.ok ? OK : refuse(event, outcome.errors);
 }

@@ -1,8 +1,9 @@
 // Reads are synchronous and writes use `promises` of node:fs, which Node loads on first use: the
 // fs/promises module costs every start 4 ms when imported at the top.
-import { existsSync, promises as fsp, readFileSync } from 'node:fs';
+import { existsSync, promises as fsp, readFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { HostError } from '../model/errors.js';
+import { faultPoint } from '../model/faults.js';
 import type { DefinitionStore } from '../model/ports.js';
 
 /**
@@ -36,11 +37,16 @@ export class FileDefinitionStore implements DefinitionStore {
     const tmp = `${path}.${process.pid}.tmp`;
     try {
       await fsp.mkdir(dirname(path), { recursive: true });
-      await fsp.writeFile(tmp, xml, { mode: 0o600 });
-      const fh = await fsp.open(tmp, 'r');
-      await fh.sync();
-      await fh.close();
+      const fh = await fsp.open(tmp, 'w', 0o600);
+      try {
+        faultPoint('define-write', () => writeSync(fh.fd, xml.slice(0, xml.length >> 1)));
+        await fh.writeFile(xml, 'utf8');
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
       await fsp.rename(tmp, path);
+      faultPoint('define');
     } catch (err) {
       throw HostError.from('write definition', path, err);
     }

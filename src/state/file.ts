@@ -1,9 +1,10 @@
 // `promises` of node:fs, loaded on first use (a write): a top-level fs/promises import costs every
 // start 4 ms, and reading the state needs none of it.
-import { constants, promises as fsp, readFileSync } from 'node:fs';
+import { constants, promises as fsp, readFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import * as z from 'zod/mini';
 import { errorMessage, HostError, InvariantError } from '../model/errors.js';
+import { faultPoint } from '../model/faults.js';
 import { ensureDir } from './dir.js';
 import { StateCorruptError, StateVersionError } from './errors.js';
 import { isAlive } from './pid.js';
@@ -113,11 +114,13 @@ export async function saveState(path: string, state: StateFile): Promise<void> {
   const dir = dirname(path);
   await ensureDir(dir);
   const tmp = `${path}.${process.pid}.tmp`;
+  const text = `${JSON.stringify(checked.data, null, 2)}\n`;
   try {
     const fh = await fsp.open(tmp, 'w', 0o644);
     try {
       await fh.chmod(0o644); // the umask must not decide who may read the state
-      await fh.writeFile(`${JSON.stringify(checked.data, null, 2)}\n`, 'utf8');
+      faultPoint('state-write', () => writeSync(fh.fd, text.slice(0, text.length >> 1)));
+      await fh.writeFile(text, 'utf8');
       await fh.sync();
     } finally {
       await fh.close();
@@ -126,6 +129,7 @@ export async function saveState(path: string, state: StateFile): Promise<void> {
     await fsp.unlink(tmp).catch(() => {});
     throw HostError.from('write state file', tmp, err);
   }
+  faultPoint('state-rename');
   try {
     await fsp.rename(tmp, path);
   } catch (err) {
@@ -133,6 +137,7 @@ export async function saveState(path: string, state: StateFile): Promise<void> {
     throw HostError.from('replace state file', path, err);
   }
   await syncDir(dir);
+  faultPoint('state-saved');
   await removeDeadTemps(path);
 }
 

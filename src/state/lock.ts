@@ -2,6 +2,7 @@ import { open, readFile, stat, unlink, utimes } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HostError } from '../model/errors.js';
+import { type FaultPoint, faultPoint } from '../model/faults.js';
 import { ensureDir } from './dir.js';
 import { StateLockError } from './errors.js';
 import { isAlive } from './pid.js';
@@ -56,6 +57,7 @@ export async function withStateLock<T>(
   const lockPath = lockPathFor(statePath);
   const staleMs = options.staleMs ?? LOCK_DEFAULTS.staleMs;
   const mine = await acquire(lockPath, options);
+  faultPoint('lock');
   const heartbeat = setInterval(() => void refresh(lockPath, mine.token), Math.max(10, staleMs / 4));
   heartbeat.unref();
   try {
@@ -81,7 +83,7 @@ async function acquire(lockPath: string, options: LockOptions): Promise<LockCont
       // Tells this holder from a later one with the same pid; not a secret (node:crypto would cost 4 ms a start).
       token: `${process.hrtime.bigint().toString(36)}-${Math.random().toString(36).slice(2)}`,
     };
-    if (await tryCreate(lockPath, mine)) return mine;
+    if (await tryCreate(lockPath, mine, 'lock-create')) return mine;
     const holder = await readHolder(lockPath);
     if (!holder) continue; // released between our attempt and the read
     if (abandoned(holder, bootId, staleMs)) {
@@ -94,7 +96,11 @@ async function acquire(lockPath: string, options: LockOptions): Promise<LockCont
   }
 }
 
-async function tryCreate(path: string, content: LockContent | { pid: number }): Promise<boolean> {
+async function tryCreate(
+  path: string,
+  content: LockContent | { pid: number },
+  point?: FaultPoint,
+): Promise<boolean> {
   let fh: Awaited<ReturnType<typeof open>>;
   try {
     fh = await open(path, 'wx', 0o644);
@@ -103,6 +109,7 @@ async function tryCreate(path: string, content: LockContent | { pid: number }): 
     throw HostError.from('create lock file', path, err);
   }
   try {
+    if (point) faultPoint(point);
     await fh.writeFile(`${JSON.stringify(content)}\n`, 'utf8');
   } catch (err) {
     await fh.close().catch(() => {});

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { executePrepare, executeRelease } from '../../src/hook/execute.js';
 import { silentLogger } from '../../src/hook/logger.js';
+import { installFaults } from '../../src/model/faults.js';
 import type { Plan, PlannedDevice } from '../../src/model/plan.js';
 import { loadState, saveState } from '../../src/state/file.js';
 import type { StateRecord } from '../../src/state/schema.js';
@@ -87,6 +88,37 @@ describe('executePrepare', () => {
     };
     await executePrepare(plan([GPU[0]!]), deps(control));
     expect(seen[0]).toMatchObject({ phase: 'detaching', originalDriver: 'nvidia' });
+  });
+
+  it('saves the state twice whatever the number of devices: every record ahead of the first detach, then all detached', async () => {
+    const control = FakeDriverControl.of({
+      '0000:01:00.0': 'nvidia',
+      '0000:01:00.1': 'snd_hda_intel',
+      '0000:01:00.2': null,
+    });
+    const phasesAtDetach: string[][] = [];
+    const original = control.detach.bind(control);
+    control.detach = async (a) => {
+      phasesAtDetach.push((await loadState(stateFile)).records.map((r) => `${r.address} ${r.phase}`));
+      return original(a);
+    };
+    const points: string[] = [];
+    installFaults((p) => void points.push(p));
+    try {
+      await executePrepare(plan(GPU), deps(control));
+    } finally {
+      installFaults(null);
+    }
+    expect(points.filter((p) => p === 'state-saved')).toHaveLength(2);
+    const ahead = ['0000:01:00.0 detaching', '0000:01:00.1 detaching', '0000:01:00.2 detaching'];
+    expect(phasesAtDetach).toEqual([ahead, ahead, ahead]);
+    expect(points.filter((p) => p !== 'lock-create' && !p.startsWith('state-'))).toEqual([
+      'lock',
+      'record',
+      'detach',
+      'detach',
+      'detach',
+    ]);
   });
 
   for (const nth of [1, 2, 3]) {
@@ -193,6 +225,26 @@ describe('executeRelease', () => {
       'reattach 0000:01:00.1',
     ]);
     expect((await loadState(stateFile)).records.map((r) => r.address)).toEqual(['0000:03:02.0']);
+  });
+
+  it('drops the records of every device given back in one save', async () => {
+    await saveState(stateFile, {
+      version: 1,
+      records: [held('0000:01:00.0', 'nvidia'), held('0000:01:00.1', 'snd_hda_intel')],
+    });
+    const control = FakeDriverControl.of(
+      { '0000:01:00.0': 'vfio-pci', '0000:01:00.1': 'vfio-pci' },
+      { '0000:01:00.0': 'nvidia', '0000:01:00.1': 'snd_hda_intel' },
+    );
+    const points: string[] = [];
+    installFaults((p) => void points.push(p));
+    try {
+      await executeRelease((r) => r.domain === 'win11', deps(control));
+    } finally {
+      installFaults(null);
+    }
+    expect(points.filter((p) => p === 'state-saved')).toHaveLength(1);
+    expect((await loadState(stateFile)).records).toEqual([]);
   });
 
   it('leaves a device that had no driver with none, even when the kernel binds one', async () => {

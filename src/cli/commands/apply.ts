@@ -6,6 +6,7 @@ import { type PrepareInput, planStart } from '../../plan/prepare.js';
 import { loadState } from '../../state/file.js';
 import { type CliContext, loadConfig, requireRoot, stateFileOf } from '../context.js';
 import { EXIT } from '../exit.js';
+import { installFaultSwitch } from '../faults.js';
 import { definitionStore, inventoryReader } from '../wiring.js';
 
 /**
@@ -24,6 +25,7 @@ export async function apply(ctx: CliContext): Promise<number> {
     );
   if (!ctx.args.dryRun) {
     requireRoot(ctx, 'apply');
+    installFaultSwitch(ctx.paths);
     if (!ctx.args.yes && !ctx.isTty)
       throw new UsageError(
         'no terminal to ask on: pass --yes to apply without asking, or --dry-run to only show the changes',

@@ -1,7 +1,6 @@
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { defaultConfig, loadConfigFile } from '../../config/load.js';
-import { faultsFromFile } from '../../hook/faults.js';
 import type { HookLogger } from '../../hook/logger.js';
 import { runHook } from '../../hook/run.js';
 import { openHookLog } from '../../host/hook-log.js';
@@ -9,6 +8,7 @@ import { SysfsInventoryReader } from '../../host/sysfs/inventory.js';
 import type { HookEvent } from '../../model/hook-event.js';
 import { childProcess } from '../../model/lazy-builtins.js';
 import { hostPaths, underRoot } from '../../model/paths.js';
+import { installFaultSwitch } from '../faults.js';
 import { STDOUT, writeAll, writeErr } from '../output.js';
 
 const DEVICE_OP_TIMEOUT_MS = 60_000;
@@ -38,6 +38,7 @@ export async function runHookFromCli(positionals: readonly string[]): Promise<nu
     subop,
   });
 
+  installFaultSwitch(paths);
   const xml = readStdin();
   const result = await runHook(event, xml, {
     paths,
@@ -53,7 +54,6 @@ export async function runHookFromCli(positionals: readonly string[]): Promise<nu
     clock: { now: () => new Date() },
     log: log as HookLogger,
     timeoutMs: DEVICE_OP_TIMEOUT_MS,
-    faults: faultsFromFile(join(dirname(paths.configFile), 'fault-injection')),
     scriptLog: outputLog,
     config: configOnce,
     scheduleRedefine: (name, restart) => spawnRedefine(name, restart, root, outputLog),

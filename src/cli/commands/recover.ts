@@ -4,6 +4,7 @@ import { errorMessage, UsageError } from '../../model/errors.js';
 import { loadState } from '../../state/file.js';
 import { type CliContext, requireRoot, stateFileOf } from '../context.js';
 import { EXIT } from '../exit.js';
+import { installFaultSwitch } from '../faults.js';
 import { definitionStore, driverControl, inventoryReader } from '../wiring.js';
 
 /**
@@ -13,7 +14,10 @@ import { definitionStore, driverControl, inventoryReader } from '../wiring.js';
 export async function recover(ctx: CliContext): Promise<number> {
   const cfg = (await loadConfigFile(ctx.paths.configFile).catch(() => null))?.config ?? defaultConfig();
   const stateFile = stateFileOf(ctx, cfg);
-  if (!ctx.args.dryRun) requireRoot(ctx, 'recover');
+  if (!ctx.args.dryRun) {
+    requireRoot(ctx, 'recover');
+    installFaultSwitch(ctx.paths);
+  }
   const [state, inventory] = await Promise.all([loadState(stateFile), inventoryReader(ctx).read()]);
   const wanted = state.records.filter((r) => !ctx.args.domain || r.domain === ctx.args.domain);
   if (wanted.length === 0) {

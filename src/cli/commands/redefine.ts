@@ -9,9 +9,11 @@ import { LibvirtDefinitionStore } from '../../host/libvirt/definition-store.js';
 import { exitProcess } from '../../host/libvirt/loader.js';
 import { SysfsInventoryReader } from '../../host/sysfs/inventory.js';
 import { errorMessage } from '../../model/errors.js';
+import { faultPoint } from '../../model/faults.js';
 import { hostPaths, underRoot } from '../../model/paths.js';
 import { loadState } from '../../state/file.js';
 import { writeRedefineReport } from '../../state/redefine-outcome.js';
+import { installFaultSwitch } from '../faults.js';
 import { writeErr } from '../output.js';
 
 /**
@@ -33,6 +35,7 @@ export async function runRedefineFromCli(positionals: readonly string[]): Promis
   }
   const root = process.env['QEMU_HOOK_ROOT'] || '/';
   const paths = hostPaths(root);
+  installFaultSwitch(paths);
   const { config } = await requireConfig(paths.configFile);
   const log = openHookLog(underRoot(root, config.log.file), config.log.level, { domain, op: 'redefine' });
   const dc = config.domains.get(domain);
@@ -43,6 +46,7 @@ export async function runRedefineFromCli(positionals: readonly string[]): Promis
     log.info({ domain }, 'redefine: another helper is already at work for this domain');
     return 0;
   }
+  faultPoint('redefine-claim');
   // What status shows: the refused start only said the helper was scheduled.
   const report = (outcome: string, detail?: string) => {
     try {

@@ -1,4 +1,5 @@
 import { InvariantError } from '../../model/errors.js';
+import { faultPoint } from '../../model/faults.js';
 import type { DefinitionStore } from '../../model/ports.js';
 import { LibvirtConnection, type LibvirtOpenOptions } from './connection.js';
 import { VIR_ERR_NO_DOMAIN } from './constants.js';
@@ -45,6 +46,7 @@ export class LibvirtDefinitionStore implements DefinitionStore {
 
   async define(domain: string, xml: string): Promise<void> {
     const defined = await (await this.open()).defineDomain(xml);
+    faultPoint('define');
     // The name comes from the XML: a mismatch means the caller handed the wrong document.
     if (defined.name !== domain) {
       throw new InvariantError(`asked to define domain "${domain}" but the XML defined "${defined.name}"`);
