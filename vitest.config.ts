@@ -3,7 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    exclude: ['test/lab/**'],
+    // test/reliability: its own run, `npm run test:reliability` (vitest.reliability.config.ts).
+    exclude: ['test/lab/**', 'test/reliability/**'],
     testTimeout: 30_000,
     pool: 'forks',
   },
