@@ -48,6 +48,7 @@ export class FileDefinitionStore implements DefinitionStore {
       await fsp.rename(tmp, path);
       faultPoint('define');
     } catch (err) {
+      await fsp.unlink(tmp).catch(() => {});
       throw HostError.from('write definition', path, err);
     }
   }
