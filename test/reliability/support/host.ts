@@ -139,9 +139,7 @@ export function treeHash(root: string): string {
   return h.digest('hex');
 }
 
-/** One clear line: no stack trace, no raw error dump. */
+/** No stack trace and no raw object dump: what a user sees is a sentence. */
 export function hasStackTrace(text: string): boolean {
-  return /^\s+at .+[(:]\d+|\n\s+at |Error: .*\n\s+at |node:internal|\[object Object\]|undefined is not|TypeError|ReferenceError/m.test(
-    text,
-  );
+  return /^\s+at \S.*(:\d+|\(native\)|<anonymous>)|node:internal|\[object Object\]/m.test(text);
 }
