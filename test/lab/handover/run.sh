@@ -14,6 +14,7 @@ since() { echo "$(up) $1" | awk '{printf "%.1f", $1-$2}'; }
 
 info "hand-over stage: systemd $(systemctl --version | head -1 | cut -d' ' -f2) is PID 1 ($(cat /proc/1/comm)), checks start at $(up)s; system $(systemctl is-system-running)"
 systemctl --no-legend --failed | sed 's/^/LAB failed unit: /'
+info "dbus $(systemctl is-active dbus.service), logind $(systemctl is-active systemd-logind.service), sessions: $(loginctl list-sessions --no-legend 2>&1 | wc -l)"
 t0=$(up)
 n=0
 while [ ! -S /run/libvirt/libvirt-sock ] && [ $n -lt 600 ]; do sleep 0.2; n=$((n + 1)); done
