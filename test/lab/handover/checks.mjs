@@ -222,7 +222,7 @@ function step(id, title, fn, { keepRunning = false } = {}) {
   c.end();
   rmSync(FAULTS, { force: true });
   if (keepRunning) return;
-  if (virsh('domstate', DOMAIN).out.startsWith('running')) virsh('destroy', DOMAIN);
+  if (existsSync(`/run/libvirt/qemu/${DOMAIN}.pid`)) virsh('destroy', DOMAIN);
   if (desktopProblems().length === 0) return;
   const r = qemuHook('recover');
   console.log(`LAB   ${id} cleanup: qemu-hook recover -> ${r.status}: ${oneLine(r.text, 200)}`);
@@ -261,9 +261,11 @@ function desktopBack(seconds) {
   }, seconds);
   return p;
 }
-function expectNothingHeld(c) {
+/** No record left; `viaStatus` also asks `qemu-hook status --json` (a Node start: seconds under TCG). */
+function expectNothingHeld(c, viaStatus = false) {
   const st = stateRecords();
   c.expect(st.records.length + st.handovers.length === 0, `the state file still holds ${describeState(st)}`);
+  if (!viaStatus) return;
   const s = status();
   c.expect(s.records.length === 0, `qemu-hook status --json lists ${s.records.length} records`);
 }
@@ -316,8 +318,6 @@ function h0(c) {
 let handedOver = false;
 function h1(c) {
   writeConfig(HANDOVER);
-  const chk = qemuHook('check');
-  c.expect(chk.status === 0, `qemu-hook check rejects the config: ${oneLine(chk.text)}`);
   const sim = qemuHook('--simulate', DOMAIN, 'prepare', '--json');
   let steps = [];
   try {
@@ -346,9 +346,11 @@ function h1(c) {
   c.expect(!fbconBound(), `fbcon still bound (${describeVtcons()})`);
   c.expect(driver() === 'vfio-pci', `${VGA} on ${driver()}, not vfio-pci`);
   c.expect(qemuHolds(group()), `${DOMAIN}'s QEMU does not hold /dev/vfio/${group()}`);
-  const h = qemuHook('status');
-  c.note(`qemu-hook status: ${oneLine(h.text, 300)}`);
-  const done = hookLines(from).find((l) => l.msg === 'hand-over done');
+  const lines = hookLines(from);
+  const t0Hook = lines.find((l) => l.op === 'prepare')?.time;
+  for (const l of lines.filter((x) => x.msg === 'hand-over step done'))
+    c.note(`hook: step ${l.step} ${l.kind} ${l.target} done at +${secs(l.time - t0Hook)} s`);
+  const done = lines.find((l) => l.msg === 'hand-over done');
   console.log(
     done
       ? `LAB hand-over took ${secs(done.ms)} s (hook's share ${secs(done.hookMs)} s); virsh start took ${wall.toFixed(1)} s`
@@ -369,18 +371,17 @@ function h2(c) {
     `after the stop: ${VGA} on ${driver()}; vtcons ${describeVtcons()}; /proc/fb: ${procFb()}; card0 held by ${holdersOf('/dev/dri/card0').join(', ')}`,
   );
   for (const p of missing) c.expect(false, p);
-  expectNothingHeld(c);
-  const done = hookLines(from).find((l) => l.msg === 'give-back done');
+  expectNothingHeld(c, true);
+  // the give-back may run in parts (modules before the reattach, the rest after): add them up
+  const parts = hookLines(from).filter((l) => l.msg === 'give-back done');
+  const sum = (k) => parts.reduce((n, l) => n + Number(l[k] ?? 0), 0);
   console.log(
-    done
-      ? `LAB give-back took ${secs(done.ms)} s (hook's share ${secs(done.hookMs)} s); virsh destroy took ${wall.toFixed(1)} s`
+    parts.length > 0
+      ? `LAB give-back took ${secs(sum('ms'))} s (hook's share ${secs(sum('hookMs'))} s); virsh destroy took ${wall.toFixed(1)} s`
       : `LAB give-back: the hook logged no 'give-back done' line; virsh destroy took ${wall.toFixed(1)} s`,
   );
-  c.expect(done, "the hook's log has no 'give-back done' line with its timing");
-  c.expect(
-    done?.failed === 0 || done?.failed === undefined,
-    `the give-back reports ${done?.failed} failed steps`,
-  );
+  c.expect(parts.length > 0, "the hook's log has no 'give-back done' line with its timing");
+  c.expect(sum('failed') === 0, `the give-back reports ${sum('failed')} failed steps`);
 }
 
 /** What libvirt does: a cleared environment, argv `<domain> <op> <subop> -`, the XML on stdin. */
