@@ -66,9 +66,11 @@ prepare() {
     mkdir -p "$DEBS"
     # keep exactly one version of each package: a new kernel in the archive means a new cache;
     # what is missing comes in one apt-get download
-    local want fetch=()
+    local want fetch=() name ver
+    local -A candidate=()   # one apt-cache call: each takes seconds on a loaded machine
+    while read -r name ver; do candidate[$name]=$ver; done < <(apt-cache policy "$pkg" busybox-static $HO_DEBS | awk '/^[^ ]/{sub(/:$/, "", $1); p=$1} /Candidate:/{print p, $2}')
     for want in "$pkg" busybox-static $HO_DEBS; do
-        local ver; ver=$(apt-cache policy "$want" | awk '/Candidate:/{print $2}')
+        ver=${candidate[$want]:-}
         local have; have=$(ls "$DEBS/${want}_"*.deb 2>/dev/null | head -1 || true)
         if [ -n "$have" ] && [ "$(deb_version "$have")" = "$ver" ]; then continue; fi
         rm -f "$DEBS/${want}_"*.deb
@@ -252,9 +254,9 @@ build_l1() {
     pack "$s" "$OUT/initrd.cpio"
 }
 
-# The hand-over stage's image (test/lab/handover): L1's image followed by an overlay archive (the
-# kernel unpacks concatenated cpio archives in order, later files win): Debian's systemd and dbus,
-# the bochs module, the stand-in desktop's units and programs, the checks.
+# The hand-over stage's image (test/lab/handover): L1's tree (less the L2 guest) followed by an
+# overlay archive (the kernel unpacks concatenated cpio archives in order, later files win):
+# Debian's systemd and dbus, the bochs module, the stand-in desktop's units and programs, the checks.
 build_handover() {
     local s=$HO
     rm -rf "$s"; mkdir -p "$s/etc/systemd/system/multi-user.target.wants" "$s/lab/handover/domains" "$s/lib/modules/$KV"
@@ -292,8 +294,10 @@ build_handover() {
     ln -s fake-dm.service "$s/etc/systemd/system/display-manager.service"
     for f in "$HERE"/handover/*.sh "$HERE"/handover/*.mjs; do install -m755 "$f" "$s/lab/handover/"; done
     cp "$HERE"/handover/domains/*.xml "$s/lab/handover/domains/"
+    # L1's tree without the nested guest's kernel (a quarter of the image, unused here), then this
     pack "$s" "$OUT/handover-overlay.cpio"
-    cat "$OUT/initrd.cpio" "$OUT/handover-overlay.cpio" > "$OUT/initrd-handover.cpio.tmp"
+    ( cd "$L1" && find . -path ./lab/l2 -prune -o -print | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet ) > "$OUT/initrd-handover.cpio.tmp"
+    cat "$OUT/handover-overlay.cpio" >> "$OUT/initrd-handover.cpio.tmp"
     mv "$OUT/initrd-handover.cpio.tmp" "$OUT/initrd-handover.cpio"
     rm -f "$OUT/handover-overlay.cpio"
 }
