@@ -470,7 +470,15 @@ function main() {
     'systemd: display-manager.service holds card0 and fb0 (tty1 in KD_GRAPHICS), gpu-daemon.service holds card0',
     k3,
   );
-  if (process.env.LAB_HANDOVER_KERNEL_ONLY !== '1') {
+  // Until the hand-over (issue 9, branch handover) is in the build, only the K checks can run: say
+  // so plainly (neither PASS nor FAIL). Any other answer of check runs the H checks.
+  writeConfig(HANDOVER);
+  const knows = qemuHook('check');
+  if (/unknown key "handover"/.test(knows.text))
+    console.log(
+      'LAB: hand-over checks H0-H4 not run: this build of qemu-hook has no handover key (issue 9 not merged)',
+    );
+  else {
     step(
       'H0',
       'hand-over: without handover in the config the start is refused naming the key; nothing touched',
