@@ -1,14 +1,16 @@
 #!/usr/bin/env node
-// `npm run test:lab`: the passthrough lab of issue 5. Builds a guest from Debian packages
-// (test/lab/lab.sh), boots it under QEMU/TCG with an emulated IOMMU and a few emulated NICs,
-// and reads the verdict the guest prints on its serial port. Every device move happens inside
-// that guest; this process only starts (and, on timeout, kills) the one QEMU it spawned.
+// `npm run test:lab`: the passthrough lab of issue 5 and the single-GPU hand-over lab of issue 9.
+// Builds the guests from Debian packages (test/lab/lab.sh), boots each under QEMU/TCG with an
+// emulated IOMMU (issue 5: a few emulated NICs; issue 9: OVMF and QEMU's standard VGA, systemd as
+// PID 1), and reads the verdict each guest prints on its serial port. Every device move happens
+// inside a guest; this process only starts (and, on timeout, kills) the QEMUs it spawned, one at
+// a time.
 //
-// env: LAB_STAGE=boot|libvirt|addon|full (default full), LAB_TIMEOUT seconds for the guest
-//      (default 540), LAB_MEM MiB (3072), LAB_SMP (2), LAB_CACHE (<repo>/.cache/lab), CI=true
-//      turns every "skipped" into a failure.
+// env: LAB_STAGE=boot|libvirt|addon|l2bench|full|handover (default: full, then handover),
+//      LAB_TIMEOUT seconds per guest (default 540 for full, 600 for handover), LAB_MEM MiB (3072),
+//      LAB_SMP (2), LAB_CACHE (<repo>/.cache/lab), CI=true turns every "skipped" into a failure.
 import { spawn, spawnSync } from 'node:child_process';
-import { createWriteStream, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, createWriteStream, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -16,15 +18,20 @@ const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..', '..');
 const cache = process.env.LAB_CACHE ?? join(repo, '.cache', 'lab');
 const out = join(cache, 'out');
-const stage = process.env.LAB_STAGE ?? 'full';
-const timeoutSec = Number(process.env.LAB_TIMEOUT ?? 540);
+const stages = process.env.LAB_STAGE ? [process.env.LAB_STAGE] : ['full', 'handover'];
+const timeoutOf = (stage) => Number(process.env.LAB_TIMEOUT ?? (stage === 'handover' ? 600 : 540));
 const inCi = process.env.CI === 'true' || process.env.CI === '1';
+// Debian's ovmf package (lab.sh prepare installs it)
+const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE.fd';
+const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS.fd';
 
 // Guest PCI layout (all emulated), the addresses the guest scripts and domain XMLs rely on:
 //   intel-iommu (VT-d with interrupt remapping; q35 with a split irqchip)
 //   rp1 -> 01:00.0 e1000e                               alone in its IOMMU group
 //   rp2 -> 02:00.0 pcie-pci-bridge -> 03:01.0 e1000 + 03:02.0 rtl8139   one shared group
 //   00:05.0 edu                                          no Linux driver
+// The hand-over guest (test/lab/handover/README.md): OVMF, intel-iommu, and only
+//   00:01.0 QEMU standard VGA (boot VGA; efifb at boot, then bochs-drm)   alone in its group
 const modules = ['e1000e', 'e1000', '8139cp', 'pci-stub', 'vfio-pci', 'vfio_iommu_type1'];
 
 function say(line) {
@@ -66,7 +73,7 @@ function preflight() {
   if (process.platform !== 'linux' || process.arch !== 'x64')
     skip(`needs Linux on x86-64, not ${process.platform}/${process.arch}`);
   if (process.getuid?.() !== 0) skip('needs root (apt-get, and the guest copy of libvirt runs as root)');
-  if (stage === 'boot' || stage === 'libvirt' || stage === 'l2bench') return;
+  if (stages.every((stage) => stage === 'boot' || stage === 'libvirt' || stage === 'l2bench')) return;
   // The guest gets the project exactly as the host built it.
   if (!existsSync(join(repo, 'dist'))) skip('no dist/: run `npm ci` (it builds) first');
   const release = join(repo, 'native', 'build', 'Release');
@@ -75,11 +82,15 @@ function preflight() {
     skip(
       'the native libvirt addon is not built (native/build/Release/*.node): install libvirt-dev and a compiler, then `npm ci`',
     );
-  if (stage === 'full' && !existsSync(join(repo, 'install.sh')))
+  if (
+    stages.some((stage) => stage === 'full' || stage === 'handover') &&
+    !existsSync(join(repo, 'install.sh'))
+  )
     failEarly('install.sh is missing: the lab installs the project with it');
 }
 
-function qemuArgs() {
+function qemuArgs(stage) {
+  if (stage === 'handover') return handoverQemuArgs();
   const mem = process.env.LAB_MEM ?? '3072';
   const smp = process.env.LAB_SMP ?? '2';
   const append = [
@@ -110,12 +121,42 @@ function qemuArgs() {
   ];
 }
 
+/** The hand-over guest: UEFI (OVMF, a fresh copy of its variable store per boot: the system's is
+ *  never written), QEMU's standard VGA on the root bus as the only GPU, systemd as PID 1 from the
+ *  image's overlay (rdinit), the kernel through OVMF's fw_cfg loader. */
+function handoverQemuArgs() {
+  const vars = join(out, 'ovmf-vars.fd');
+  copyFileSync(OVMF_VARS, vars);
+  const append = [
+    'console=ttyS0',
+    'intel_iommu=on',
+    'iommu=pt',
+    'panic=-1',
+    'loglevel=4',
+    'rdinit=/sbin/init',
+    'systemd.show_status=0',
+    ...(process.env.LAB_HANDOVER_H4 === '1' ? ['lab.handover=h4'] : []),
+  ].join(' ');
+  return [
+    ...['-machine', 'q35,kernel-irqchip=split', '-accel', 'tcg,thread=multi'],
+    ...(process.env.LAB_CPU ? ['-cpu', process.env.LAB_CPU] : []),
+    ...['-smp', process.env.LAB_SMP ?? '2', '-m', process.env.LAB_MEM ?? '3072'],
+    ...['-nodefaults', '-display', 'none', '-no-reboot', '-serial', 'stdio', '-monitor', 'none'],
+    ...['-drive', `if=pflash,format=raw,readonly=on,file=${OVMF_CODE}`],
+    ...['-drive', `if=pflash,format=raw,file=${vars}`],
+    ...['-device', 'intel-iommu,intremap=on'],
+    ...['-device', 'VGA,bus=pcie.0,addr=0x1,id=vga0'],
+    ...['-kernel', join(out, 'vmlinuz'), '-initrd', join(out, 'initrd-handover.cpio'), '-append', append],
+  ];
+}
+
 /** Boots the guest; resolves with its serial log and how it ended. */
-function boot() {
+function boot(stage) {
+  const timeoutSec = timeoutOf(stage);
   const logPath = join(out, `serial-${stage}.log`);
   const log = createWriteStream(logPath);
   const t0 = performance.now();
-  const qemu = spawn('qemu-system-x86_64', qemuArgs(), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const qemu = spawn('qemu-system-x86_64', qemuArgs(stage), { stdio: ['ignore', 'pipe', 'pipe'] });
   say(`lab: guest started (qemu pid ${qemu.pid}, stage ${stage}, timeout ${timeoutSec}s)`);
   let timedOut = false;
   const timer = setTimeout(() => {
@@ -142,6 +183,7 @@ function boot() {
           code: `spawn error: ${err.message}`,
           signal: null,
           timedOut: false,
+          timeoutSec,
           logPath,
           seconds: elapsed(t0),
         }),
@@ -149,7 +191,7 @@ function boot() {
     });
     qemu.on('close', (code, signal) => {
       clearTimeout(timer);
-      log.end(() => resolve({ code, signal, timedOut, logPath, seconds: elapsed(t0) }));
+      log.end(() => resolve({ code, signal, timedOut, timeoutSec, logPath, seconds: elapsed(t0) }));
     });
   });
 }
@@ -162,29 +204,45 @@ async function main() {
   const built = labSh('build');
   if (built !== 0) failEarly(`lab.sh build failed (exit ${built})`);
 
-  const run = await boot();
+  let passed = 0;
+  let failed = 0;
+  for (const stage of stages) {
+    const r = await runStage(stage);
+    passed += r.passed;
+    failed += r.failed;
+  }
+  say(`${passed} passed, ${failed} failed`);
+  process.exit(failed > 0 ? 1 : 0);
+}
+
+/** One guest: boot it, count its PASS/FAIL lines, print its serial log when anything failed. */
+async function runStage(stage) {
+  const run = await boot(stage);
   const serial = readFileSync(run.logPath, 'utf8').replaceAll('\r', '');
   const passed = serial.match(/^LAB PASS: /gm)?.length ?? 0;
   let failed = serial.match(/^LAB FAIL: /gm)?.length ?? 0;
   const result = serial.match(/^LAB RESULT: (\d+) passed, (\d+) failed$/m);
   const problems = [];
-  if (run.timedOut) problems.push(`the guest did not finish within ${timeoutSec}s`);
+  if (run.timedOut) problems.push(`the ${stage} guest did not finish within ${run.timeoutSec}s`);
   else if (run.code !== 0) problems.push(`qemu exited with ${run.code ?? run.signal}`);
-  if (!result) problems.push('the guest never printed its LAB RESULT line');
+  if (!result) problems.push(`the ${stage} guest never printed its LAB RESULT line`);
   else if (Number(result[1]) !== passed || Number(result[2]) !== failed)
-    problems.push(`the guest's tally (${result[1]}/${result[2]}) disagrees with its PASS/FAIL lines`);
-  if (passed === 0) problems.push('no check passed');
+    problems.push(
+      `the ${stage} guest's tally (${result[1]}/${result[2]}) disagrees with its PASS/FAIL lines`,
+    );
+  if (passed === 0) problems.push(`no check passed in the ${stage} guest`);
   failed += problems.length;
 
-  say(`lab: guest ran ${run.seconds}s (stage ${stage}); serial log: ${run.logPath}`);
+  say(
+    `lab: guest ran ${run.seconds}s (stage ${stage}: ${passed} passed, ${failed} failed); serial log: ${run.logPath}`,
+  );
   if (failed > 0) {
-    say('---- guest serial log ----');
+    say(`---- guest serial log (${stage}) ----`);
     say(serial.trimEnd());
     say('---- end of guest serial log ----');
     for (const p of problems) say(`lab FAILED: ${p}`);
   }
-  say(`${passed} passed, ${failed} failed`);
-  process.exit(failed > 0 ? 1 : 0);
+  return { passed, failed };
 }
 
 await main();
