@@ -275,6 +275,33 @@ describe('executeRelease', () => {
     expect((await loadState(stateFile)).records).toHaveLength(1);
   });
 
+  it('writes the state file once, when every device is back, not once per device', async () => {
+    await saveState(stateFile, {
+      version: 1,
+      records: [
+        held('0000:01:00.0', 'nvidia'),
+        held('0000:01:00.1', 'snd_hda_intel'),
+        held('0000:01:00.2', null),
+      ],
+    });
+    const control = FakeDriverControl.of({
+      '0000:01:00.0': 'vfio-pci',
+      '0000:01:00.1': 'vfio-pci',
+      '0000:01:00.2': 'vfio-pci',
+    });
+    // What the state file says while each device is being given back.
+    const seen: number[] = [];
+    const reattach = control.reattach.bind(control);
+    control.reattach = async (a) => {
+      seen.push((await loadState(stateFile)).records.length);
+      return reattach(a);
+    };
+    const out = await executeRelease(() => true, deps(control));
+    expect(out.failed).toHaveLength(0);
+    expect(seen).toEqual([3, 3, 3]);
+    expect((await loadState(stateFile)).records).toEqual([]);
+  });
+
   it('waits for a driver that binds asynchronously, rather than taking it for a failed give-back', async () => {
     await saveState(stateFile, { version: 1, records: [held('0000:01:00.0', 'nvidia')] });
     const control = FakeDriverControl.of({ '0000:01:00.0': 'vfio-pci' }, { '0000:01:00.0': 'nvidia' });
