@@ -1,5 +1,6 @@
-// The one exit point. Commands are loaded on demand: each start of a VM runs this program
-// several times, so it loads only what the command at hand needs.
+// The program, whichever way Node starts it (main.ts from the code cache, snapshot.ts from a V8
+// startup snapshot), and its one exit point. Commands are loaded on demand: each start of a VM runs
+// this program several times, so it loads only what the command at hand needs.
 
 import { exitProcess } from '../host/libvirt/loader.js';
 import { type Args, parseCliArgs, USAGE } from './args.js';
@@ -48,15 +49,16 @@ async function run(argv: readonly string[]): Promise<number> {
   }
 }
 
-// Should the event loop ever run dry with `run` unsettled, Node would exit 0: a start would
-// pass that was never checked. Fail instead until `run` says otherwise.
-process.exitCode = EXIT.refused;
-const argv = process.argv.slice(2);
-// No top-level await: the build turns this file into CommonJS (see scripts/build.mjs).
-void run(argv).then((code) => {
-  // Leave as soon as the answer is out. A libvirt call that timed out still holds a worker thread,
-  // which would keep the process (and libvirt, which waits for the hook) alive forever; and Node's
-  // own wind-down costs every command a few milliseconds. Output went to the descriptors
-  // synchronously (cli/output.ts) and the log is synchronous: nothing written is lost.
-  exitProcess(code);
-});
+/** Runs the command `argv` (the arguments after the program) and ends the process with its status. */
+export function runProgram(argv: readonly string[]): void {
+  // Should the event loop ever run dry with `run` unsettled, Node would exit 0: a start would
+  // pass that was never checked. Fail instead until `run` says otherwise.
+  process.exitCode = EXIT.refused;
+  void run(argv).then((code) => {
+    // Leave as soon as the answer is out. A libvirt call that timed out still holds a worker thread,
+    // which would keep the process (and libvirt, which waits for the hook) alive forever; and Node's
+    // own wind-down costs every command a few milliseconds. Output went to the descriptors
+    // synchronously (cli/output.ts) and the log is synchronous: nothing written is lost.
+    exitProcess(code);
+  });
+}

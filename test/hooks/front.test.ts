@@ -1,23 +1,32 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { REPO } from '../support/cli.js';
 
 // hooks/qemu, the POSIX-sh front libvirt runs: which events reach Node, and what libvirt sees.
-// "Node" here is a stand-in script that records its argv and exits with a chosen status.
+// "Node" here is a stand-in script that records its argv (after what names the program: the
+// code-cached entry, or `--snapshot-blob <blob>`, which goes to a file of its own) and exits with a
+// chosen status.
 
 let root: string;
 let calls: string;
 const hook = () => join(root, 'hook');
 
+const fakeNode = () => join(root, 'fake-node');
+const program = () => join(root, 'program');
+const started = () => join(root, 'started');
+
 function install(nodeExit = 0, chain = '') {
-  const fake = join(root, 'fake-node');
-  writeFileSync(fake, `#!/bin/sh\nshift\necho "$*" >> ${calls}\ncat > /dev/null\nexit ${nodeExit}\n`);
-  chmodSync(fake, 0o755);
+  writeFileSync(
+    fakeNode(),
+    `#!/bin/sh\nif [ "$1" = --snapshot-blob ]; then echo "snapshot $2" >> ${started()}; shift 2\nelse echo "entry $1" >> ${started()}; shift; fi\necho "$*" >> ${calls}\ncat > /dev/null\nexit ${nodeExit}\n`,
+  );
+  chmodSync(fakeNode(), 0o755);
   const text = readFileSync(join(REPO, 'hooks/qemu'), 'utf8')
-    .replace(/^NODE=.*# qemu-hook:node$/m, `NODE='${fake}' # qemu-hook:node`)
+    .replace(/^NODE=.*# qemu-hook:node$/m, `NODE='${fakeNode()}' # qemu-hook:node`)
+    .replace(/^PROGRAM=.*# qemu-hook:program$/m, `PROGRAM='${program()}' # qemu-hook:program`)
     .replace(/^ROOT=.*# qemu-hook:root$/m, `ROOT='${root}' # qemu-hook:root`)
     .replace(/^CHAIN=.*# qemu-hook:chain.*$/m, `CHAIN='${chain}' # qemu-hook:chain`);
   writeFileSync(hook(), text);
@@ -94,6 +103,36 @@ describe('hooks/qemu', () => {
     expect(r.stderr).toBe('qemu-hook: /nonexistent/node is missing; reinstall qemu-hook (./install.sh)\n');
     mkdirSync(join(root, 'etc/libvirt/hooks/qemu.d/win11/reconnect/begin'), { recursive: true });
     expect(run('win11', 'reconnect', 'begin', '-').status).toBe(0);
+  });
+
+  it('starts Node from the startup snapshot only when the node binary is the one that built it', () => {
+    install();
+    const blob = join(program(), 'dist/qemu-hook.blob');
+    const entry = join(program(), 'dist/cli/main.cjs');
+    const startedWith = () => readFileSync(started(), 'utf8').trim().split('\n').at(-1);
+    // no snapshot: the code-cached entry
+    run('win11', 'prepare', 'begin', '-');
+    expect(startedWith()).toBe(`entry ${entry}`);
+    mkdirSync(join(program(), 'dist'), { recursive: true });
+    writeFileSync(blob, 'blob');
+    const node = statSync(fakeNode());
+    // a snapshot built by this node (size and mtime as the build records them), on a strict and a
+    // non-strict event
+    writeFileSync(`${blob}.node`, `${node.size} ${Math.floor(node.mtimeMs / 1000)}\n`);
+    run('win11', 'prepare', 'begin', '-');
+    expect(startedWith()).toBe(`snapshot ${blob}`);
+    run('win11', 'release', 'end', '-');
+    expect(startedWith()).toBe(`snapshot ${blob}`);
+    // built by another node (another size): the entry again
+    writeFileSync(`${blob}.node`, `${node.size + 1} ${Math.floor(node.mtimeMs / 1000)}\n`);
+    run('win11', 'prepare', 'begin', '-');
+    expect(startedWith()).toBe(`entry ${entry}`);
+    // the record gone: the entry
+    rmSync(`${blob}.node`);
+    run('win11', 'release', 'end', '-');
+    expect(startedWith()).toBe(`entry ${entry}`);
+    const [prepare, release] = ['hook win11 prepare begin -', 'hook win11 release end -'];
+    expect(seen()).toEqual([prepare, prepare, release, prepare, release]);
   });
 
   it('runs a chained foreign hook first, with the XML, and stops a start it refuses', () => {
