@@ -141,12 +141,13 @@ if (warm.status !== 1 || !warm.stdout.includes('"ok": false')) {
   process.exit(1);
 }
 
-// The V8 startup snapshot hooks/qemu starts the hook from (src/cli/snapshot.ts): the same program,
-// its modules loaded and initialised, and the functions a prepare and a release run compiled (the
-// build runs both on a copy of a fixture host first). It fits only the node binary that built it,
-// so qemu-hook.blob.node records that binary (size and mtime, as `stat -L -c '%s %Y'` prints them)
-// and the front starts the code-cached entry when they differ. A Node that cannot build it: the
-// program works as before, from the code cache.
+// The V8 startup snapshot hooks/qemu starts the hook from (src/cli/snapshot.ts, bundled as
+// dist/qemu-hook-snapshot.cjs): the same program, its modules loaded and initialised, and the
+// functions a prepare and a release run compiled (the build runs both on a copy of a fixture host
+// first). V8 takes it only from the node binary that made it, on a CPU with the same features:
+// qemu-hook.blob.node records both (`stat -L -c '%s %Y'` of the binary, then the first "flags" line
+// of /proc/cpuinfo), the front checks them, and install.sh makes a new snapshot where they differ.
+// A Node that cannot make one: the program works as before, from the code cache.
 const snapshotProblem = await buildSnapshot();
 if (snapshotProblem) {
   rmSync('dist/qemu-hook.blob', { force: true });
@@ -156,15 +157,14 @@ if (snapshotProblem) {
 }
 
 async function buildSnapshot() {
-  const entry = 'dist/snapshot-entry.cjs';
+  const entry = 'dist/qemu-hook-snapshot.cjs';
+  await build({ ...bundleOptions, entryPoints: ['src/cli/snapshot.ts'], outfile: entry });
   const warmHost = mkdtempSync(join(tmpdir(), 'qemu-hook-snapshot-'));
   try {
     cpSync('fixtures/hosts/workstation', warmHost, { recursive: true, verbatimSymlinks: true });
-    await build({ ...bundleOptions, entryPoints: ['src/cli/snapshot.ts'], outfile: entry });
     return snapshotFrom(entry, warmHost);
   } finally {
     rmSync(warmHost, { recursive: true, force: true });
-    rmSync(entry, { force: true });
   }
 }
 
@@ -190,6 +190,10 @@ function snapshotFrom(entry, warmHost) {
   if (!calls.includes('"detach"') || !calls.includes('"reattach"') || JSON.parse(state).records.length > 0)
     return 'the warm-up prepare and release on fixtures/hosts/workstation did not detach and give back';
   const node = statSync(realpathSync(process.execPath));
-  writeFileSync('dist/qemu-hook.blob.node', `${node.size} ${Math.floor(node.mtimeMs / 1000)}\n`);
+  const cpu =
+    readFileSync('/proc/cpuinfo', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('flags')) ?? '';
+  writeFileSync('dist/qemu-hook.blob.node', `${node.size} ${Math.floor(node.mtimeMs / 1000)}\n${cpu}\n`);
   return null;
 }

@@ -17,11 +17,21 @@ const hook = () => join(root, 'hook');
 const fakeNode = () => join(root, 'fake-node');
 const program = () => join(root, 'program');
 const started = () => join(root, 'started');
+const rejecting = () => join(root, 'reject-snapshot');
 
 function install(nodeExit = 0, chain = '') {
   writeFileSync(
     fakeNode(),
-    `#!/bin/sh\nif [ "$1" = --snapshot-blob ]; then echo "snapshot $2" >> ${started()}; shift 2\nelse echo "entry $1" >> ${started()}; shift; fi\necho "$*" >> ${calls}\ncat > /dev/null\nexit ${nodeExit}\n`,
+    // A rejected snapshot: Node exits 14 before reading anything.
+    `#!/bin/sh
+if [ "$1" = --snapshot-blob ]; then
+  [ -e ${rejecting()} ] && { echo "snapshot rejected" >> ${started()}; exit 14; }
+  echo "snapshot $2" >> ${started()}; shift 2
+else echo "entry $1 \${QEMU_HOOK_SNAPSHOT_REJECTED:-}" >> ${started()}; shift; fi
+echo "$*" >> ${calls}
+echo "stdin $(cat)" >> ${started()}
+exit ${nodeExit}
+`,
   );
   chmodSync(fakeNode(), 0o755);
   const text = readFileSync(join(REPO, 'hooks/qemu'), 'utf8')
@@ -105,34 +115,58 @@ describe('hooks/qemu', () => {
     expect(run('win11', 'reconnect', 'begin', '-').status).toBe(0);
   });
 
-  it('starts Node from the startup snapshot only when the node binary is the one that built it', () => {
+  it('starts Node from the startup snapshot only when it was made by this node binary on this CPU', () => {
     install();
     const blob = join(program(), 'dist/qemu-hook.blob');
     const entry = join(program(), 'dist/cli/main.cjs');
-    const startedWith = () => readFileSync(started(), 'utf8').trim().split('\n').at(-1);
+    const startedWith = () => {
+      const lines = readFileSync(started(), 'utf8').trim().split('\n');
+      expect(lines.at(-1)).toBe('stdin <domain/>'); // the XML reached the Node that ran
+      return lines.at(-2)?.trim();
+    };
     // no snapshot: the code-cached entry
     run('win11', 'prepare', 'begin', '-');
     expect(startedWith()).toBe(`entry ${entry}`);
     mkdirSync(join(program(), 'dist'), { recursive: true });
     writeFileSync(blob, 'blob');
     const node = statSync(fakeNode());
-    // a snapshot built by this node (size and mtime as the build records them), on a strict and a
-    // non-strict event
-    writeFileSync(`${blob}.node`, `${node.size} ${Math.floor(node.mtimeMs / 1000)}\n`);
+    const binary = `${node.size} ${Math.floor(node.mtimeMs / 1000)}`;
+    const cpu = readFileSync('/proc/cpuinfo', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('flags'));
+    // made by this node on this CPU (as the build records them), on a strict and a non-strict event
+    writeFileSync(`${blob}.node`, `${binary}\n${cpu}\n`);
     run('win11', 'prepare', 'begin', '-');
     expect(startedWith()).toBe(`snapshot ${blob}`);
     run('win11', 'release', 'end', '-');
     expect(startedWith()).toBe(`snapshot ${blob}`);
-    // built by another node (another size): the entry again
-    writeFileSync(`${blob}.node`, `${node.size + 1} ${Math.floor(node.mtimeMs / 1000)}\n`);
-    run('win11', 'prepare', 'begin', '-');
-    expect(startedWith()).toBe(`entry ${entry}`);
-    // the record gone: the entry
-    rmSync(`${blob}.node`);
-    run('win11', 'release', 'end', '-');
-    expect(startedWith()).toBe(`entry ${entry}`);
-    const [prepare, release] = ['hook win11 prepare begin -', 'hook win11 release end -'];
-    expect(seen()).toEqual([prepare, prepare, release, prepare, release]);
+    // by another node, on another CPU, or not said: the entry
+    for (const made of [`${node.size + 1} 0\n${cpu}\n`, `${binary}\n${cpu} avx512f\n`, `${binary}\n`]) {
+      writeFileSync(`${blob}.node`, made);
+      run('win11', 'prepare', 'begin', '-');
+      expect(startedWith()).toBe(`entry ${entry}`);
+    }
+    expect(seen()).toHaveLength(6);
+  });
+
+  it('starts the code-cached entry, with the XML, when Node rejects the snapshot after all', () => {
+    install();
+    const blob = join(program(), 'dist/qemu-hook.blob');
+    mkdirSync(join(program(), 'dist'), { recursive: true });
+    writeFileSync(blob, 'blob');
+    const node = statSync(fakeNode());
+    const cpu = readFileSync('/proc/cpuinfo', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('flags'));
+    writeFileSync(`${blob}.node`, `${node.size} ${Math.floor(node.mtimeMs / 1000)}\n${cpu}\n`);
+    writeFileSync(rejecting(), '');
+    expect(run('win11', 'prepare', 'begin', '-').status).toBe(0);
+    expect(readFileSync(started(), 'utf8').trim().split('\n')).toEqual([
+      'snapshot rejected',
+      `entry ${join(program(), 'dist/cli/main.cjs')} 1`,
+      'stdin <domain/>',
+    ]);
+    expect(seen()).toEqual(['hook win11 prepare begin -']);
   });
 
   it('runs a chained foreign hook first, with the XML, and stops a start it refuses', () => {

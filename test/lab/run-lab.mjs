@@ -177,6 +177,8 @@ async function main() {
   failed += problems.length;
 
   say(`lab: guest ran ${run.seconds}s (stage ${stage}); serial log: ${run.logPath}`);
+  // The speed comparison (checks.mjs, issue 13), repeated where the eye falls last.
+  for (const m of serial.matchAll(/^LAB (perf: .*)$/gm)) say(m[1]);
   if (failed > 0) {
     say('---- guest serial log ----');
     say(serial.trimEnd());
