@@ -147,6 +147,26 @@ copy_program() {
     rm -rf "$DEST.old"
 }
 
+# The hook's startup snapshot fits one node binary on one CPU (see hooks/qemu). The build's is kept
+# when it fits the node installed for and this CPU; otherwise it is made again here, with that node
+# (no warm-up run here: its functions compile at their first use). Without one, the hook starts
+# from the code cache.
+fit_snapshot() {
+    d=$DEST/dist
+    [ -f "$d/qemu-hook-snapshot.cjs" ] || return 0
+    want="$(stat -L -c '%s %Y' "$NODE")
+$(grep -m1 '^flags' /proc/cpuinfo)"
+    if [ -f "$d/qemu-hook.blob" ] && [ "$(cat "$d/qemu-hook.blob.node" 2>/dev/null)" = "$want" ]; then return 0; fi
+    rm -f "$d/qemu-hook.blob" "$d/qemu-hook.blob.node"
+    if (cd "$d" && "$NODE" --snapshot-blob qemu-hook.blob --build-snapshot qemu-hook-snapshot.cjs) </dev/null >/dev/null 2>&1; then
+        printf '%s\n' "$want" >"$d/qemu-hook.blob.node"
+        say "made the hook's startup snapshot for $NODE on this CPU"
+    else
+        rm -f "$d/qemu-hook.blob"
+        say "could not make the hook's startup snapshot: it starts from the code cache"
+    fi
+}
+
 install_command() {
     mkdir -p "${BIN%/*}"
     tmp=$BIN.tmp.$$
@@ -198,6 +218,7 @@ if [ "$ACTION" = uninstall ]; then uninstall; exit 0; fi
 check_node
 build
 copy_program
+fit_snapshot
 install_command
 install_hook
 install_config

@@ -10,9 +10,20 @@
 // functions a real run compiles. V8 rejects it for another Node version or flags; the program then
 // compiles as usual (and says nothing).
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname } from 'node:path';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { build } from 'esbuild';
 
 // xmldom builds its table of 2,200 HTML entities (each copied through property descriptors and
@@ -45,10 +56,8 @@ Object.defineProperty(exports, 'entityMap', { enumerable: true, get: () => expor
 };
 
 rmSync('dist', { recursive: true, force: true });
-await build({
-  entryPoints: ['src/cli/main.ts'],
+const bundleOptions = {
   plugins: [lazyHtmlEntities],
-  outfile: 'dist/qemu-hook.cjs',
   bundle: true,
   format: 'cjs',
   platform: 'node',
@@ -62,7 +71,8 @@ await build({
   banner: { js: "const __qhImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
   // Top-level await in main.ts: wrap the entry in an async function.
   supported: { 'top-level-await': true },
-});
+};
+await build({ ...bundleOptions, entryPoints: ['src/cli/main.ts'], outfile: 'dist/qemu-hook.cjs' });
 
 // A new xmldom that no longer loads ./entities from dom-parser: the program works, only slower.
 if (!lazyEntitiesUsed)
@@ -129,4 +139,61 @@ const warm = spawnSync(
 if (warm.status !== 1 || !warm.stdout.includes('"ok": false')) {
   process.stderr.write(`build: the warm-up run did not behave (exit ${warm.status}): ${warm.stderr}\n`);
   process.exit(1);
+}
+
+// The V8 startup snapshot hooks/qemu starts the hook from (src/cli/snapshot.ts, bundled as
+// dist/qemu-hook-snapshot.cjs): the same program, its modules loaded and initialised, and the
+// functions a prepare and a release run compiled (the build runs both on a copy of a fixture host
+// first). V8 takes it only from the node binary that made it, on a CPU with the same features:
+// qemu-hook.blob.node records both (`stat -L -c '%s %Y'` of the binary, then the first "flags" line
+// of /proc/cpuinfo), the front checks them, and install.sh makes a new snapshot where they differ.
+// A Node that cannot make one: the program works as before, from the code cache.
+const snapshotProblem = await buildSnapshot();
+if (snapshotProblem) {
+  rmSync('dist/qemu-hook.blob', { force: true });
+  process.stderr.write(
+    `build: warning: no startup snapshot (the hook starts from the code cache): ${snapshotProblem}\n`,
+  );
+}
+
+async function buildSnapshot() {
+  const entry = 'dist/qemu-hook-snapshot.cjs';
+  await build({ ...bundleOptions, entryPoints: ['src/cli/snapshot.ts'], outfile: entry });
+  const warmHost = mkdtempSync(join(tmpdir(), 'qemu-hook-snapshot-'));
+  try {
+    cpSync('fixtures/hosts/workstation', warmHost, { recursive: true, verbatimSymlinks: true });
+    return snapshotFrom(entry, warmHost);
+  } finally {
+    rmSync(warmHost, { recursive: true, force: true });
+  }
+}
+
+function snapshotFrom(entry, warmHost) {
+  const r = spawnSync(
+    process.execPath,
+    ['--snapshot-blob', 'dist/qemu-hook.blob', '--build-snapshot', entry],
+    {
+      encoding: 'utf8',
+      input: readFileSync(join(warmHost, 'etc/libvirt/qemu/win11.xml')),
+      env: { ...process.env, QEMU_HOOK_ROOT: warmHost, QEMU_HOOK_SNAPSHOT_WARMUP: 'win11' },
+    },
+  );
+  // Node warns that some built-ins are "not yet fully verified" in a snapshot; only failures matter.
+  if (r.status !== 0)
+    return `node --build-snapshot exited ${r.status}: ${r.stderr.trim().split('\n').slice(-3).join(' ')}`;
+  // The warm-up must have done the work it is there for: detached, then given back.
+  let calls = '';
+  try {
+    calls = readFileSync(join(warmHost, 'var/lib/qemu-hook-fixture/driver-calls.jsonl'), 'utf8');
+  } catch {}
+  const state = readFileSync(join(warmHost, 'var/lib/qemu-hook/state.json'), 'utf8');
+  if (!calls.includes('"detach"') || !calls.includes('"reattach"') || JSON.parse(state).records.length > 0)
+    return 'the warm-up prepare and release on fixtures/hosts/workstation did not detach and give back';
+  const node = statSync(realpathSync(process.execPath));
+  const cpu =
+    readFileSync('/proc/cpuinfo', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('flags')) ?? '';
+  writeFileSync('dist/qemu-hook.blob.node', `${node.size} ${Math.floor(node.mtimeMs / 1000)}\n${cpu}\n`);
+  return null;
 }

@@ -41,7 +41,9 @@ export function interactive(): boolean {
   return isatty(0) && isatty(1);
 }
 
-const sleeper = new Int32Array(new SharedArrayBuffer(4));
+// Made on first use: there is no SharedArrayBuffer while a startup snapshot is built.
+let sleeper: Int32Array | undefined;
 function pause(ms: number): void {
+  sleeper ??= new Int32Array(new SharedArrayBuffer(4));
   Atomics.wait(sleeper, 0, 0, ms);
 }

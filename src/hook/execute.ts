@@ -8,7 +8,7 @@ import { loadState, saveState } from '../state/file.js';
 import { type LockOptions, withStateLock } from '../state/lock.js';
 import { recordFor, removeRecord, staleRecords, upsertRecord } from '../state/records.js';
 import type { StateFile, StateRecord } from '../state/schema.js';
-import { giveBack } from './give-back.js';
+import { DRIVER_SETTLE_MS, driverSettled, giveBack } from './give-back.js';
 import type { HookLogger } from './logger.js';
 
 export interface ExecutorDeps {
@@ -19,6 +19,8 @@ export interface ExecutorDeps {
   readonly log: HookLogger;
   /** Per host operation (detach, reattach, bind). */
   readonly timeoutMs: number;
+  /** How long a driver may take to show up after a probe (default DRIVER_SETTLE_MS). */
+  readonly settleMs?: number;
   readonly lock?: LockOptions;
 }
 
@@ -82,7 +84,12 @@ export async function executePrepare(plan: Plan, deps: ExecutorDeps): Promise<Pr
             deps.timeoutMs,
             `detach of ${d.address}`,
           );
-          const now = await deps.control.currentDriver(PciAddress.parse(d.address));
+          const now = await driverSettled(
+            deps.control,
+            PciAddress.parse(d.address),
+            'vfio-pci',
+            deps.settleMs ?? DRIVER_SETTLE_MS,
+          );
           if (now !== 'vfio-pci')
             throw new Error(`${d.address} is on ${now ?? 'no driver'} after detach, not vfio-pci`);
         } catch (err) {
@@ -140,7 +147,7 @@ export async function executeRelease(
           restored.push({ address: r.address, driver: r.originalDriver });
           continue;
         }
-        const res = await giveBack(deps.control, r.address, r.originalDriver, deps.timeoutMs);
+        const res = await giveBack(deps.control, r.address, r.originalDriver, deps.timeoutMs, deps.settleMs);
         if (res.ok) {
           state = removeRecord(state, r.address);
           restored.push({ address: r.address, driver: res.driver });
@@ -170,7 +177,7 @@ async function rollback(
 ): Promise<StateFile> {
   let s = state;
   for (const r of [...records].reverse()) {
-    const res = await giveBack(deps.control, r.address, r.originalDriver, deps.timeoutMs);
+    const res = await giveBack(deps.control, r.address, r.originalDriver, deps.timeoutMs, deps.settleMs);
     if (res.ok) {
       s = removeRecord(s, r.address);
       deps.log.info(

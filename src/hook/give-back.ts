@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { errorMessage } from '../model/errors.js';
 import { type FaultPoint, faultPoint } from '../model/faults.js';
 import { PciAddress } from '../model/pci-address.js';
@@ -14,15 +15,24 @@ export interface GiveBackResult {
 }
 
 /**
+ * How long a driver may take to show up after a probe. A driver that probes asynchronously
+ * (PROBE_PREFER_ASYNCHRONOUS) binds after the write that started it has returned; one that never
+ * shows up costs this much, once, on the way to a failure.
+ */
+export const DRIVER_SETTLE_MS = 10_000;
+
+/**
  * Return a device to the driver it had before we took it. libvirt's reattach lets the kernel pick
  * a driver, which is not always the one the device had (a second driver claims the id, or the
- * device had none): so compare, bind the recorded one explicitly if needed, and verify.
+ * device had none): so compare, bind the recorded one explicitly if needed, and verify. No fixed
+ * pause anywhere: the verification polls the driver link until it shows the driver, or gives up.
  */
 export async function giveBack(
   control: DriverControl,
   address: string,
   originalDriver: string | null,
   timeoutMs: number,
+  settleMs = DRIVER_SETTLE_MS,
 ): Promise<GiveBackResult> {
   const addr = PciAddress.parse(address);
   const steps: string[] = [];
@@ -40,9 +50,12 @@ export async function giveBack(
       now = await step('read driver', () => control.currentDriver(addr));
     }
     if (now !== originalDriver) {
+      // The kernel picked another driver, or none yet (an asynchronous probe may still be on its
+      // way; binding the original then is harmless: the override names the same driver).
       if (originalDriver === null) await step('unbind', () => control.unbind(addr), 'unbind');
       else await step(`bind ${originalDriver}`, () => control.bindDriver(addr, originalDriver), 'bind');
-      now = await step('read driver', () => control.currentDriver(addr));
+      steps.push('wait for driver');
+      now = await driverSettled(control, addr, originalDriver, settleMs);
     }
     return now === originalDriver
       ? { ok: true, driver: now, steps }
@@ -54,5 +67,25 @@ export async function giveBack(
         };
   } catch (err) {
     return { ok: false, driver: null, steps, error: `${address}: ${errorMessage(err)}` };
+  }
+}
+
+/**
+ * The driver of `address` once it is `want`, or whatever it is when `settleMs` has passed. Polls
+ * the driver link, at first every millisecond, then less often (up to every 25 ms).
+ */
+export async function driverSettled(
+  control: DriverControl,
+  address: PciAddress,
+  want: string | null,
+  settleMs: number,
+): Promise<string | null> {
+  const end = Date.now() + settleMs;
+  let pause = 1;
+  for (;;) {
+    const now = await control.currentDriver(address);
+    if (now === want || Date.now() >= end) return now;
+    await sleep(Math.min(pause, Math.max(1, end - Date.now())));
+    pause = Math.min(pause * 2, 25);
   }
 }

@@ -6,6 +6,7 @@ import type { Inventory } from '../model/device.js';
 import { errorMessage } from '../model/errors.js';
 import type { HookEvent } from '../model/hook-event.js';
 import { type HostPaths, underRoot } from '../model/paths.js';
+import { PciAddress } from '../model/pci-address.js';
 import type { Plan } from '../model/plan.js';
 import type { Clock, DriverControl, InventoryReader } from '../model/ports.js';
 import { correctMovedEntries } from '../plan/correct.js';
@@ -190,8 +191,10 @@ async function release(event: HookEvent, xml: string, deps: HookDeps): Promise<H
   const config = found.kind === 'ok' ? found.config : defaultConfig();
   const stateFile = stateFileOf(deps, config);
   const state = await loadState(stateFile);
-  if (state.records.some((r) => r.domain === event.domain)) {
-    const inventory = await deps.inventory.read();
+  const mine = state.records.filter((r) => r.domain === event.domain);
+  if (mine.length > 0) {
+    // Only the recorded devices: the rest of the host has no part in giving them back.
+    const inventory = await deps.inventory.readFor(mine.map((r) => PciAddress.parse(r.address)));
     const out = await executeRelease((r) => r.domain === event.domain, {
       control: await deps.control(config),
       stateFile,

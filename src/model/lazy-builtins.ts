@@ -4,7 +4,12 @@ import { createRequire } from 'node:module';
 // a module: child_process loads net, dgram and the stream modules (about 9 ms), tty loads net.
 // Every VM event starts this program several times, and most starts need neither.
 
-const require = createRequire(import.meta.url);
+// Made on first use: a startup snapshot must not hold a require function from its build.
+let require: NodeJS.Require | undefined;
+const builtin = <T>(id: string): T => {
+  require ??= createRequire(import.meta.url);
+  return require(id) as T;
+};
 
-export const childProcess = (): typeof import('node:child_process') => require('node:child_process');
-export const tty = (): typeof import('node:tty') => require('node:tty');
+export const childProcess = (): typeof import('node:child_process') => builtin('node:child_process');
+export const tty = (): typeof import('node:tty') => builtin('node:tty');

@@ -6,6 +6,13 @@ import type { PciAddress } from './pci-address.js';
 /** Reads the host's devices (sysfs under a root). */
 export interface InventoryReader {
   read(): Promise<Inventory>;
+  /**
+   * The inventory of these PCI functions only, for the events that act on devices already known
+   * (release, recover): their devices (absent ones left out), the protected devices, the boot id;
+   * no USB devices and no pci.ids names. What a host with hundreds of functions costs a full read,
+   * this does not.
+   */
+  readFor(addresses: readonly PciAddress[]): Promise<Inventory>;
 }
 
 /**

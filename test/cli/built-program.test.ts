@@ -1,10 +1,10 @@
 // Properties of the built program (dist/) that the sources alone do not show: what the bundle
 // changes in its libraries, how it writes, and which Node modules a start pays for.
-import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, HOSTS, hostCopies, MAIN } from '../support/cli.js';
+import { cli, HOSTS, hostCopies, MAIN, REPO } from '../support/cli.js';
 
 const copy = hostCopies();
 
@@ -92,3 +92,34 @@ describe('what a start loads', () => {
       expect(loaded).not.toContain(heavy);
   });
 });
+
+describe.skipIf(!existsSync(join(REPO, 'dist/qemu-hook.blob')))(
+  'the startup snapshot hooks/qemu starts Node from',
+  () => {
+    it('runs a prepare and a release as the entry does, from a copy of the program elsewhere', () => {
+      const root = copy('workstation');
+      const program = copy('workstation'); // any private folder will do
+      cpSync(join(REPO, 'dist'), join(program, 'dist'), { recursive: true });
+      const xml = readFileSync(join(root, 'etc/libvirt/qemu/win11.xml'), 'utf8');
+      const hook = (...event: string[]) =>
+        spawnSync(
+          process.execPath,
+          ['--snapshot-blob', join(program, 'dist/qemu-hook.blob'), 'hook', ...event],
+          {
+            input: xml,
+            encoding: 'utf8',
+            env: { PATH: process.env.PATH, QEMU_HOOK_ROOT: root },
+          },
+        );
+      const state = () =>
+        JSON.parse(readFileSync(join(root, 'var/lib/qemu-hook/state.json'), 'utf8')).records;
+      const prepare = hook('win11', 'prepare', 'begin', '-');
+      expect(prepare.stderr).toBe('');
+      expect(prepare.status).toBe(0);
+      expect(state().map((r: { address: string }) => r.address)).toContain('0000:01:00.0');
+      const release = hook('win11', 'release', 'end', '-');
+      expect(release.status).toBe(0);
+      expect(state()).toEqual([]);
+    });
+  },
+);

@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { addonBuilt } from '../host/libvirt/support.js';
-import { hostCopies, MAIN } from '../support/cli.js';
+import { hostCopies, MAIN, REPO } from '../support/cli.js';
 import { waitFor } from '../support/wait.js';
 
 const copy = hostCopies();
@@ -96,6 +96,34 @@ describe.skipIf(!addonBuilt)('the redefine helper', () => {
     expect(working).toHaveLength(1);
     expect(readIfThere(pidFile(root)).trim()).toBe(String(working[0]!.pid));
   }, 30_000);
+
+  it.skipIf(!existsSync(join(REPO, 'dist/qemu-hook.blob')))(
+    'is started by a hook that Node ran from the startup snapshot (which has no script in argv)',
+    async () => {
+      const root = await hostWithSilentLibvirt();
+      const xml = readFileSync(join(root, 'etc/libvirt/qemu/win11.xml'), 'utf8');
+      const blob = join(REPO, 'dist/qemu-hook.blob');
+      const r = spawnSync(
+        process.execPath,
+        ['--snapshot-blob', blob, 'hook', 'win11', 'prepare', 'begin', '-'],
+        {
+          input: xml,
+          encoding: 'utf8',
+          env: { ...process.env, QEMU_HOOK_ROOT: root, QEMU_HOOK_REDEFINE_TIME_LIMIT_MS: '1500' },
+        },
+      );
+      expect(r.stderr).toMatch(/the definition will be updated in the background/);
+      expect(r.status).toBe(1);
+      // The helper ran (from dist/cli/main.cjs beside the snapshot) and gave up on the silent libvirt.
+      await waitFor(
+        'the helper to give up',
+        () => /redefine: gave up after 1\.5 s/.test(log(root)) || undefined,
+        20_000,
+        100,
+      );
+    },
+    30_000,
+  );
 
   it('takes over the pid file of a helper that died', async () => {
     const root = await hostWithSilentLibvirt();

@@ -179,6 +179,13 @@ describe('executePrepare', () => {
     });
   });
 
+  it('waits for vfio-pci to show after the detach, however the probe runs', async () => {
+    const control = FakeDriverControl.of({ '0000:01:00.0': 'nvidia' });
+    control.probeLag = 2;
+    const out = await executePrepare(plan([GPU[0]!]), deps(control));
+    expect(out).toEqual({ ok: true, errors: [], detached: ['0000:01:00.0'] });
+  });
+
   it('a hung detach times out, is rolled back and refuses the start', async () => {
     const control = FakeDriverControl.of(
       { '0000:01:00.0': 'nvidia' },
@@ -264,6 +271,53 @@ describe('executeRelease', () => {
     const out = await executeRelease(() => true, deps(control));
     expect(out.failed).toEqual([
       { address: '0000:01:00.0', error: expect.stringContaining('injected reattach failure') },
+    ]);
+    expect((await loadState(stateFile)).records).toHaveLength(1);
+  });
+
+  it('writes the state file once, when every device is back, not once per device', async () => {
+    await saveState(stateFile, {
+      version: 1,
+      records: [
+        held('0000:01:00.0', 'nvidia'),
+        held('0000:01:00.1', 'snd_hda_intel'),
+        held('0000:01:00.2', null),
+      ],
+    });
+    const control = FakeDriverControl.of({
+      '0000:01:00.0': 'vfio-pci',
+      '0000:01:00.1': 'vfio-pci',
+      '0000:01:00.2': 'vfio-pci',
+    });
+    // What the state file says while each device is being given back.
+    const seen: number[] = [];
+    const reattach = control.reattach.bind(control);
+    control.reattach = async (a) => {
+      seen.push((await loadState(stateFile)).records.length);
+      return reattach(a);
+    };
+    const out = await executeRelease(() => true, deps(control));
+    expect(out.failed).toHaveLength(0);
+    expect(seen).toEqual([3, 3, 3]);
+    expect((await loadState(stateFile)).records).toEqual([]);
+  });
+
+  it('waits for a driver that binds asynchronously, rather than taking it for a failed give-back', async () => {
+    await saveState(stateFile, { version: 1, records: [held('0000:01:00.0', 'nvidia')] });
+    const control = FakeDriverControl.of({ '0000:01:00.0': 'vfio-pci' }, { '0000:01:00.0': 'nvidia' });
+    control.probeLag = 3;
+    const out = await executeRelease(() => true, deps(control));
+    expect(out).toEqual({ restored: [{ address: '0000:01:00.0', driver: 'nvidia' }], failed: [] });
+    expect((await loadState(stateFile)).records).toEqual([]);
+  });
+
+  it('gives up on a driver that never shows, once the settle time is over, and keeps the record', async () => {
+    await saveState(stateFile, { version: 1, records: [held('0000:01:00.0', 'nvidia')] });
+    const control = FakeDriverControl.of({ '0000:01:00.0': 'vfio-pci' }, { '0000:01:00.0': 'nouveau' });
+    control.probeLag = Number.POSITIVE_INFINITY;
+    const out = await executeRelease(() => true, deps(control, { settleMs: 30 }));
+    expect(out.failed).toEqual([
+      { address: '0000:01:00.0', error: '0000:01:00.0 is on no driver, not nvidia' },
     ]);
     expect((await loadState(stateFile)).records).toHaveLength(1);
   });

@@ -13,6 +13,8 @@ import { workstation } from '../support/inventory.js';
 let root: string;
 let control: FakeDriverControl;
 let redefines: [string, boolean][];
+/** What each inventory read covered: "all", or the addresses asked for. */
+let reads: string[];
 
 const CONFIG = `domains:
   win11:
@@ -37,6 +39,7 @@ beforeEach(async () => {
     { '0000:01:00.0': 'nouveau', '0000:01:00.1': 'snd_hda_intel' },
   );
   redefines = [];
+  reads = [];
 });
 afterEach(() => rm(root, { recursive: true, force: true }));
 
@@ -44,7 +47,16 @@ function deps(extra: Partial<HookDeps> = {}): HookDeps {
   const paths = hostPaths(root);
   return {
     paths,
-    inventory: { read: async () => workstation() },
+    inventory: {
+      read: async () => {
+        reads.push('all');
+        return workstation();
+      },
+      readFor: async (addresses) => {
+        reads.push(addresses.join(' '));
+        return workstation();
+      },
+    },
     control: async () => control,
     clock: { now: () => new Date('2026-11-25T12:00:00Z') },
     log: silentLogger,
@@ -79,6 +91,15 @@ describe('runHook', () => {
       '0000:01:00.0': 'nvidia',
       '0000:01:00.1': 'snd_hda_intel',
     });
+    expect((await loadState(stateFile())).records).toEqual([]);
+  });
+
+  it('release reads only the recorded devices, never the whole host', async () => {
+    await runHook(ev('win11', 'prepare'), TAGGED, deps());
+    expect(reads).toEqual(['all']);
+    reads = [];
+    await runHook(ev('win11', 'release', 'end'), TAGGED, deps());
+    expect(reads).toEqual(['0000:01:00.0 0000:01:00.1']);
     expect((await loadState(stateFile())).records).toEqual([]);
   });
 

@@ -1,23 +1,42 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { REPO } from '../support/cli.js';
 
 // hooks/qemu, the POSIX-sh front libvirt runs: which events reach Node, and what libvirt sees.
-// "Node" here is a stand-in script that records its argv and exits with a chosen status.
+// "Node" here is a stand-in script that records its argv (after what names the program: the
+// code-cached entry, or `--snapshot-blob <blob>`, which goes to a file of its own) and exits with a
+// chosen status.
 
 let root: string;
 let calls: string;
 const hook = () => join(root, 'hook');
 
+const fakeNode = () => join(root, 'fake-node');
+const program = () => join(root, 'program');
+const started = () => join(root, 'started');
+const rejecting = () => join(root, 'reject-snapshot');
+
 function install(nodeExit = 0, chain = '') {
-  const fake = join(root, 'fake-node');
-  writeFileSync(fake, `#!/bin/sh\nshift\necho "$*" >> ${calls}\ncat > /dev/null\nexit ${nodeExit}\n`);
-  chmodSync(fake, 0o755);
+  writeFileSync(
+    fakeNode(),
+    // A rejected snapshot: Node exits 14 before reading anything.
+    `#!/bin/sh
+if [ "$1" = --snapshot-blob ]; then
+  [ -e ${rejecting()} ] && { echo "snapshot rejected" >> ${started()}; exit 14; }
+  echo "snapshot $2" >> ${started()}; shift 2
+else echo "entry $1 \${QEMU_HOOK_SNAPSHOT_REJECTED:-}" >> ${started()}; shift; fi
+echo "$*" >> ${calls}
+echo "stdin $(cat)" >> ${started()}
+exit ${nodeExit}
+`,
+  );
+  chmodSync(fakeNode(), 0o755);
   const text = readFileSync(join(REPO, 'hooks/qemu'), 'utf8')
-    .replace(/^NODE=.*# qemu-hook:node$/m, `NODE='${fake}' # qemu-hook:node`)
+    .replace(/^NODE=.*# qemu-hook:node$/m, `NODE='${fakeNode()}' # qemu-hook:node`)
+    .replace(/^PROGRAM=.*# qemu-hook:program$/m, `PROGRAM='${program()}' # qemu-hook:program`)
     .replace(/^ROOT=.*# qemu-hook:root$/m, `ROOT='${root}' # qemu-hook:root`)
     .replace(/^CHAIN=.*# qemu-hook:chain.*$/m, `CHAIN='${chain}' # qemu-hook:chain`);
   writeFileSync(hook(), text);
@@ -94,6 +113,60 @@ describe('hooks/qemu', () => {
     expect(r.stderr).toBe('qemu-hook: /nonexistent/node is missing; reinstall qemu-hook (./install.sh)\n');
     mkdirSync(join(root, 'etc/libvirt/hooks/qemu.d/win11/reconnect/begin'), { recursive: true });
     expect(run('win11', 'reconnect', 'begin', '-').status).toBe(0);
+  });
+
+  it('starts Node from the startup snapshot only when it was made by this node binary on this CPU', () => {
+    install();
+    const blob = join(program(), 'dist/qemu-hook.blob');
+    const entry = join(program(), 'dist/cli/main.cjs');
+    const startedWith = () => {
+      const lines = readFileSync(started(), 'utf8').trim().split('\n');
+      expect(lines.at(-1)).toBe('stdin <domain/>'); // the XML reached the Node that ran
+      return lines.at(-2)?.trim();
+    };
+    // no snapshot: the code-cached entry
+    run('win11', 'prepare', 'begin', '-');
+    expect(startedWith()).toBe(`entry ${entry}`);
+    mkdirSync(join(program(), 'dist'), { recursive: true });
+    writeFileSync(blob, 'blob');
+    const node = statSync(fakeNode());
+    const binary = `${node.size} ${Math.floor(node.mtimeMs / 1000)}`;
+    const cpu = readFileSync('/proc/cpuinfo', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('flags'));
+    // made by this node on this CPU (as the build records them), on a strict and a non-strict event
+    writeFileSync(`${blob}.node`, `${binary}\n${cpu}\n`);
+    run('win11', 'prepare', 'begin', '-');
+    expect(startedWith()).toBe(`snapshot ${blob}`);
+    run('win11', 'release', 'end', '-');
+    expect(startedWith()).toBe(`snapshot ${blob}`);
+    // by another node, on another CPU, or not said: the entry
+    for (const made of [`${node.size + 1} 0\n${cpu}\n`, `${binary}\n${cpu} avx512f\n`, `${binary}\n`]) {
+      writeFileSync(`${blob}.node`, made);
+      run('win11', 'prepare', 'begin', '-');
+      expect(startedWith()).toBe(`entry ${entry}`);
+    }
+    expect(seen()).toHaveLength(6);
+  });
+
+  it('starts the code-cached entry, with the XML, when Node rejects the snapshot after all', () => {
+    install();
+    const blob = join(program(), 'dist/qemu-hook.blob');
+    mkdirSync(join(program(), 'dist'), { recursive: true });
+    writeFileSync(blob, 'blob');
+    const node = statSync(fakeNode());
+    const cpu = readFileSync('/proc/cpuinfo', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('flags'));
+    writeFileSync(`${blob}.node`, `${node.size} ${Math.floor(node.mtimeMs / 1000)}\n${cpu}\n`);
+    writeFileSync(rejecting(), '');
+    expect(run('win11', 'prepare', 'begin', '-').status).toBe(0);
+    expect(readFileSync(started(), 'utf8').trim().split('\n')).toEqual([
+      'snapshot rejected',
+      `entry ${join(program(), 'dist/cli/main.cjs')} 1`,
+      'stdin <domain/>',
+    ]);
+    expect(seen()).toEqual(['hook win11 prepare begin -']);
   });
 
   it('runs a chained foreign hook first, with the XML, and stops a start it refuses', () => {

@@ -183,7 +183,8 @@ copy_with_libs() {  # $1 = stage; host executables/libraries themselves and thei
     local dir=$1 f; shift
     for f in "$@"; do
         [ -e "$f" ] || { log "missing $f"; exit 1; }
-        [ -e "$dir$f" ] || install -D -m755 "$(readlink -f "$f")" "$dir$f"
+        # -p: the mtime too (hooks/qemu starts node from the startup snapshot only for the node it fits)
+        [ -e "$dir$f" ] || install -D -p -m755 "$(readlink -f "$f")" "$dir$f"
     done
     copy_libs "$dir" "$@"
 }

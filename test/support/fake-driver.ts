@@ -3,11 +3,15 @@ import type { DriverControl } from '../../src/model/ports.js';
 
 /**
  * A host's driver bindings in memory. `preferred` is the driver the kernel picks on reprobe (which
- * may differ from the one a device had); `failOn` makes the Nth call of an operation throw.
+ * may differ from the one a device had); `failOn` makes the Nth call of an operation throw;
+ * `probeLag` is how many reads of the driver link still show none after a driver was bound (a
+ * driver that probes asynchronously).
  */
 export class FakeDriverControl implements DriverControl {
   readonly calls: string[] = [];
   private readonly counts = new Map<string, number>();
+  private readonly hidden = new Map<string, number>();
+  probeLag = 0;
 
   constructor(
     readonly drivers: Map<string, string | null>,
@@ -25,23 +29,34 @@ export class FakeDriverControl implements DriverControl {
 
   async detach(a: PciAddress): Promise<void> {
     await this.call('detach', a);
-    this.drivers.set(a.toString(), 'vfio-pci');
+    this.bound(a, 'vfio-pci');
   }
   async reattach(a: PciAddress): Promise<void> {
     await this.call('reattach', a);
     const k = a.toString();
-    this.drivers.set(k, this.preferred.has(k) ? this.preferred.get(k)! : null);
+    this.bound(a, this.preferred.has(k) ? this.preferred.get(k)! : null);
   }
   async bindDriver(a: PciAddress, driver: string): Promise<void> {
     await this.call(`bind ${driver}`, a);
-    this.drivers.set(a.toString(), driver);
+    this.bound(a, driver);
   }
   async unbind(a: PciAddress): Promise<void> {
     await this.call('unbind', a);
     this.drivers.set(a.toString(), null);
   }
   async currentDriver(a: PciAddress): Promise<string | null> {
-    return this.drivers.get(a.toString()) ?? null;
+    const k = a.toString();
+    const hidden = this.hidden.get(k) ?? 0;
+    if (hidden > 0) {
+      this.hidden.set(k, hidden - 1);
+      return null;
+    }
+    return this.drivers.get(k) ?? null;
+  }
+
+  private bound(a: PciAddress, driver: string | null): void {
+    this.drivers.set(a.toString(), driver);
+    if (driver !== null) this.hidden.set(a.toString(), this.probeLag);
   }
 
   private async call(op: string, a: PciAddress): Promise<void> {

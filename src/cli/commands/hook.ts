@@ -39,6 +39,11 @@ export async function runHookFromCli(positionals: readonly string[]): Promise<nu
   });
 
   installFaultSwitch(paths);
+  if (process.env['QEMU_HOOK_SNAPSHOT_REJECTED'])
+    log.warn(
+      {},
+      'node rejected the startup snapshot (another node or CPU than it was made for); started from the code cache. Run install.sh again to make a new one',
+    );
   const xml = readStdin();
   const result = await runHook(event, xml, {
     paths,

@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { dirname, resolve } from 'node:path';
 import { errorMessage, UsageError } from '../../model/errors.js';
+import { programFile } from '../program-location.js';
 import type { NativeBinding } from './native.js';
 
 // The addon is optional at install time (scripts/build-native.mjs skips it when libvirt's headers
@@ -11,9 +11,14 @@ import type { NativeBinding } from './native.js';
 
 /**
  * native/build/Release/qemu_hook_libvirt.node of the checkout or installed tree this code runs
- * from: src/host/libvirt/ in tests, a bundle in dist/ once built, so look a few levels up.
+ * from: src/host/ in tests, a bundle in dist/ once built, so look a few levels up. Found on first
+ * use, not when this module loads: a startup snapshot loads it where it was built.
  */
-export const DEFAULT_ADDON_PATH = findAddon(fileURLToPath(new URL('.', import.meta.url)));
+export function defaultAddonPath(): string {
+  addonPath ??= findAddon(dirname(programFile()));
+  return addonPath;
+}
+let addonPath: string | undefined;
 
 function findAddon(from: string): string {
   const candidates = ['..', '../..', '../../..'].map((up) =>
@@ -28,10 +33,9 @@ export const BUILD_PREREQUISITES =
   'Arch: pacman -S libvirt base-devel';
 
 const loaded = new Map<string, NativeBinding>();
-const require = createRequire(import.meta.url);
 
 /** The binding at `path` (loaded once per path), or a UsageError that says what to install. */
-export function loadLibvirtBinding(path: string = DEFAULT_ADDON_PATH): NativeBinding {
+export function loadLibvirtBinding(path: string = defaultAddonPath()): NativeBinding {
   const cached = loaded.get(path);
   if (cached) return cached;
   if (!existsSync(path)) {
@@ -43,7 +47,7 @@ export function loadLibvirtBinding(path: string = DEFAULT_ADDON_PATH): NativeBin
   }
   let binding: NativeBinding;
   try {
-    binding = require(path) as NativeBinding;
+    binding = createRequire(path)(path) as NativeBinding;
   } catch (err) {
     throw new UsageError(
       `the libvirt binding ${path} cannot be loaded (${errorMessage(err)}). ` +
@@ -76,6 +80,6 @@ export function exitProcess(code: number): never {
 }
 
 /** Whether the binding is built, without loading it (tests skip on this). */
-export function libvirtBindingBuilt(path: string = DEFAULT_ADDON_PATH): boolean {
+export function libvirtBindingBuilt(path: string = defaultAddonPath()): boolean {
   return existsSync(path);
 }

@@ -3,7 +3,7 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_ADDON_PATH } from '../../../src/host/libvirt/loader.js';
+import { defaultAddonPath } from '../../../src/host/libvirt/loader.js';
 import { repoRoot } from './support.js';
 
 // The install script must never fail `npm ci`: without its prerequisites it says what to
@@ -22,7 +22,7 @@ afterAll(async () => {
 });
 
 async function addonMtime(): Promise<number | null> {
-  return stat(DEFAULT_ADDON_PATH).then(
+  return stat(defaultAddonPath()).then(
     (s) => s.mtimeMs,
     () => null,
   );

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LibvirtConnection } from '../../../src/host/libvirt/connection.js';
 import { LibvirtDriverControl } from '../../../src/host/libvirt/driver-control.js';
 import {
-  DEFAULT_ADDON_PATH,
+  defaultAddonPath,
   libvirtBindingBuilt,
   loadLibvirtBinding,
 } from '../../../src/host/libvirt/loader.js';
@@ -25,7 +25,7 @@ afterAll(async () => {
 
 describe('loadLibvirtBinding', () => {
   it('looks for the addon where scripts/build-native.mjs puts it', () => {
-    expect(DEFAULT_ADDON_PATH).toBe(join(repoRoot, 'native/build/Release/qemu_hook_libvirt.node'));
+    expect(defaultAddonPath()).toBe(join(repoRoot, 'native/build/Release/qemu_hook_libvirt.node'));
   });
 
   it('says what to install, per distribution, and to re-run npm ci when the addon is absent', () => {

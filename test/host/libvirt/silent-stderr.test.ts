@@ -5,7 +5,7 @@ import {
   VIR_ERR_NO_SUPPORT,
   VIR_FROM_NODEDEV,
 } from '../../../src/host/libvirt/constants.js';
-import { DEFAULT_ADDON_PATH } from '../../../src/host/libvirt/loader.js';
+import { defaultAddonPath } from '../../../src/host/libvirt/loader.js';
 import { addonBuilt, fixtureUri } from './support.js';
 
 // libvirt prints every error to stderr unless a handler is installed, and in hook mode stderr is
@@ -34,7 +34,7 @@ const keep = (e) => out.push({ code: e.code, domain: e.domain, fn: e.function, m
 describe.skipIf(!addonBuilt)('libvirt errors reach no stderr', () => {
   it('reports failures only as rejections, printing nothing', () => {
     const r = spawnSync(process.execPath, ['-e', child], {
-      env: { PATH: process.env.PATH, ADDON: DEFAULT_ADDON_PATH, URI: fixtureUri },
+      env: { PATH: process.env.PATH, ADDON: defaultAddonPath(), URI: fixtureUri },
       encoding: 'utf8',
     });
     expect(r.stderr).toBe('');

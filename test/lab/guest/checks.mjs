@@ -9,7 +9,17 @@
 // other check runs while it boots, on devices the e1000e's domain does not hold (the e1000/rtl8139
 // pair, the edu); then check 1 reads L2's verdict and check 2 stops l2.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { basename } from 'node:path';
 
 const E1000E = '0000:01:00.0'; // alone in its IOMMU group; kernel driver e1000e
@@ -167,6 +177,10 @@ domains:
     devices:
       - name: edu
         match: { vendor: "1234", device: "11e8" }   # QEMU's edu: no Linux driver of its own
+  perf-hook:
+    devices:
+      - name: nic
+        match: { address: "${E1000E}" }             # the e1000e again, for the speed comparison
 libvirt: { uri: "qemu:///system" }
 stateFile: /var/lib/qemu-hook/state.json
 log: { level: debug, file: ${HOOK_LOG} }
@@ -236,7 +250,8 @@ function attempt(c, fn) {
  *  no state record but l2's. A failed check must not make the next one fail. */
 function backToBaseline(id) {
   rmSync(FAULTS, { force: true });
-  for (const d of ['pair', 'edu', 'plain']) if (domState(d) === 'running') virsh('destroy', d);
+  for (const d of ['pair', 'edu', 'plain', ...PERF_DOMAINS])
+    if (domState(d) === 'running') virsh('destroy', d);
   let st = null;
   try {
     st = status();
@@ -488,6 +503,140 @@ function check6(c) {
   c.expect(JSON.stringify(status().records) === recsBefore, 'the state file changed');
 }
 
+// ------------------------------------------------------------------------------------ perf (issue 13)
+// The same device (the e1000e, once l2 has let go of it) three ways, in alternating cycles of
+// `virsh start` + `virsh destroy`: a domain without it, with it as libvirt's managed='yes' hostdev
+// (libvirt detaches and reattaches it in-process) and as managed='no' with qemu-hook doing both.
+// What the device costs each way is its time minus the bare domain's; the ratio of the two is the
+// hook's overhead. Printed, never judged: the check fails only when the device does not come back.
+const PERF_CYCLES = Number(process.env.LAB_PERF_CYCLES ?? 5);
+const PERF_DOMAINS = ['perf-bare', 'perf-managed', 'perf-hook'];
+
+/** A domain that only idles (no kernel, no disk: SeaBIOS finds nothing to boot), with the e1000e
+ *  as `managed='<hostdev>'` (the hook's own entry carries the alias of its config entry, as l2's). */
+function perfDomainXml(name, hostdev) {
+  const [bus, slot, fn] = E1000E.slice(5).split(/[:.]/);
+  const device = hostdev
+    ? `<hostdev mode='subsystem' type='pci' managed='${hostdev}'>
+      <driver name='vfio'/>
+      <source><address domain='0x0000' bus='0x${bus}' slot='0x${slot}' function='0x${fn}'/></source>
+      ${hostdev === 'no' ? "<alias name='ua-qemuhook-nic'/>" : ''}
+      <rom bar='off'/>
+    </hostdev>`
+    : '';
+  return `<domain type='qemu'>
+  <name>${name}</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <on_poweroff>destroy</on_poweroff>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <controller type='usb' model='none'/>
+    <memballoon model='none'/>
+    ${device}
+  </devices>
+</domain>
+`;
+}
+
+function definePerfDomains(c) {
+  const hostdevs = { 'perf-bare': null, 'perf-managed': 'yes', 'perf-hook': 'no' };
+  for (const name of PERF_DOMAINS) {
+    const file = `/tmp/${name}.xml`;
+    writeFileSync(file, perfDomainXml(name, hostdevs[name]));
+    const r = virsh('define', file);
+    if (!c.expect(r.status === 0, `virsh define ${name}: ${oneLine(r.text)}`)) return false;
+  }
+  return true;
+}
+
+/** Seconds `f` took; f returns a run() result, which must have succeeded. */
+function timed(c, what, f) {
+  const t0 = performance.now();
+  const r = f();
+  const s = (performance.now() - t0) / 1000;
+  c.expect(r.status === 0, `${what} failed: ${oneLine(r.text)}`);
+  return s;
+}
+
+const BLOB = '/usr/local/lib/qemu-hook/dist/qemu-hook.blob';
+/** What hooks/qemu checks before it passes --snapshot-blob (its node's size and mtime, the CPU's flags). */
+function snapshotFits() {
+  try {
+    const made = readFileSync(`${BLOB}.node`, 'utf8');
+    const node = statSync(realpathSync('/usr/bin/node'));
+    const cpu = readFileSync('/proc/cpuinfo', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('flags'));
+    return made === `${node.size} ${Math.floor(node.mtimeMs / 1000)}\n${cpu}\n`;
+  } catch {
+    return false;
+  }
+}
+
+const medianOf = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const secs = (x) => `${x.toFixed(2)} s`;
+/** (hook − bare) ÷ (managed − bare); n/a when libvirt's own cost is lost in the noise. */
+function overhead(bare, managed, hook) {
+  const lib = managed - bare;
+  return lib > 0.005 ? `${((hook - bare) / lib).toFixed(2)}×` : 'n/a';
+}
+
+function checkPerf(c) {
+  if (
+    !c.expect(driver(E1000E) === 'e1000e', `${E1000E} on ${driver(E1000E)} before the comparison, not e1000e`)
+  )
+    return;
+  if (!definePerfDomains(c)) return;
+  const snapshot = snapshotFits();
+  c.note(
+    `the hook starts node from ${snapshot ? 'the startup snapshot' : 'the code cache (no snapshot fits this node and CPU)'}`,
+  );
+  // With a snapshot, the hook also runs from the code cache (the snapshot moved aside) in each
+  // cycle: which of the two starts the hook faster, here.
+  const runs = snapshot ? [...PERF_DOMAINS, 'perf-hook code-cache'] : PERF_DOMAINS;
+  const times = Object.fromEntries(runs.map((d) => [d, { start: [], stop: [] }]));
+  const nodeTimes = [];
+  for (let i = 1; i <= PERF_CYCLES; i++) {
+    const t0 = performance.now();
+    run('node', ['-e', '0']);
+    nodeTimes.push((performance.now() - t0) / 1000);
+    for (const r of runs) {
+      const d = r.split(' ')[0];
+      const hidden = r !== d;
+      if (hidden) renameSync(BLOB, `${BLOB}.aside`);
+      try {
+        times[r].start.push(timed(c, `virsh start ${d}`, () => virsh('start', d)));
+        times[r].stop.push(timed(c, `virsh destroy ${d}`, () => virsh('destroy', d)));
+      } finally {
+        if (hidden) renameSync(`${BLOB}.aside`, BLOB);
+      }
+      // libvirt's release (managed='yes') and the hook's give-back both finish inside `virsh destroy`
+      const back = waitFor(() => driver(E1000E) === 'e1000e', 10, 50);
+      if (!c.expect(back, `cycle ${i}, ${r}: ${E1000E} on ${driver(E1000E)} after the stop, not e1000e`))
+        return;
+    }
+    c.note(
+      `cycle ${i}: ${runs.map((r) => `${r.slice(5)} ${times[r].start.at(-1).toFixed(2)}/${times[r].stop.at(-1).toFixed(2)}`).join(', ')} s (start/stop); node -e 0 ${nodeTimes.at(-1).toFixed(2)} s`,
+    );
+  }
+  if (snapshot) {
+    const cc = times['perf-hook code-cache'];
+    c.note(
+      `the hook from the code cache instead: start ${secs(medianOf(cc.start))}, stop ${secs(medianOf(cc.stop))} (medians)`,
+    );
+  }
+  c.expect(recordsOf(status(), 'perf-hook').length === 0, 'the state file still holds records for perf-hook');
+  const m = (d, k) => medianOf(times[d][k]);
+  const line = (k) =>
+    `bare ${secs(m('perf-bare', k))}, managed ${secs(m('perf-managed', k))}, hook ${secs(m('perf-hook', k))}`;
+  // One line for run-lab.mjs to repeat at the end (it looks for "LAB perf: ").
+  console.log(
+    `LAB perf: start ${line('start')} → device overhead ${overhead(m('perf-bare', 'start'), m('perf-managed', 'start'), m('perf-hook', 'start'))}; stop ${line('stop')} → ${overhead(m('perf-bare', 'stop'), m('perf-managed', 'stop'), m('perf-hook', 'stop'))} (medians of ${PERF_CYCLES}; node -e 0 ${secs(medianOf(nodeTimes))}; goals ≤ 1.2× / ≤ 2.0×)`,
+  );
+}
+
 // ------------------------------------------------------------------------------------ main
 const DOMAINS = ['l2', 'pair', 'edu', 'plain'];
 
@@ -577,6 +726,11 @@ function main() {
         check2,
       );
     }
+    step(
+      'perf',
+      `the e1000e ${PERF_CYCLES} times each without hostdev, managed='yes' and through qemu-hook: back on e1000e after every stop`,
+      checkPerf,
+    );
   }
   writeFileSync('/run/lab-counts', `${passed} ${failed}\n`);
 }

@@ -1,0 +1,64 @@
+// The program, whichever way Node starts it (main.ts from the code cache, snapshot.ts from a V8
+// startup snapshot), and its one exit point. Commands are loaded on demand: each start of a VM runs
+// this program several times, so it loads only what the command at hand needs.
+
+import { exitProcess } from '../host/libvirt/loader.js';
+import { type Args, parseCliArgs, USAGE } from './args.js';
+import { EXIT, reportError } from './exit.js';
+import { writeErr, writeOut } from './output.js';
+import { VERSION } from './version.js';
+
+async function run(argv: readonly string[]): Promise<number> {
+  let args: Args | null = null;
+  try {
+    args = parseCliArgs(argv);
+    if (args.command === 'help') {
+      writeOut(USAGE);
+      return EXIT.ok;
+    }
+    if (args.command === 'version') {
+      writeOut(`qemu-hook ${VERSION}`);
+      return EXIT.ok;
+    }
+    if (args.command === 'hook') {
+      const { runHookFromCli } = await import('./commands/hook.js');
+      return await runHookFromCli(args.positionals);
+    }
+    if (args.command === 'redefine') {
+      const { runRedefineFromCli } = await import('./commands/redefine.js');
+      return await runRedefineFromCli(args.positionals);
+    }
+    const { makeContext } = await import('./context.js');
+    const ctx = makeContext(args);
+    switch (args.command) {
+      case 'simulate':
+        return await (await import('./commands/simulate.js')).simulate(ctx);
+      case 'devices':
+        return await (await import('./commands/devices.js')).devices(ctx);
+      case 'check':
+        return await (await import('./commands/check.js')).check(ctx);
+      case 'status':
+        return await (await import('./commands/status.js')).status(ctx);
+      case 'recover':
+        return await (await import('./commands/recover.js')).recover(ctx);
+      case 'apply':
+        return await (await import('./commands/apply.js')).apply(ctx);
+    }
+  } catch (error) {
+    return reportError(error, args?.verbose ?? argv.includes('--verbose'), writeErr);
+  }
+}
+
+/** Runs the command `argv` (the arguments after the program) and ends the process with its status. */
+export function runProgram(argv: readonly string[]): void {
+  // Should the event loop ever run dry with `run` unsettled, Node would exit 0: a start would
+  // pass that was never checked. Fail instead until `run` says otherwise.
+  process.exitCode = EXIT.refused;
+  void run(argv).then((code) => {
+    // Leave as soon as the answer is out. A libvirt call that timed out still holds a worker thread,
+    // which would keep the process (and libvirt, which waits for the hook) alive forever; and Node's
+    // own wind-down costs every command a few milliseconds. Output went to the descriptors
+    // synchronously (cli/output.ts) and the log is synchronous: nothing written is lost.
+    exitProcess(code);
+  });
+}

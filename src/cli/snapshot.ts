@@ -1,0 +1,42 @@
+// The entry of the V8 startup snapshot (dist/qemu-hook.blob), which hooks/qemu starts Node from:
+//   node --snapshot-blob <dist>/qemu-hook.blob hook <domain> <op> <subop> <extra>
+// scripts/build.mjs runs this file once with --build-snapshot: the modules a hook event uses are
+// loaded and initialised then (zod's schemas, xmldom, pino, ...), and each start deserialises that
+// heap instead of compiling and running them again. Only Node's built-ins may be required here, and
+// nothing read at build time may stand for the host the program later runs on (see
+// host/program-location.ts).
+import { dirname, join, resolve } from 'node:path';
+import { startupSnapshot } from 'node:v8';
+import '../host/libvirt/driver-control.js';
+import { setProgramFile } from '../host/program-location.js';
+import { runHookFromCli } from './commands/hook.js';
+import { runProgram } from './program.js';
+
+// The build may hand us a fixture host to run a prepare and a release on (QEMU_HOOK_ROOT, the
+// domain's XML on stdin, QEMU_HOOK_SNAPSHOT_WARMUP=<domain>): the functions they run are then
+// compiled into the snapshot, as the code cache holds those of its warm-up run.
+const warmUp = process.env['QEMU_HOOK_SNAPSHOT_WARMUP'];
+if (warmUp) {
+  void (async () => {
+    await runHookFromCli([warmUp, 'prepare', 'begin', '-']);
+    await runHookFromCli([warmUp, 'release', 'end', '-']);
+  })();
+}
+
+startupSnapshot.setDeserializeMainFunction(() => {
+  const dist = dirname(resolve(snapshotBlob(process.execArgv)));
+  setProgramFile(join(dist, 'qemu-hook.cjs'));
+  // argv as if started as dist/cli/main.cjs: a started-from-snapshot run has no script in argv[1],
+  // and whatever starts the program again (the redefine helper) takes it from there.
+  process.argv.splice(1, 0, join(dist, 'cli', 'main.cjs'));
+  runProgram(process.argv.slice(2));
+});
+
+function snapshotBlob(execArgv: readonly string[]): string {
+  for (let i = 0; i < execArgv.length; i++) {
+    const a = execArgv[i]!;
+    if (a === '--snapshot-blob') return execArgv[i + 1] ?? '';
+    if (a.startsWith('--snapshot-blob=')) return a.slice('--snapshot-blob='.length);
+  }
+  return '';
+}
