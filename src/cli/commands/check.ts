@@ -1,6 +1,7 @@
 import { loadConfigFile } from '../../config/load.js';
 import type { Config } from '../../config/model.js';
 import { claimConflicts } from '../../config/rules.js';
+import { hostName } from '../../host/hostname.js';
 import type { Inventory } from '../../model/device.js';
 import { errorMessage } from '../../model/errors.js';
 import type { Plan } from '../../model/plan.js';
@@ -19,7 +20,7 @@ import { planJson } from './simulate.js';
  */
 export async function check(ctx: CliContext): Promise<number> {
   const file = ctx.paths.configFile;
-  const r = await loadConfigFile(file);
+  const r = await loadConfigFile(file, { host: hostName(ctx.paths) });
   if (!r.config) {
     if (ctx.args.json)
       ctx.out(JSON.stringify({ configFile: file, ok: false, errors: r.errors, domains: [] }, null, 2));
@@ -43,7 +44,8 @@ export async function check(ctx: CliContext): Promise<number> {
     (n): n is string => n !== null,
   );
   const plans = await planEveryDomain(ctx, config, inventory);
-  const warnings = claimConflicts(config);
+  // Problems of hosts: sections for other hosts come as warnings: they refuse nothing here.
+  const warnings = [...r.warnings, ...claimConflicts(config)];
   const configInvalid = config.invalidDomains.size > 0;
   const refused = plans.filter((p) => !p.ok).length;
 
