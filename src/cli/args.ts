@@ -8,6 +8,7 @@ export const USAGE = `usage:
   qemu-hook status [--root DIR] [--json]
   qemu-hook recover [--domain NAME] [--dry-run] [--root DIR]
   qemu-hook apply [--vm NAME]... [--dry-run] [--yes] [--config FILE] [--root DIR]
+  qemu-hook check --fleet DIR [--config FILE] [--json]   (one config against every snapshot in DIR)
   qemu-hook snapshot [--output FILE] [--redact] [--root DIR|FILE]
   qemu-hook hook <domain> <op> <subop> <extra>     (what /etc/libvirt/hooks/qemu runs)
 --root also takes a snapshot (FILE.tar.gz) wherever it takes a folder.
@@ -66,7 +67,7 @@ export interface Args {
 const ALLOWED: Record<Args['command'], readonly OptionName[]> = {
   simulate: ['simulate', 'root', 'config', 'json'],
   devices: ['root', 'json'],
-  check: ['root', 'config', 'json'],
+  check: ['root', 'config', 'json', 'fleet'],
   status: ['root', 'json', 'config'],
   recover: ['root', 'config', 'domain', 'dry-run'],
   apply: ['root', 'config', 'vm', 'dry-run', 'yes'],

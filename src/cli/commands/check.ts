@@ -19,6 +19,7 @@ import { planJson } from './simulate.js';
  * config problems, 1 when any configured start would be refused, 0 when every one would go ahead.
  */
 export async function check(ctx: CliContext): Promise<number> {
+  if (ctx.args.fleet !== null) return (await import('./fleet.js')).checkFleet(ctx, ctx.args.fleet);
   const file = ctx.paths.configFile;
   const r = await loadConfigFile(file, { host: hostName(ctx.paths) });
   if (!r.config) {
@@ -81,7 +82,11 @@ export async function check(ctx: CliContext): Promise<number> {
 }
 
 /** Every configured domain, valid or not, in the order of the file, through the one planner. */
-async function planEveryDomain(ctx: CliContext, config: Config, inventory: Inventory): Promise<Plan[]> {
+export async function planEveryDomain(
+  ctx: CliContext,
+  config: Config,
+  inventory: Inventory,
+): Promise<Plan[]> {
   const state = await loadState(stateFileOf(ctx, config), { readOnly: true });
   const source = await definitionSource(ctx, config);
   const plans: Plan[] = [];
