@@ -78,7 +78,8 @@ describe('a snapshot of this machine', { timeout: 60_000 }, () => {
     const live = run(['devices', '--json']);
     const replay = run(['devices', '--json', '--root', file]);
     expect(replay.code).toBe(0);
-    expect(JSON.parse(replay.stdout)).toEqual(JSON.parse(live.stdout));
+    // Paths in warnings name the snapshot where the live host names /.
+    expect(JSON.parse(replay.stdout.replaceAll(`${file}/`, '/'))).toEqual(JSON.parse(live.stdout));
   });
 });
 

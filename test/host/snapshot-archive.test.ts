@@ -158,6 +158,20 @@ describe('unpackArchive', () => {
     expect(total.error).toMatch(/^(its members add up to|it unpacks to) more than/);
   });
 
+  it("keeps a process's fd link to a /dev node (read as a name, never followed), and nothing else absolute", async () => {
+    const ok = rawTarGz([{ path: 'proc/1234/fd/7', type: 'SymbolicLink', linkpath: '/dev/dri/card0' }], 'fd');
+    const { dir, error } = await unpack(ok);
+    expect(error).toBeNull();
+    expect(readlinkSync(join(dir, 'proc/1234/fd/7'))).toBe('/dev/dri/card0');
+    const bad = rawTarGz(
+      [{ path: 'proc/1234/fd/7', type: 'SymbolicLink', linkpath: '/etc/shadow' }],
+      'fd-bad',
+    );
+    expect((await unpack(bad)).error).toBe(
+      'member proc/1234/fd/7 is a link to /etc/shadow, outside the archive',
+    );
+  });
+
   it('refuses a file that is not a .tar.gz', async () => {
     const file = join(work, 'not.tar.gz');
     writeFileSync(file, 'hello');

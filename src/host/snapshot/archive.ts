@@ -149,12 +149,16 @@ function checkEntry(
   }
   if (entry.type === 'SymbolicLink') {
     const link = entry.linkpath ?? '';
+    // What a process holds (/proc/<pid>/fd/<n> → /dev/dri/card0) is read as a name, never followed.
+    if (PROC_FD.test(path) && /^\/dev\/[\w./-]+$/.test(link) && !link.includes('..')) return null;
     const resolved = posix.normalize(posix.join(posix.dirname(path), link));
     if (link.startsWith('/') || resolved === '..' || resolved.startsWith('../'))
       return `member ${raw} is a link to ${link}, outside the archive`;
   }
   return null;
 }
+
+const PROC_FD = /^proc\/\d+\/fd\/\d+$/;
 
 /** "./sys/x/" → "sys/x"; "." → "". */
 function clean(p: string): string {

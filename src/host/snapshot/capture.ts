@@ -35,7 +35,9 @@ const USB_ATTRS = ['idVendor', 'idProduct', 'busnum', 'devnum', 'serial', 'manuf
 const USB_DEVICE = /^\d+-\d+(?:\.\d+)*$/;
 // The single-GPU hand-over: what drives the console and what holds the GPU.
 const GRAPHICS_ATTRS = ['name', 'dev', 'bind', 'status', 'enabled', 'modalias', 'boot_vga'];
-const GPU_NODE = /^\/dev\/(?:dri\/|nvidia|fb\d)/;
+// The nodes a GPU (and its HDMI audio function) gives processes to hold.
+const GPU_NODE = /^\/dev\/(?:dri\/|nvidia|fb\d|snd\/)/;
+const GPU_MAPPING = /\s\/dev\/(?:dri\/|nvidia|fb\d|snd\/)/;
 const PROC_FILES = [
   'mounts',
   'net/route',
@@ -44,6 +46,7 @@ const PROC_FILES = [
   'cmdline',
   'sys/kernel/hostname',
   'sys/kernel/random/boot_id',
+  'fb',
 ];
 /** A file larger than this is not an attribute (nor a config): left out and said so. */
 const MAX_FILE = 4 * 1024 * 1024;
@@ -100,6 +103,8 @@ class Capture {
     for (const f of PROC_FILES) this.copyFile(`proc/${f}`, { optional: true, kind: 'proc files' });
     this.gpuHolders();
     this.configAndState();
+    // Which display manager to stop (the hand-over reads the link's name).
+    this.copyLink('etc/systemd/system/display-manager.service', true);
     this.pciIds(pci);
     return { counts: this.counts, unreadable: this.unreadable, absent: this.absent, hostname };
   }
@@ -117,7 +122,9 @@ class Capture {
       for (const entry of this.list(dir) ?? []) {
         if (/^virtfn\d+$/.test(entry)) this.copyLink(`${dir}/${entry}`);
         if (entry === 'net') for (const n of this.list(`${dir}/net`) ?? []) this.mkdir(`${dir}/net/${n}`);
+        if (entry === 'drm' || entry === 'graphics' || entry === 'sound') this.nodesOf(`${dir}/${entry}`);
       }
+      this.copyFile(`proc/driver/nvidia/gpus/${name}/information`, { optional: true });
     }
     return this.list('sys/bus/pci/devices') ?? [];
   }
@@ -152,6 +159,47 @@ class Capture {
     }
   }
 
+  /** The `dev` (major:minor) of a function's drm cards, framebuffers and sound nodes. */
+  private nodesOf(dir: string): void {
+    for (const e of this.list(dir) ?? []) {
+      if (/^(card|renderD|fb)\d+$/.test(e)) this.copyFile(`${dir}/${e}/dev`, { optional: true });
+      else if (/^card\d+$/.test(e)) {
+        for (const n of this.list(`${dir}/${e}`) ?? [])
+          if (/^(controlC|pcmC|hwC|midiC)\d/.test(n))
+            this.copyFile(`${dir}/${e}/${n}/dev`, { optional: true });
+      }
+    }
+  }
+
+  /**
+   * GPU device nodes as the fixture hosts describe them: a file holding "major:minor" (a replay
+   * matches what processes hold by it). On a fixture or a replayed snapshot they are such files already.
+   */
+  private devNodes(): void {
+    const wanted = (rel: string) => /^dev\/(?:dri\/[^/]+|fb\d+|nvidia[^/]*|snd\/[^/]+)$/.test(rel);
+    const names = [
+      ...(this.list('dev') ?? []).map((n) => `dev/${n}`),
+      ...(this.list('dev/dri') ?? []).map((n) => `dev/dri/${n}`),
+      ...(this.list('dev/snd') ?? []).map((n) => `dev/snd/${n}`),
+    ].filter(wanted);
+    for (const rel of names) {
+      const abs = join(this.root, rel);
+      try {
+        const st = statSync(abs, { bigint: true });
+        if (st.isCharacterDevice()) {
+          const dev = st.rdev;
+          const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & 0xfffff000n);
+          const minor = (dev & 0xffn) | ((dev >> 12n) & 0xffffff00n);
+          this.write(rel, `${major}:${minor}\n`, false);
+        } else if (st.isFile()) this.copyFile(rel, {});
+        else continue;
+        this.count('GPU device nodes');
+      } catch (err) {
+        this.fail(rel, err);
+      }
+    }
+  }
+
   // --- single-GPU hand-over ------------------------------------------------------------------
 
   private handover(): void {
@@ -164,6 +212,7 @@ class Capture {
         this.copyLinkAndTarget(`${dir}/device`, { optional: true, mkTarget: true });
       }
     }
+    this.devNodes();
     for (const e of this.list('sys/bus/platform/devices') ?? []) {
       if (!/framebuffer|simplefb|simpledrm|efifb|vesafb/i.test(e)) continue;
       const dir = this.copyLinkAndTarget(`sys/bus/platform/devices/${e}`, { mkTarget: true });
@@ -171,6 +220,7 @@ class Capture {
       this.count('platform framebuffers');
       this.copyLinkAndTarget(`${dir}/driver`, { optional: true, mkTarget: true });
       this.copyFile(`${dir}/modalias`, { optional: true });
+      this.nodesOf(`${dir}/graphics`);
     }
     for (const m of this.list('sys/module') ?? []) {
       const dir = `sys/module/${m}`;
@@ -194,16 +244,16 @@ class Capture {
       const held = fds.filter((fd) =>
         GPU_NODE.test(readlinkQuiet(join(this.root, 'proc', pid, 'fd', fd)) ?? ''),
       );
-      if (held.length === 0) continue;
+      // Every process's maps are looked at; one that cannot be read (another user's) holds nothing we can tell.
+      const maps = readQuiet(join(this.root, 'proc', pid, 'maps'));
+      // Only the GPU mappings: a browser's full map is hundreds of kilobytes.
+      const gpuMaps = (maps ?? '').split('\n').filter((l) => GPU_MAPPING.test(l));
+      if (held.length === 0 && gpuMaps.length === 0) continue;
       this.count('processes holding a GPU node');
-      for (const fd of held) this.copyLink(`proc/${pid}/fd/${fd}`);
+      // fd links name /dev paths and are only ever read, never followed: kept absolute.
+      for (const fd of held) this.copyLink(`proc/${pid}/fd/${fd}`, false, true);
       for (const f of ['comm', 'cmdline', 'cgroup']) this.copyFile(`proc/${pid}/${f}`, { optional: true });
-      const maps = this.readText(`proc/${pid}/maps`, true);
-      if (maps !== null) {
-        // Only the GPU mappings: a browser's full map is hundreds of kilobytes.
-        const gpu = maps.split('\n').filter((l) => /\/dev\/(?:dri\/|nvidia|fb\d)/.test(l));
-        this.write(`proc/${pid}/maps`, gpu.join('\n') + (gpu.length ? '\n' : ''));
-      }
+      this.write(`proc/${pid}/maps`, gpuMaps.join('\n') + (gpuMaps.length ? '\n' : ''));
     }
   }
 
@@ -328,7 +378,7 @@ class Capture {
   }
 
   /** Copies a symlink as it is written; returns its target relative to the root, null when absent. */
-  private copyLink(relPath: string, optional = false): string | null {
+  private copyLink(relPath: string, optional = false, keepAbsolute = false): string | null {
     let target: string;
     try {
       target = readlinkSync(join(this.root, relPath));
@@ -336,12 +386,21 @@ class Capture {
       if (!(optional && errnoCode(err) === 'ENOENT')) this.fail(relPath, err);
       return null;
     }
+    if (target.startsWith('/') && keepAbsolute) return this.linkAt(relPath, target);
+    // An absolute link (display-manager.service → /usr/lib/…) points into the same host: made
+    // relative, so that it stays inside the snapshot's tree.
+    if (target.startsWith('/')) target = posix.relative(posix.dirname(`/${relPath}`), target);
     const resolved = posix.normalize(posix.join(posix.dirname(relPath), target));
-    // A link that leaves the root (or an absolute one) is not part of the host's tree: kept out.
-    if (target.startsWith('/') || resolved.startsWith('..')) {
+    // A link that leaves the root is not part of the host's tree: kept out.
+    if (resolved.startsWith('..')) {
       this.unreadable.push(`${relPath} (link to ${target}, outside the tree)`);
       return null;
     }
+    this.linkAt(relPath, target);
+    return resolved;
+  }
+
+  private linkAt(relPath: string, target: string): null {
     const r = this.o.redactor;
     const at = join(this.o.stage, r ? r.path(relPath) : relPath);
     this.mkdirAbs(dirname(at));
@@ -350,7 +409,7 @@ class Capture {
     } catch (err) {
       if (errnoCode(err) !== 'EEXIST') throw err;
     }
-    return resolved;
+    return null;
   }
 
   /** A link and the folder it points at (created, empty, when `mkTarget`; its parents anyway). */
@@ -378,6 +437,14 @@ function rel(root: string, abs: string): string {
 function listQuiet(path: string): string[] | null {
   try {
     return readdirSync(path);
+  } catch {
+    return null;
+  }
+}
+
+function readQuiet(path: string): string | null {
+  try {
+    return readFileSync(path, 'utf8');
   } catch {
     return null;
   }
