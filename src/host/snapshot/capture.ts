@@ -161,9 +161,10 @@ class Capture {
 
   /** The `dev` (major:minor) of a function's drm cards, framebuffers and sound nodes. */
   private nodesOf(dir: string): void {
+    const sound = dir.endsWith('/sound');
     for (const e of this.list(dir) ?? []) {
-      if (/^(card|renderD|fb)\d+$/.test(e)) this.copyFile(`${dir}/${e}/dev`, { optional: true });
-      else if (/^card\d+$/.test(e)) {
+      if (!sound && /^(card|renderD|fb)\d+$/.test(e)) this.copyFile(`${dir}/${e}/dev`, { optional: true });
+      else if (sound && /^card\d+$/.test(e)) {
         for (const n of this.list(`${dir}/${e}`) ?? [])
           if (/^(controlC|pcmC|hwC|midiC)\d/.test(n))
             this.copyFile(`${dir}/${e}/${n}/dev`, { optional: true });
@@ -229,7 +230,7 @@ class Capture {
       if (refcnt === null && !holders) continue; // built in: nothing that can be unloaded
       this.count('modules');
       this.mkdir(`${dir}/holders`);
-      for (const h of holders ?? []) this.copyLink(`${dir}/holders/${h}`);
+      for (const h of holders ?? []) if (!h.startsWith('.')) this.copyLink(`${dir}/holders/${h}`);
       for (const p of this.list(`${dir}/parameters`) ?? [])
         this.copyFile(`${dir}/parameters/${p}`, { optional: true });
     }
@@ -276,6 +277,10 @@ class Capture {
       if (f.endsWith('.xml') && this.copyFile(`run/libvirt/qemu/${f}`, {}) !== null)
         this.count('running domains');
     }
+    // A fixture host's simulated kernel (drivers it prefers, services, modules): a snapshot of a
+    // fixture replays as the fixture does. A real host has none.
+    for (const f of this.list('var/lib/qemu-hook-fixture') ?? [])
+      if (/\.json$/.test(f)) this.copyFile(`var/lib/qemu-hook-fixture/${f}`, {});
     const state = rel(this.root, this.o.stateFile);
     if (this.copyFile(state, { optional: true }) !== null) this.count('state file');
   }
