@@ -101,6 +101,9 @@ class Capture {
     this.usb();
     this.handover();
     for (const f of PROC_FILES) this.copyFile(`proc/${f}`, { optional: true, kind: 'proc files' });
+    this.cpuinfo();
+    // An active IOMMU lists its groups (host-support.ts); a group is a folder, its links are not read.
+    for (const g of this.list('sys/kernel/iommu_groups') ?? []) this.mkdir(`sys/kernel/iommu_groups/${g}`);
     this.gpuHolders();
     this.configAndState();
     // Which display manager to stop (the hand-over reads the link's name).
@@ -256,6 +259,14 @@ class Capture {
       for (const f of ['comm', 'cmdline', 'cgroup']) this.copyFile(`proc/${pid}/${f}`, { optional: true });
       this.write(`proc/${pid}/maps`, gpuMaps.join('\n') + (gpuMaps.length ? '\n' : ''));
     }
+  }
+
+  /** The first processor's block: the CPU vendor names the IOMMU option to suggest. */
+  private cpuinfo(): void {
+    const text = this.readText('proc/cpuinfo', true);
+    if (text === null) return;
+    this.write('proc/cpuinfo', `${text.split(/\n\s*\n/)[0]}\n`);
+    this.count('proc files');
   }
 
   // --- files of the program ------------------------------------------------------------------
