@@ -8,7 +8,10 @@ export const USAGE = `usage:
   qemu-hook status [--root DIR] [--json]
   qemu-hook recover [--domain NAME] [--dry-run] [--root DIR]
   qemu-hook apply [--vm NAME]... [--dry-run] [--yes] [--config FILE] [--root DIR]
+  qemu-hook check --fleet DIR [--config FILE] [--json]   (one config against every snapshot in DIR)
+  qemu-hook snapshot [--output FILE] [--redact] [--root DIR|FILE]
   qemu-hook hook <domain> <op> <subop> <extra>     (what /etc/libvirt/hooks/qemu runs)
+--root also takes a snapshot (FILE.tar.gz) wherever it takes a folder.
 common options: --verbose (stack traces), --help, --version`;
 
 const OPTIONS = {
@@ -23,6 +26,10 @@ const OPTIONS = {
   vm: { type: 'string', multiple: true },
   'dry-run': { type: 'boolean' },
   yes: { type: 'boolean', short: 'y' },
+  // snapshots and fleets (issue 11)
+  output: { type: 'string', short: 'o' },
+  redact: { type: 'boolean' },
+  fleet: { type: 'string' },
 } as const;
 
 type OptionName = keyof typeof OPTIONS;
@@ -35,6 +42,7 @@ export interface Args {
     | 'status'
     | 'recover'
     | 'apply'
+    | 'snapshot'
     | 'hook'
     | 'redefine'
     | 'help'
@@ -48,6 +56,10 @@ export interface Args {
   readonly vms: readonly string[];
   readonly dryRun: boolean;
   readonly yes: boolean;
+  // snapshots and fleets (issue 11)
+  readonly output: string | null;
+  readonly redact: boolean;
+  readonly fleet: string | null;
   /** For --simulate: the domain and event. */
   readonly simulate: { readonly domain: string; readonly event: 'prepare' | 'release' } | null;
 }
@@ -55,10 +67,11 @@ export interface Args {
 const ALLOWED: Record<Args['command'], readonly OptionName[]> = {
   simulate: ['simulate', 'root', 'config', 'json'],
   devices: ['root', 'json'],
-  check: ['root', 'config', 'json'],
+  check: ['root', 'config', 'json', 'fleet'],
   status: ['root', 'json', 'config'],
   recover: ['root', 'config', 'domain', 'dry-run'],
   apply: ['root', 'config', 'vm', 'dry-run', 'yes'],
+  snapshot: ['root', 'config', 'output', 'redact'],
   hook: [],
   redefine: [],
   help: [],
@@ -86,7 +99,7 @@ export function parseCliArgs(argv: readonly string[]): Args {
   else {
     const c = pos[0];
     if (!c) throw new UsageError('no command given; see qemu-hook --help');
-    if (!['devices', 'check', 'status', 'recover', 'apply'].includes(c)) {
+    if (!['devices', 'check', 'status', 'recover', 'apply', 'snapshot'].includes(c)) {
       throw new UsageError(`unknown command "${c}"; see qemu-hook --help`);
     }
     command = c as Args['command'];
@@ -127,6 +140,9 @@ export function parseCliArgs(argv: readonly string[]): Args {
     vms: v.vm ?? [],
     dryRun: v['dry-run'] ?? false,
     yes: v.yes ?? false,
+    output: v.output ?? null,
+    redact: v.redact ?? false,
+    fleet: v.fleet ?? null,
     simulate,
   };
 }
@@ -143,6 +159,9 @@ function base(command: Args['command']): Args {
     vms: [],
     dryRun: false,
     yes: false,
+    output: null,
+    redact: false,
+    fleet: null,
     simulate: null,
   };
 }

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { defaultConfig, requireConfig } from '../config/load.js';
 import type { Config } from '../config/model.js';
+import { hostName } from '../host/hostname.js';
 import { UsageError } from '../model/errors.js';
 import { type HostPaths, hostPaths, underRoot } from '../model/paths.js';
 import type { Args } from './args.js';
@@ -36,7 +37,7 @@ export function makeContext(args: Args): CliContext {
 }
 
 export async function loadConfig(ctx: CliContext): Promise<Config> {
-  const { config, warnings } = await requireConfig(ctx.paths.configFile);
+  const { config, warnings } = await requireConfig(ctx.paths.configFile, { host: hostName(ctx.paths) });
   for (const w of warnings) ctx.err(`warning: ${w}`);
   return config;
 }

@@ -4,6 +4,7 @@
 
 import { exitProcess } from '../host/libvirt/loader.js';
 import { type Args, parseCliArgs, USAGE } from './args.js';
+import type { CliContext } from './context.js';
 import { EXIT, reportError } from './exit.js';
 import { writeErr, writeOut } from './output.js';
 import { VERSION } from './version.js';
@@ -29,24 +30,44 @@ async function run(argv: readonly string[]): Promise<number> {
       return await runRedefineFromCli(args.positionals);
     }
     const { makeContext } = await import('./context.js');
-    const ctx = makeContext(args);
-    switch (args.command) {
-      case 'simulate':
-        return await (await import('./commands/simulate.js')).simulate(ctx);
-      case 'devices':
-        return await (await import('./commands/devices.js')).devices(ctx);
-      case 'check':
-        return await (await import('./commands/check.js')).check(ctx);
-      case 'status':
-        return await (await import('./commands/status.js')).status(ctx);
-      case 'recover':
-        return await (await import('./commands/recover.js')).recover(ctx);
-      case 'apply':
-        return await (await import('./commands/apply.js')).apply(ctx);
+    // --root FILE.tar.gz: a snapshot, unpacked for this run only.
+    const opened = args.root ? await (await import('./root-archive.js')).openRoot(args.root) : null;
+    const ctx = shownAs(makeContext(opened ? { ...args, root: opened.dir } : args), opened?.dir, args.root);
+    try {
+      return await dispatch(ctx);
+    } finally {
+      opened?.cleanup();
     }
   } catch (error) {
     return reportError(error, args?.verbose ?? argv.includes('--verbose'), writeErr);
   }
+}
+
+/** Output names files of an unpacked snapshot as `<snapshot>/etc/…`: the temp folder is gone after the run. */
+function shownAs(ctx: CliContext, dir: string | undefined, root: string | null): CliContext {
+  if (!dir || !root || dir === root) return ctx;
+  const show = (line: string) => line.replaceAll(dir, root);
+  return { ...ctx, out: (l) => ctx.out(show(l)), err: (l) => ctx.err(show(l)) };
+}
+
+async function dispatch(ctx: CliContext): Promise<number> {
+  switch (ctx.args.command) {
+    case 'simulate':
+      return await (await import('./commands/simulate.js')).simulate(ctx);
+    case 'devices':
+      return await (await import('./commands/devices.js')).devices(ctx);
+    case 'check':
+      return await (await import('./commands/check.js')).check(ctx);
+    case 'status':
+      return await (await import('./commands/status.js')).status(ctx);
+    case 'recover':
+      return await (await import('./commands/recover.js')).recover(ctx);
+    case 'apply':
+      return await (await import('./commands/apply.js')).apply(ctx);
+    case 'snapshot':
+      return await (await import('./commands/snapshot.js')).snapshot(ctx);
+  }
+  return EXIT.usage;
 }
 
 /** Runs the command `argv` (the arguments after the program) and ends the process with its status. */

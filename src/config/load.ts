@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError, HostError } from '../model/errors.js';
 import type { Config, ConfigResult } from './model.js';
-import { parseConfig } from './parse.js';
+import { type ParseOptions, parseConfig } from './parse.js';
 
 /**
  * The config with every default and no domains, as the schema spells it: for the commands that must
@@ -12,7 +12,10 @@ export function defaultConfig(): Config {
 }
 
 /** Read and validate the config file. A missing file is reported as such (`missing: true`). */
-export async function loadConfigFile(path: string): Promise<ConfigResult & { missing: boolean }> {
+export async function loadConfigFile(
+  path: string,
+  options: ParseOptions = {},
+): Promise<ConfigResult & { missing: boolean }> {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -22,12 +25,15 @@ export async function loadConfigFile(path: string): Promise<ConfigResult & { mis
     }
     throw HostError.from('read config', path, err);
   }
-  return { ...parseConfig(text), missing: false };
+  return { ...parseConfig(text, options), missing: false };
 }
 
 /** The config or a ConfigError carrying every problem (each with its path) in one go. */
-export async function requireConfig(path: string): Promise<{ config: Config; warnings: readonly string[] }> {
-  const r = await loadConfigFile(path);
+export async function requireConfig(
+  path: string,
+  options: ParseOptions = {},
+): Promise<{ config: Config; warnings: readonly string[] }> {
+  const r = await loadConfigFile(path, options);
   if (r.missing) {
     throw new ConfigError(
       `no config file at ${path}: create it (see examples/config.yaml) or pass --config FILE`,

@@ -68,10 +68,17 @@ export interface DomainConfig {
 }
 
 export interface Config {
-  /** The domains whose entry is valid. */
+  /**
+   * The domains whose entry is valid: the shared ones, with those of the `hosts:` sections that
+   * match this host in their place.
+   */
   readonly domains: ReadonlyMap<string, DomainConfig>;
   /** Domains whose own entry has problems (each with its path): only their starts are refused. */
   readonly invalidDomains: ReadonlyMap<string, readonly string[]>;
+  /** The hostname the config was read for (null: unknown, only the shared domains apply). */
+  readonly host: string | null;
+  /** The `hosts:` keys that matched `host`, in the order they were applied. */
+  readonly hostSections: readonly string[];
   readonly libvirtUri: string;
   readonly stateFile: string;
   readonly log: { readonly level: string; readonly file: string };

@@ -26,12 +26,17 @@ import { readYaml } from './yaml.js';
 
 type Path = readonly (string | number)[];
 
+export interface ParseOptions {
+  /** This host's name: `hosts:` sections whose key matches it replace shared domains of the same name. */
+  readonly host?: string | null;
+}
+
 /**
  * Parse and validate config text. Never throws for bad input: problems are data. A problem inside
  * `domains.<name>` makes only that domain invalid (`config.invalidDomains`); a problem outside any
  * domain makes the whole config invalid (`config: null`).
  */
-export function parseConfig(text: string): ConfigResult {
+export function parseConfig(text: string, options: ParseOptions = {}): ConfigResult {
   const yaml = readYaml(text, HEX_TEXT_KEYS);
   if (!yaml.ok) return { config: null, warnings: [], errors: [`YAML: ${yaml.error}`] };
   const raw = yaml.value ?? {};
@@ -51,14 +56,56 @@ export function parseConfig(text: string): ConfigResult {
     if (r.ok) domains.set(name, r.domain);
     else invalidDomains.set(name, r.errors);
   }
+  // Every host section is checked on every host (one file serves them all); a section's problems
+  // refuse its domains only on the hosts it applies to, and are warnings elsewhere.
+  const host = options.host ?? null;
+  const warnings: string[] = [];
+  const sections = Object.entries(top.data.hosts).map(([pattern, section]) => ({
+    pattern,
+    parsed: Object.entries(section.domains).map(([name, rawDomain]) => ({
+      name,
+      r: parseDomain(name, rawDomain ?? {}, raw, ['hosts', pattern, 'domains', name]),
+    })),
+  }));
+  const hostSections: string[] = [];
+  // Globs first, in file order, then the host's own name: the most specific section wins.
+  for (const exact of [false, true]) {
+    for (const s of sections) {
+      if (isGlob(s.pattern) === exact) continue;
+      if (host === null || !hostMatches(s.pattern, host)) {
+        for (const { r } of s.parsed) if (!r.ok) warnings.push(...r.errors);
+        continue;
+      }
+      hostSections.push(s.pattern);
+      for (const { name, r } of s.parsed) {
+        domains.delete(name);
+        invalidDomains.delete(name);
+        if (r.ok) domains.set(name, r.domain);
+        else invalidDomains.set(name, r.errors);
+      }
+    }
+  }
   const config: Config = {
     domains,
     invalidDomains,
+    host,
+    hostSections,
     libvirtUri: top.data.libvirt.uri,
     stateFile: top.data.stateFile,
     log: top.data.log,
   };
-  return { config, warnings: [], errors: [] };
+  return { config, warnings, errors: [] };
+}
+
+const isGlob = (pattern: string) => /[*?]/.test(pattern);
+
+/** A `hosts:` key against a hostname: `*` any run of characters, `?` one; case does not matter. */
+export function hostMatches(pattern: string, host: string): boolean {
+  const re = pattern
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replaceAll('*', '.*')
+    .replaceAll('?', '.');
+  return new RegExp(`^${re}$`, 'i').test(host);
 }
 
 /** Every problem of one domain's entry, each with its path. */
@@ -70,8 +117,8 @@ function parseDomain(
   name: string,
   rawDomain: unknown,
   raw: unknown,
+  at: Path = ['domains', name],
 ): { ok: true; domain: DomainConfig } | { ok: false; errors: string[] } {
-  const at: Path = ['domains', name];
   // Unknown keys of a device entry first: a misspelt `type` would make every other key look wrong.
   const entryKeys = unknownEntryKeys(rawDomain, at);
   const parsed = domainSchema.safeParse(rawDomain);
@@ -91,7 +138,7 @@ function parseDomain(
     ...duplicateNames(
       name,
       d.devices.map((e) => e.name),
-    ),
+    ).map((m) => m.replace(`domains.${name}`, formatPath(at))),
   );
   const domain: DomainConfig = {
     name,
@@ -99,7 +146,7 @@ function parseDomain(
     iommuGroup: d.iommuGroup,
     onAddressChange: d.onAddressChange,
   };
-  errors.push(...entryRules(domain));
+  errors.push(...entryRules(domain).map((m) => m.replace(`domains.${name}`, formatPath(at))));
   return errors.length === 0 ? { ok: true, domain } : { ok: false, errors };
 }
 

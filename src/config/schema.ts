@@ -135,8 +135,18 @@ const topLevelShape = {
   ),
 };
 
+const HOSTS_DOC =
+  'per hostname or glob (web*, gpu-?): domains that replace the shared entries of the same name on that host';
+
 export const configSchema = z.strictObject({
   domains: z._default(doc(z.record(z.string(), domainSchema), 'per libvirt domain name'), {}),
+  hosts: z._default(
+    doc(
+      z.record(z.string(), z.strictObject({ domains: z._default(z.record(z.string(), domainSchema), {}) })),
+      HOSTS_DOC,
+    ),
+    {},
+  ),
   ...topLevelShape,
 });
 
@@ -148,6 +158,18 @@ export const topLevelSchema = z.strictObject({
   domains: z._default(
     doc(z.record(z.string(), z.unknown()), 'per libvirt domain name'),
     {} as Record<string, unknown>,
+  ),
+  hosts: z._default(
+    doc(
+      z.record(
+        z.string(),
+        z.strictObject({
+          domains: z._default(z.record(z.string(), z.unknown()), {} as Record<string, unknown>),
+        }),
+      ),
+      HOSTS_DOC,
+    ),
+    {} as Record<string, { domains: Record<string, unknown> }>,
   ),
   ...topLevelShape,
 });

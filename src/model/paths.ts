@@ -12,6 +12,8 @@ export interface HostPaths {
   readonly definitionsDir: string;
   readonly hookScriptsDir: string;
   readonly pciIdsCandidates: readonly string[];
+  /** Names this host among the `hosts:` sections of a shared config. */
+  readonly hostnameFile: string;
 }
 
 export function hostPaths(root: string, overrides: Partial<Pick<HostPaths, 'configFile'>> = {}): HostPaths {
@@ -24,6 +26,7 @@ export function hostPaths(root: string, overrides: Partial<Pick<HostPaths, 'conf
     definitionsDir: at('etc/libvirt/qemu'),
     hookScriptsDir: at('etc/libvirt/hooks/qemu.d'),
     pciIdsCandidates: [at('usr/share/misc/pci.ids'), at('usr/share/hwdata/pci.ids')],
+    hostnameFile: at('proc/sys/kernel/hostname'),
   };
 }
 

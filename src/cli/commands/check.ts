@@ -1,6 +1,7 @@
 import { loadConfigFile } from '../../config/load.js';
 import type { Config } from '../../config/model.js';
 import { claimConflicts } from '../../config/rules.js';
+import { hostName } from '../../host/hostname.js';
 import type { Inventory } from '../../model/device.js';
 import { errorMessage } from '../../model/errors.js';
 import type { Plan } from '../../model/plan.js';
@@ -18,8 +19,9 @@ import { planJson } from './simulate.js';
  * config problems, 1 when any configured start would be refused, 0 when every one would go ahead.
  */
 export async function check(ctx: CliContext): Promise<number> {
+  if (ctx.args.fleet !== null) return (await import('./fleet.js')).checkFleet(ctx, ctx.args.fleet);
   const file = ctx.paths.configFile;
-  const r = await loadConfigFile(file);
+  const r = await loadConfigFile(file, { host: hostName(ctx.paths) });
   if (!r.config) {
     if (ctx.args.json)
       ctx.out(JSON.stringify({ configFile: file, ok: false, errors: r.errors, domains: [] }, null, 2));
@@ -43,7 +45,8 @@ export async function check(ctx: CliContext): Promise<number> {
     (n): n is string => n !== null,
   );
   const plans = await planEveryDomain(ctx, config, inventory);
-  const warnings = claimConflicts(config);
+  // Problems of hosts: sections for other hosts come as warnings: they refuse nothing here.
+  const warnings = [...r.warnings, ...claimConflicts(config)];
   const configInvalid = config.invalidDomains.size > 0;
   const refused = plans.filter((p) => !p.ok).length;
 
@@ -79,7 +82,11 @@ export async function check(ctx: CliContext): Promise<number> {
 }
 
 /** Every configured domain, valid or not, in the order of the file, through the one planner. */
-async function planEveryDomain(ctx: CliContext, config: Config, inventory: Inventory): Promise<Plan[]> {
+export async function planEveryDomain(
+  ctx: CliContext,
+  config: Config,
+  inventory: Inventory,
+): Promise<Plan[]> {
   const state = await loadState(stateFileOf(ctx, config), { readOnly: true });
   const source = await definitionSource(ctx, config);
   const plans: Plan[] = [];

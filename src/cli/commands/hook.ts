@@ -4,6 +4,7 @@ import { defaultConfig, loadConfigFile } from '../../config/load.js';
 import type { HookLogger } from '../../hook/logger.js';
 import { runHook } from '../../hook/run.js';
 import { openHookLog } from '../../host/hook-log.js';
+import { hostName } from '../../host/hostname.js';
 import { SysfsInventoryReader } from '../../host/sysfs/inventory.js';
 import type { HookEvent } from '../../model/hook-event.js';
 import { childProcess } from '../../model/lazy-builtins.js';
@@ -27,7 +28,7 @@ export async function runHookFromCli(positionals: readonly string[]): Promise<nu
   const event: HookEvent = { domain, op, subop, extra };
   const root = process.env['QEMU_HOOK_ROOT'] || '/';
   const paths = hostPaths(root);
-  const configOnce = once(() => loadConfigFile(paths.configFile));
+  const configOnce = once(() => loadConfigFile(paths.configFile, { host: hostName(paths) }));
   const cfg = (await configOnce().catch(() => null))?.config ?? defaultConfig();
   const logFile = underRoot(root, cfg.log.file);
   // Script and helper output: beside the log, never libvirt's pipes.

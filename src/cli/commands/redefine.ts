@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { requireConfig } from '../../config/load.js';
 import { redefineAfterRefusal } from '../../hook/redefine.js';
 import { openHookLog } from '../../host/hook-log.js';
+import { hostName } from '../../host/hostname.js';
 import { LibvirtConnection } from '../../host/libvirt/connection.js';
 import { LibvirtDefinitionStore } from '../../host/libvirt/definition-store.js';
 import { exitProcess } from '../../host/libvirt/loader.js';
@@ -36,7 +37,7 @@ export async function runRedefineFromCli(positionals: readonly string[]): Promis
   const root = process.env['QEMU_HOOK_ROOT'] || '/';
   const paths = hostPaths(root);
   installFaultSwitch(paths);
-  const { config } = await requireConfig(paths.configFile);
+  const { config } = await requireConfig(paths.configFile, { host: hostName(paths) });
   const log = openHookLog(underRoot(root, config.log.file), config.log.level, { domain, op: 'redefine' });
   const dc = config.domains.get(domain);
   if (!dc) return 0;

@@ -50,9 +50,13 @@ auth_unix_ro = "none"
 auth_unix_rw = "none"
 log_level = 3
 # util.hook at debug: "Found hook script ..." tells the harness a SIGHUP re-read the hooks folder.
-log_filters = "1:util.hook"
+log_filters = "1:util.hook${QEMU_HOOK_E2E_DEBUG_LOG:+ $QEMU_HOOK_E2E_DEBUG_LOG}"
 log_outputs = "1:file:$state/log/libvirtd.log"
 EOC
+  # Two daemons on one machine migrate to each other only when their host UUIDs differ.
+  if [ -n "${QEMU_HOOK_E2E_HOST_UUID:-}" ]; then
+    echo "host_uuid = \"$QEMU_HOOK_E2E_HOST_UUID\"" >> "$state/libvirtd.conf"
+  fi
 fi
 if [ ! -e /etc/libvirt/qemu.conf ]; then
   cat > /etc/libvirt/qemu.conf <<EOC

@@ -33,6 +33,10 @@ export interface StartOptions {
    * when absent.
    */
   readonly etcDir?: string;
+  /** libvirtd.conf's host_uuid: two daemons of this machine migrate to each other only when theirs differ. */
+  readonly hostUuid?: string;
+  /** More libvirt log filters at debug level, e.g. `1:util.command` (logs what a hook printed). */
+  readonly debugLog?: string;
 }
 
 export interface DaemonTimings {
@@ -225,7 +229,11 @@ export async function startLibvirtd(options: StartOptions = {}): Promise<Private
     // No `detached`: a Ctrl-C of the test run reaches libvirtd too, and it shuts down.
     const proc = spawn('/bin/bash', [LAUNCHER, stateDir], {
       stdio: ['ignore', out, out],
-      env: { ...TOOL_ENV },
+      env: {
+        ...TOOL_ENV,
+        ...(options.hostUuid ? { QEMU_HOOK_E2E_HOST_UUID: options.hostUuid } : {}),
+        ...(options.debugLog ? { QEMU_HOOK_E2E_DEBUG_LOG: options.debugLog } : {}),
+      },
     });
     closeSync(out);
     child = proc;
