@@ -90,17 +90,26 @@ function verdictOf(
   const onHost = endpoints.filter((m) => m.device.driver !== null && !isVfio(m.device.driver));
   if (onHost.length === 0)
     return { usable: true, claimedBy: null, verdict: 'usable: every member is on vfio-pci or on no driver' };
-  const staying = onHost.map((m) => `${m.device.address} (${m.device.driver})`).join(', ');
+  const label = (ms: readonly GroupMember[]) =>
+    ms.map((m) => `${m.device.address} (${m.device.driver})`).join(', ');
   if (domains.size === 0)
     return {
       usable: false,
       claimedBy: null,
-      verdict: `not usable yet: ${staying} on host drivers; one VM must claim every member`,
+      verdict: `not usable yet: ${label(onHost)} on host drivers; one VM must claim every member`,
+    };
+  const unclaimed = onHost.filter((m) => m.claims.length === 0);
+  const who = [...domains].join(', ');
+  if (unclaimed.length === 0)
+    return {
+      usable: false,
+      claimedBy: null,
+      verdict: `not usable: no one VM claims every member (${who} each claim part)`,
     };
   return {
     usable: false,
     claimedBy: null,
-    verdict: `not usable: ${[...domains].join(', ')} claims only part of group ${group}; ${staying} stays on the host`,
+    verdict: `not usable: ${who} ${domains.size === 1 ? 'claims' : 'claim'} only part of group ${group}; ${label(unclaimed)} ${unclaimed.length === 1 ? 'stays' : 'stay'} on the host`,
   };
 }
 
