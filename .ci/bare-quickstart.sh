@@ -91,6 +91,7 @@ fi
 
 [ "$(id -u)" = 0 ] || { echo "bare-quickstart: needs root (mount namespaces)" >&2; exit 2; }
 src=$(cd "$(dirname "$0")/.." && pwd)
+# The overlays' upper layers live here: not on an overlay file system itself (TMPDIR to move it).
 work=$(mktemp -d "${TMPDIR:-/tmp}/qemu-hook-bare.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 # The working tree as it is (committed or not, untracked files too, .gitignore respected), as a

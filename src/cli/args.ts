@@ -102,7 +102,6 @@ export function parseCliArgs(argv: readonly string[]): Args {
       throw new UsageError(`${g.as} given more than once; see ${helpCommand(spec)}`);
   }
   const value = (name: OptionName) => given.filter((g) => g.spec.name === name).map((g) => g.value!);
-  const flag = (name: OptionName) => has(name);
 
   let simulate: Args['simulate'] = null;
   let helpFor: Args['helpFor'] = null;
@@ -131,8 +130,8 @@ export function parseCliArgs(argv: readonly string[]): Args {
   }
   if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"; see ${helpCommand(spec)}`);
 
-  const json = flag('json');
-  if (json && command === 'apply' && !flag('dry-run'))
+  const json = has('json');
+  if (json && command === 'apply' && !has('dry-run'))
     throw new UsageError(
       '--json goes with apply --dry-run only (apply shows a diff and asks); add --dry-run to see the changes as JSON',
     );
@@ -143,12 +142,12 @@ export function parseCliArgs(argv: readonly string[]): Args {
     root: value('root')[0] ?? null,
     config: value('config')[0] ?? null,
     json,
-    verbose: flag('verbose'),
+    verbose: has('verbose'),
     vms: value('vm'),
-    dryRun: flag('dry-run'),
-    yes: flag('yes'),
-    groups: flag('groups'),
-    follow: flag('follow'),
+    dryRun: has('dry-run'),
+    yes: has('yes'),
+    groups: has('groups'),
+    follow: has('follow'),
     simulate,
     helpFor,
     shell,

@@ -103,7 +103,7 @@ export interface CommandSpec {
 export const COMMANDS: readonly CommandSpec[] = [
   {
     name: 'devices',
-    usage: 'devices [--groups] [--root DIR] [--json]',
+    usage: 'devices [--groups] [--root DIR] [--config FILE] [--json]',
     summary: 'what the host has: PCI devices (class, ids, names, driver, IOMMU group, SR-IOV), USB devices',
     details: [
       'With --groups: every IOMMU group with each member (address, ids, name, driver), whether the group can be passed through (every non-bridge member on vfio-pci or on no driver, or all of them claimed by one VM) and which configured VM claims each device.',
