@@ -1,6 +1,7 @@
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
 import { defaultConfig, loadConfigFile } from '../../config/load.js';
+import { HostError, UsageError } from '../../model/errors.js';
 import { underRoot } from '../../model/paths.js';
 import type { CliContext } from '../context.js';
 import { EXIT } from '../exit.js';
@@ -58,8 +59,10 @@ class LineReader {
     let st: ReturnType<typeof statSync>;
     try {
       st = statSync(this.file);
-    } catch {
-      return false;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return false;
+      throw this.unreadable(err);
     }
     if (st.ino !== this.ino || st.size < this.offset) {
       // A new file (rotated) or the same one emptied (copytruncate): from its start.
@@ -69,7 +72,12 @@ class LineReader {
       this.decoder = new StringDecoder('utf8');
     }
     if (st.size === this.offset) return true;
-    const fd = openSync(this.file, 'r');
+    let fd: number;
+    try {
+      fd = openSync(this.file, 'r');
+    } catch (err) {
+      throw this.unreadable(err);
+    }
     try {
       const chunk = Buffer.alloc(64 * 1024);
       for (;;) {
@@ -86,6 +94,13 @@ class LineReader {
       closeSync(fd);
     }
     return true;
+  }
+
+  /** /var/log/libvirt is root's: say so rather than "no log yet" or a stack. */
+  private unreadable(err: unknown): Error {
+    return (err as NodeJS.ErrnoException).code === 'EACCES'
+      ? new UsageError(`cannot read ${this.file}: permission denied; run it with sudo`)
+      : HostError.from('read the log', this.file, err);
   }
 
   /** The last line, also without its newline (when not following, nothing more will come). */
