@@ -15,7 +15,7 @@ import { waitFor } from '../support/wait.js';
 
 const copy = hostCopies();
 
-describe('devices --groups', () => {
+describe('devices --groups', { timeout: 120_000 }, () => {
   it('each group with its members, whether it can go to a VM, and which VM claims each device', () => {
     const r = cli(['devices', '--groups', '--root', join(HOSTS, 'workstation')]);
     expect(r.code).toBe(0);
@@ -73,7 +73,7 @@ describe('devices --groups', () => {
   });
 });
 
-describe('--simulate lists the per-VM scripts', () => {
+describe('--simulate lists the per-VM scripts', { timeout: 120_000 }, () => {
   const script = (root: string, rel: string, mode: number) => {
     const path = join(root, 'etc/libvirt/hooks/qemu.d', rel);
     mkdirSync(join(path, '..'), { recursive: true });
@@ -148,7 +148,7 @@ const LINES = [
   '{"level":"error","time":"2025-12-02T07:00:02.000Z","pid":3,"domain":"win11","op":"release","subop":"end","failed":[{"address":"0000:01:00.0","error":"busy"}],"msg":"some devices were not given back; run qemu-hook recover"}',
 ];
 
-describe('qemu-hook log', () => {
+describe('qemu-hook log', { timeout: 120_000 }, () => {
   const logRoot = () => {
     const root = copy('workstation');
     mkdirSync(join(root, 'var/log/libvirt'), { recursive: true });
