@@ -240,11 +240,11 @@ describe.skipIf(!bindingBuilt)('install.sh --root: completion, man page, README,
       // The README where the program's messages send people for the config reference.
       const readme = at(INSTALLED_README.slice(1));
       expect(readFileSync(readme, 'utf8')).toBe(readFileSync(join(REPO, 'README.md'), 'utf8'));
-      writeFileSync(host.configFile, 'domains:\n  win11:\n    devicez: []\n');
+      writeFileSync(host.configFile, 'domains:\n  win11:\n    devices: []\n    colour: blue\n');
       const typo = spawnSync(process.execPath, [installed, 'check', '--root', host.root], {
         encoding: 'utf8',
       });
-      expect(typo.stderr).toContain(`see the config reference in ${INSTALLED_README}`);
+      expect(typo.stdout + typo.stderr).toContain(`see the config reference in ${INSTALLED_README}`);
 
       // Logs: rotated by rename (each hook run opens the log anew), not copytruncate.
       const rule = readFileSync(at('etc/logrotate.d/qemu-hook'), 'utf8');
