@@ -214,7 +214,65 @@ check_mac() {
     fi
 }
 
-if [ "$ACTION" = uninstall ]; then uninstall; exit 0; fi
+# --- qemu-hook:extras: shell completion, man page, README, logrotate rule -----------------------
+# The completions and the man page are made by the installed program from its own --help tables
+# (qemu-hook completion bash|zsh, qemu-hook man), so they always match the program installed.
+# The README goes to a fixed place: the program's error messages point there for the config
+# reference, whatever --prefix was.
+DOC_DIR=$R/usr/local/share/doc/qemu-hook
+BASH_COMPLETION=$R/usr/local/share/bash-completion/completions/qemu-hook
+ZSH_COMPLETION=$R/usr/local/share/zsh/site-functions/_qemu-hook
+MAN_PAGE=$R/usr/local/share/man/man8/qemu-hook.8
+LOGROTATE=$R/etc/logrotate.d/qemu-hook
+
+# put FILE COMMAND...: COMMAND's output becomes FILE (mode 644) through a temporary file beside
+# it, and only when COMMAND succeeds: never an empty or half-written file in place.
+put() {
+    target=$1; shift
+    mkdir -p "${target%/*}"
+    if "$@" >"$target.tmp.$$" && chmod 644 "$target.tmp.$$" && mv -f "$target.tmp.$$" "$target"; then
+        return 0
+    fi
+    rm -f "$target.tmp.$$"
+    die "could not write $target"
+}
+
+logrotate_rule() {
+    cat <<EOF
+# qemu-hook's logs; installed by qemu-hook's install.sh (removed by install.sh --uninstall).
+$R/var/log/libvirt/qemu-hook*.log {
+    weekly
+    maxsize 20M
+    rotate 8
+    compress
+    delaycompress
+    missingok
+    notifempty
+    create
+}
+EOF
+}
+
+install_extras() {
+    put "$BASH_COMPLETION" "$NODE" "$DEST/dist/cli/main.cjs" completion bash
+    put "$ZSH_COMPLETION" "$NODE" "$DEST/dist/cli/main.cjs" completion zsh
+    put "$MAN_PAGE" "$NODE" "$DEST/dist/cli/main.cjs" man
+    put "$DOC_DIR/README.md" cat "$SRC/README.md"
+    # Every hook run opens the log anew (O_APPEND) and closes it when it exits; nothing holds it
+    # open for long, so a plain rename is safe: the next event creates a new file. copytruncate
+    # could lose the lines written between its copy and its truncate, and there is no daemon to
+    # signal. `qemu-hook log --follow` moves on to the new file.
+    put "$LOGROTATE" logrotate_rule
+    say "installed bash and zsh completion, qemu-hook(8), $DOC_DIR/README.md and $LOGROTATE"
+}
+
+uninstall_extras() {
+    rm -f "$BASH_COMPLETION" "$ZSH_COMPLETION" "$MAN_PAGE" "$LOGROTATE" "$DOC_DIR/README.md"
+    rmdir "$DOC_DIR" 2>/dev/null || true
+}
+# --- end of qemu-hook:extras ---------------------------------------------------------------------
+
+if [ "$ACTION" = uninstall ]; then uninstall; uninstall_extras; exit 0; fi
 check_node
 build
 copy_program
@@ -222,6 +280,7 @@ fit_snapshot
 install_command
 install_hook
 install_config
+install_extras
 check_mac
 reload_libvirt
 say "done: try qemu-hook devices, then qemu-hook --simulate <vm> prepare"

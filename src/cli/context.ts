@@ -1,8 +1,9 @@
+import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { defaultConfig, requireConfig } from '../config/load.js';
 import type { Config } from '../config/model.js';
 import { hostName } from '../host/hostname.js';
-import { UsageError } from '../model/errors.js';
+import { errorMessage, UsageError } from '../model/errors.js';
 import { type HostPaths, hostPaths, underRoot } from '../model/paths.js';
 import type { Args } from './args.js';
 import { interactive, writeErr, writeOut } from './output.js';
@@ -22,6 +23,7 @@ export interface CliContext {
 
 export function makeContext(args: Args): CliContext {
   const root = args.root ? resolve(args.root) : '/';
+  if (args.root !== null) requireFolder(root, '--root');
   return {
     args,
     paths: hostPaths(root, args.config ? { configFile: resolve(args.config) } : {}),
@@ -49,4 +51,21 @@ export function stateFileOf(ctx: CliContext, config: Config | null): string {
 export function requireRoot(ctx: CliContext, what: string): void {
   if (!ctx.isRoot && !ctx.fixtureRoot)
     throw new UsageError(`${what} changes the host and needs root: run it with sudo`);
+}
+
+/** A --root that is not there would read as an empty host: say so instead. */
+function requireFolder(path: string, option: string): void {
+  let st: ReturnType<typeof statSync> | undefined;
+  try {
+    st = statSync(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UsageError(
+      code === 'ENOENT' || code === 'ENOTDIR'
+        ? `${option} ${path} does not exist: give the folder a host is read from (e.g. fixtures/hosts/workstation)`
+        : `${option} ${path} cannot be read (${code ?? errorMessage(err)})`,
+    );
+  }
+  if (!st?.isDirectory())
+    throw new UsageError(`${option} ${path} is not a folder: give the folder a host is read from`);
 }

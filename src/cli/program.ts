@@ -3,10 +3,10 @@
 // this program several times, so it loads only what the command at hand needs.
 
 import { exitProcess } from '../host/libvirt/loader.js';
-import { type Args, parseCliArgs, USAGE } from './args.js';
+import { type Args, parseCliArgs } from './args.js';
 import type { CliContext } from './context.js';
 import { EXIT, reportError } from './exit.js';
-import { writeErr, writeOut } from './output.js';
+import { STDOUT, writeAll, writeErr, writeOut } from './output.js';
 import { VERSION } from './version.js';
 
 async function run(argv: readonly string[]): Promise<number> {
@@ -14,7 +14,17 @@ async function run(argv: readonly string[]): Promise<number> {
   try {
     args = parseCliArgs(argv);
     if (args.command === 'help') {
-      writeOut(USAGE);
+      const { commandHelp, overview } = await import('./help.js');
+      writeOut(args.helpFor ? commandHelp(args.helpFor) : overview());
+      return EXIT.ok;
+    }
+    if (args.command === 'completion') {
+      const { bashCompletion, zshCompletion } = await import('./completion.js');
+      writeAll(STDOUT, args.shell === 'zsh' ? zshCompletion() : bashCompletion());
+      return EXIT.ok;
+    }
+    if (args.command === 'man') {
+      writeAll(STDOUT, (await import('./man.js')).manPage(VERSION));
       return EXIT.ok;
     }
     if (args.command === 'version') {
@@ -66,6 +76,8 @@ async function dispatch(ctx: CliContext): Promise<number> {
       return await (await import('./commands/apply.js')).apply(ctx);
     case 'snapshot':
       return await (await import('./commands/snapshot.js')).snapshot(ctx);
+    case 'log':
+      return await (await import('./commands/log.js')).log(ctx);
   }
   return EXIT.usage;
 }

@@ -1,5 +1,6 @@
 import type * as z from 'zod/mini';
 import { parseHexId, parseMac, parsePciClassPrefix } from '../model/ids.js';
+import { INSTALLED_README } from '../model/paths.js';
 import { PciAddress, PciAddressPattern } from '../model/pci-address.js';
 import type {
   Config,
@@ -216,7 +217,7 @@ function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
         const hint = closest(k, known);
         return hint
           ? `${where}: unknown key "${k}": did you mean "${hint}"?`
-          : `${where}: unknown key "${k}": remove or correct it${known.length > 0 ? ` (valid here: ${known.join(', ')})` : ''}`;
+          : `${where}: unknown key "${k}": remove or correct it (${known.length > 0 ? `valid here: ${known.join(', ')}; ` : ''}see the config reference in ${INSTALLED_README})`;
       })
       .join('\n');
   }

@@ -8,13 +8,41 @@ export type HookLog = ReturnType<typeof pino> & { flush(): void };
  * The hook's log: JSON lines in a file, synchronous so nothing is lost when the hook exits right
  * after. Never stdout (libvirt reads it for migrate/restore) and never stderr (the user sees that
  * on failure). A log that cannot be opened must not stop a VM: the hook then logs nowhere.
+ *
+ * Each line carries its level as a word and the bound fields (domain, op, subop) once: a field a
+ * call repeats with the same value is left out. `qemu-hook log` renders the lines for a person.
  */
-export function openHookLog(file: string, level: string, bindings: object): HookLog {
+export function openHookLog(file: string, level: string, bindings: Record<string, unknown>): HookLog {
   try {
     mkdirSync(dirname(file), { recursive: true });
     const dest = pino.destination({ dest: file, sync: true, append: true });
-    return pino({ level, base: { pid: process.pid, ...bindings } }, dest) as HookLog;
+    return pino(
+      {
+        level,
+        base: { pid: process.pid, ...bindings },
+        timestamp: pino.stdTimeFunctions.isoTime,
+        formatters: {
+          level: (label) => ({ level: label }),
+          log: (obj) => withoutBound(obj, bindings),
+        },
+      },
+      dest,
+    ) as HookLog;
   } catch {
     return pino({ level: 'silent' }) as HookLog;
   }
+}
+
+function withoutBound(
+  obj: Record<string, unknown>,
+  bindings: Record<string, unknown>,
+): Record<string, unknown> {
+  let out: Record<string, unknown> | null = null;
+  for (const key in bindings) {
+    if (key in obj && obj[key] === bindings[key]) {
+      out ??= { ...obj };
+      delete out[key];
+    }
+  }
+  return out ?? obj;
 }

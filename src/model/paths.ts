@@ -34,3 +34,9 @@ export function hostPaths(root: string, overrides: Partial<Pick<HostPaths, 'conf
 export function underRoot(root: string, absolute: string): string {
   return root === '/' ? absolute : join(root, absolute);
 }
+
+/**
+ * Where install.sh puts the README (the config reference): the place error messages send people,
+ * fixed whatever --prefix the program was installed with.
+ */
+export const INSTALLED_README = '/usr/local/share/doc/qemu-hook/README.md';

@@ -76,6 +76,26 @@ describe('qemu-hook apply --root', () => {
       expect(cli(['apply', '--root', root, '--vm', 'win11', '--dry-run']).stdout).toMatch(/already in step/);
     });
 
+    it('Ctrl-D (end of input) at the prompt is no, not an error', () => {
+      const root = copy('workstation-moved');
+      const before = def(root, 'win11');
+      // No input at all: util-linux script passes the end of its stdin on to the terminal.
+      const command = [process.execPath, MAIN, 'apply', '--root', root, '--vm', 'win11']
+        .map(shellQuote)
+        .join(' ');
+      const r = spawnSync('script', ['-qec', command, '/dev/null'], {
+        input: '',
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+      const out = r.stdout.replace(/\r/g, '');
+      expect(out).toContain('Apply to win11? [y/N]');
+      expect(out).toMatch(/win11: left as it was/);
+      expect(out).not.toMatch(/unexpected error/);
+      expect(r.status).toBe(0);
+      expect(def(root, 'win11')).toBe(before);
+    });
+
     it('anything but yes leaves the definition as it was', () => {
       const root = copy('workstation-moved');
       const before = def(root, 'win11');

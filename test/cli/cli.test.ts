@@ -26,7 +26,9 @@ describe('qemu-hook CLI', () => {
     ]) {
       const r = cli(args);
       expect(r.code, args.join(' ')).toBe(2);
-      expect(oneLine(r.stderr)).toMatch(/^qemu-hook: .*(qemu-hook --help|prepare or release|does not apply)/);
+      expect(oneLine(r.stderr)).toMatch(
+        /^qemu-hook: .*(qemu-hook (devices )?--help|prepare or release|does not apply)/,
+      );
       expect(r.stdout).toBe('');
     }
   });
@@ -34,18 +36,44 @@ describe('qemu-hook CLI', () => {
   it('--help and --version print to stdout, exit 0', () => {
     expect(cli(['--help'])).toMatchObject({
       code: 0,
-      stdout: expect.stringContaining('qemu-hook --simulate <domain> prepare'),
+      stdout: expect.stringContaining('--simulate VM prepare|release'),
     });
     expect(cli(['--version']).stdout).toMatch(/^qemu-hook \d+\.\d+\.\d+\n$/);
   });
 
-  it('a domain not in the config: nothing to do, exit 0, like the hook', () => {
-    const r = cli(['--simulate', 'nosuchvm', 'prepare', '--root', WS]);
-    expect(r).toMatchObject({ code: 0, stderr: '' });
-    expect(r.stdout).toMatch(/nosuchvm: not in the config .*nothing to do/);
-    expect(
-      JSON.parse(cli(['--simulate', 'nosuchvm', 'prepare', '--root', WS, '--json']).stdout),
-    ).toMatchObject({ ok: true, configured: false, devices: [] });
+  it('a domain not in the config: a usage error naming the configured ones, exit 2', () => {
+    for (const extra of [[], ['--json']]) {
+      const r = cli(['--simulate', 'nosuchvm', 'prepare', '--root', WS, ...extra]);
+      expect(r).toMatchObject({ code: 2, stdout: '' });
+      expect(oneLine(r.stderr)).toMatch(
+        /^qemu-hook: nosuchvm is not in the config \(.*config\.yaml\): configured: win11, router, backup$/,
+      );
+    }
+  });
+
+  it('--simulate release of a domain the config no longer names, with devices recorded: planned, as the hook does', () => {
+    const root = copy('workstation');
+    writeFileSync(
+      join(root, 'var/lib/qemu-hook/state.json'),
+      JSON.stringify({
+        version: 1,
+        records: [
+          {
+            domain: 'oldvm',
+            entry: 'gpu',
+            address: '0000:01:00.0',
+            originalDriver: 'nvidia',
+            bootId: null,
+            phase: 'detached',
+            since: '2026-01-01T00:00:00.000Z',
+          },
+        ],
+      }),
+    );
+    const r = cli(['--simulate', 'oldvm', 'release', '--root', root]);
+    expect(r.stdout).toMatch(/oldvm release: ok/);
+    expect(r.stdout).toMatch(/0000:01:00\.0 .*reattach → nvidia/);
+    expect(cli(['--simulate', 'oldvm', 'prepare', '--root', root]).code).toBe(2);
   });
 
   it('an invalid domain entry: every problem with its path, exit 2; that domain only', () => {

@@ -1,9 +1,11 @@
 // install.sh --root over the hooks people already have: a foreign hook is kept and still run by
 // libvirt (through ours), a VFIO-Tools dispatcher is replaced so per-VM scripts run once, and
 // --uninstall puts either back byte for byte. A private libvirtd runs the installed result.
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { INSTALLED_README } from '../../src/model/paths.js';
 import {
   canRunLibvirtd,
   eventsOf,
@@ -19,6 +21,7 @@ import {
   type HostCopy,
   hookSetting,
   installOk,
+  REPO,
   shQuote,
   writeConfig,
   writeVmScript,
@@ -195,3 +198,75 @@ describe.skipIf(!canRunLibvirtd())(
     });
   },
 );
+
+// Needs no libvirtd: only the built program (and the binding, which install.sh copies).
+const bindingBuilt = existsSync(join(REPO, 'native/build/Release/qemu_hook_libvirt.node'));
+
+describe.skipIf(!bindingBuilt)('install.sh --root: completion, man page, README, logrotate rule', () => {
+  const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+
+  it('installs them where the system looks, made by the installed program, and --uninstall removes them', async () => {
+    const host = copyFixtureHost('workstation');
+    try {
+      const out = await installOk(host.root);
+      expect(out).toMatch(/installed bash and zsh completion, qemu-hook\(8\)/);
+      const at = (p: string) => join(host.root, p);
+
+      const bash = readFileSync(at('usr/local/share/bash-completion/completions/qemu-hook'), 'utf8');
+      expect(bash).toContain('complete -F _qemu_hook qemu-hook');
+      expect(spawnSync('bash', ['-n'], { input: bash }).status).toBe(0);
+      const installed = join(hookSetting(host.hookFile, 'PROGRAM')!, 'dist/cli/main.cjs');
+      expect(bash).toBe(
+        spawnSync(process.execPath, [installed, 'completion', 'bash'], { encoding: 'utf8' }).stdout,
+      );
+      expect(readFileSync(at('usr/local/share/zsh/site-functions/_qemu-hook'), 'utf8')).toMatch(
+        /^#compdef qemu-hook\n/,
+      );
+      const man = at('usr/local/share/man/man8/qemu-hook.8');
+      expect(readFileSync(man, 'utf8')).toMatch(/^\.TH QEMU-HOOK 8 /);
+      if (has('man')) {
+        const page = spawnSync('man', ['-l', man], {
+          encoding: 'utf8',
+          env: { ...process.env, MANPAGER: 'cat' },
+        });
+        expect(page.stdout).toMatch(/qemu-hook devices \[--groups\]/);
+      }
+      for (const f of [
+        'usr/local/share/bash-completion/completions/qemu-hook',
+        'usr/local/share/man/man8/qemu-hook.8',
+      ])
+        expect(mode(at(f))).toBe(0o644);
+
+      // The README where the program's messages send people for the config reference.
+      const readme = at(INSTALLED_README.slice(1));
+      expect(readFileSync(readme, 'utf8')).toBe(readFileSync(join(REPO, 'README.md'), 'utf8'));
+      writeFileSync(host.configFile, 'domains:\n  win11:\n    devices: []\n    colour: blue\n');
+      const typo = spawnSync(process.execPath, [installed, 'check', '--root', host.root], {
+        encoding: 'utf8',
+      });
+      expect(typo.stdout + typo.stderr).toContain(`see the config reference in ${INSTALLED_README}`);
+
+      // Logs: rotated by rename (each hook run opens the log anew), not copytruncate.
+      const rule = readFileSync(at('etc/logrotate.d/qemu-hook'), 'utf8');
+      expect(rule).toContain(`${host.root}/var/log/libvirt/qemu-hook*.log {`);
+      expect(rule).not.toMatch(/copytruncate/);
+      if (has('logrotate')) {
+        expect(
+          spawnSync('logrotate', ['-d', at('etc/logrotate.d/qemu-hook')], { encoding: 'utf8' }).status,
+        ).toBe(0);
+      }
+
+      await installOk(host.root, '--uninstall');
+      for (const f of [
+        'usr/local/share/bash-completion/completions/qemu-hook',
+        'usr/local/share/zsh/site-functions/_qemu-hook',
+        'usr/local/share/man/man8/qemu-hook.8',
+        'etc/logrotate.d/qemu-hook',
+        INSTALLED_README.slice(1),
+      ])
+        expect(existsSync(at(f)), f).toBe(false);
+    } finally {
+      host.cleanup();
+    }
+  }, 120_000);
+});

@@ -1,4 +1,3 @@
-import { createInterface } from 'node:readline/promises';
 import type { Config } from '../../config/model.js';
 import { errorMessage, UsageError } from '../../model/errors.js';
 import type { DefinitionStore } from '../../model/ports.js';
@@ -7,6 +6,7 @@ import { loadState } from '../../state/file.js';
 import { type CliContext, loadConfig, requireRoot, stateFileOf } from '../context.js';
 import { EXIT } from '../exit.js';
 import { installFaultSwitch } from '../faults.js';
+import { confirm } from '../prompt.js';
 import { definitionStore, inventoryReader } from '../wiring.js';
 
 /**
@@ -38,23 +38,39 @@ export async function apply(ctx: CliContext): Promise<number> {
   ]);
   let wouldChange = 0;
   let refused = 0;
+  const reports: Report[] = [];
   for (const name of names) {
     const problems = config.invalidDomains.get(name);
     if (problems) {
-      ctx.err(`${name}: not applied: its config entry is invalid; run qemu-hook check:`);
-      for (const p of problems) ctx.err(`  ${p}`);
+      if (ctx.args.json) reports.push({ domain: name, outcome: 'refused', diff: '', errors: [...problems] });
+      else {
+        ctx.err(`${name}: not applied: its config entry is invalid; run qemu-hook check:`);
+        for (const p of problems) ctx.err(`  ${p}`);
+      }
       refused++;
       continue;
     }
-    const r = await applyOne(ctx, config, store, name, { inventory, records: state.records });
+    const report: Report = { domain: name, outcome: 'unchanged', diff: '', errors: [] };
+    const r = await applyOne(ctx, config, store, name, { inventory, records: state.records }, report);
+    reports.push({ ...report, outcome: r });
     if (r === 'refused') refused++;
     if (r === 'changed' || r === 'would-change') wouldChange++;
   }
+  // --json goes with --dry-run only (args.ts): nothing was asked or written.
+  if (ctx.args.json) ctx.out(JSON.stringify({ dryRun: true, domains: reports }, null, 2));
   if (refused > 0) return EXIT.refused;
   return ctx.args.dryRun && wouldChange > 0 ? EXIT.refused : EXIT.ok;
 }
 
 type Outcome = 'unchanged' | 'changed' | 'would-change' | 'skipped' | 'refused';
+
+/** One domain's result, for --json: its diff and why it would be refused or skipped. */
+interface Report {
+  domain: string;
+  outcome: Outcome;
+  diff: string;
+  errors: string[];
+}
 
 async function applyOne(
   ctx: CliContext,
@@ -62,10 +78,14 @@ async function applyOne(
   store: DefinitionStore,
   name: string,
   host: Pick<PrepareInput, 'inventory' | 'records'>,
+  report: Report,
 ): Promise<Outcome> {
+  // With --json the report is the output; the lines for a person are not printed.
+  const out = (line: string) => (ctx.args.json ? undefined : ctx.out(line));
+  const err = (line: string) => (ctx.args.json ? report.errors.push(line) : ctx.err(line));
   const found = await store.persistentXml(name);
   if (!found) {
-    ctx.err(`${name}: not defined in libvirt: define the VM first (virsh define), then apply`);
+    err(`${name}: not defined in libvirt: define the VM first (virsh define), then apply`);
     return 'skipped';
   }
   const dc = config.domains.get(name)!;
@@ -89,18 +109,22 @@ async function applyOne(
   const after = newXml ? planStart({ ...input, definition: { xml: newXml, source: 'new' } }) : plan;
   const blocking = after.errors.filter((e) => !/is held by domain/.test(e));
   if (newXml) {
-    ctx.out(colourDiff(plan.definition.diff, ctx.isTty));
-    for (const a of plan.definition.actions ?? []) ctx.out(`  ${a}`);
+    report.diff = plan.definition.diff;
+    out(colourDiff(plan.definition.diff, ctx.isTty));
+    for (const a of plan.definition.actions ?? []) out(`  ${a}`);
   }
   if (blocking.length > 0) {
-    ctx.err(
-      `${name}: ${newXml ? 'not applied: the new definition would still be refused' : 'a start would be refused'}:`,
-    );
-    for (const e of blocking) ctx.err(`  ${e}`);
+    if (ctx.args.json) report.errors.push(...blocking);
+    else {
+      ctx.err(
+        `${name}: ${newXml ? 'not applied: the new definition would still be refused' : 'a start would be refused'}:`,
+      );
+      for (const e of blocking) ctx.err(`  ${e}`);
+    }
     return 'refused';
   }
   if (!newXml) {
-    ctx.out(`${name}: definition already in step with the hardware`);
+    out(`${name}: definition already in step with the hardware`);
     return 'unchanged';
   }
   if (ctx.args.dryRun) return 'would-change';
@@ -125,15 +149,6 @@ async function applyOne(
   }
   ctx.out(`${name}: definition updated`);
   return 'changed';
-}
-
-async function confirm(question: string): Promise<boolean> {
-  const rl = createInterface({ input: process.stdin, output: process.stdout });
-  try {
-    return /^y(es)?$/i.test((await rl.question(question)).trim());
-  } finally {
-    rl.close();
-  }
 }
 
 export function colourDiff(diff: string, colour: boolean): string {

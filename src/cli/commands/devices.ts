@@ -10,6 +10,7 @@ export async function devices(ctx: CliContext): Promise<number> {
   const inv = await inventoryReader(ctx).read();
   // What the host cannot do comes first: every GROUP cell reads "-" without an IOMMU.
   if (!ctx.args.json) for (const note of hostNotes(inv)) ctx.out(`host: ${note}`);
+  if (ctx.args.groups) return (await import('./devices-groups.js')).devicesGroups(ctx, inv);
   if (ctx.args.json) {
     ctx.out(JSON.stringify(inventoryJson(inv), null, 2));
     return EXIT.ok;

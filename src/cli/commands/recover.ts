@@ -8,7 +8,7 @@ import { installFaultSwitch } from '../faults.js';
 import { definitionStore, driverControl, inventoryReader } from '../wiring.js';
 
 /**
- * `qemu-hook recover [--domain D] [--dry-run]`: give back every device recorded for a domain that
+ * `qemu-hook recover [--vm NAME]... [--dry-run] [--json]`: give back every device recorded for a domain that
  * is not running (a crashed hook, a release that failed, a daemon that died mid-start).
  */
 export async function recover(ctx: CliContext): Promise<number> {
@@ -19,13 +19,19 @@ export async function recover(ctx: CliContext): Promise<number> {
     installFaultSwitch(ctx.paths);
   }
   const [state, inventory] = await Promise.all([loadState(stateFile), inventoryReader(ctx).read()]);
-  const wanted = state.records.filter((r) => !ctx.args.domain || r.domain === ctx.args.domain);
+  const vms = ctx.args.vms;
+  const chosen = (domain: string) => vms.length === 0 || vms.includes(domain);
+  const wanted = state.records.filter((r) => chosen(r.domain));
+  const json = (o: { running: string[]; restored: object[]; failed: object[] }) =>
+    ctx.out(JSON.stringify({ dryRun: ctx.args.dryRun, stateFile, ...o }, null, 2));
   if (wanted.length === 0) {
-    ctx.out(
-      ctx.args.domain
-        ? `nothing recorded for ${ctx.args.domain}: nothing to recover`
-        : 'nothing recorded: nothing to recover',
-    );
+    if (ctx.args.json) json({ running: [], restored: [], failed: [] });
+    else
+      ctx.out(
+        vms.length > 0
+          ? `nothing recorded for ${vms.join(', ')}: nothing to recover`
+          : 'nothing recorded: nothing to recover',
+      );
     return EXIT.ok;
   }
   // Never pull a device out from under a running VM.
@@ -36,11 +42,11 @@ export async function recover(ctx: CliContext): Promise<number> {
   });
   const running = new Set<string>();
   for (const d of new Set(wanted.map((r) => r.domain))) if (await store.isActive(d)) running.add(d);
-  for (const d of running) ctx.out(`${d} is running: its devices stay with it`);
+  if (!ctx.args.json) for (const d of running) ctx.out(`${d} is running: its devices stay with it`);
 
   const out = await executeRelease(
     // The executor reads the state again under its lock: pick records by value, not identity.
-    (r) => (!ctx.args.domain || r.domain === ctx.args.domain) && !running.has(r.domain),
+    (r) => chosen(r.domain) && !running.has(r.domain),
     {
       control: await driverControl(ctx, cfg),
       stateFile,
@@ -56,6 +62,10 @@ export async function recover(ctx: CliContext): Promise<number> {
     },
     { dryRun: ctx.args.dryRun },
   );
+  if (ctx.args.json) {
+    json({ running: [...running], restored: [...out.restored], failed: [...out.failed] });
+    return out.failed.length === 0 ? EXIT.ok : EXIT.refused;
+  }
   for (const r of out.restored)
     ctx.out(
       `${ctx.args.dryRun ? 'would give back' : 'given back'}: ${r.address} → ${r.driver ?? '(no driver)'}`,

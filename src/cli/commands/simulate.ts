@@ -1,3 +1,6 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { UsageError } from '../../model/errors.js';
 import type { Plan } from '../../model/plan.js';
 import { planRefusedByConfig, planStart } from '../../plan/prepare.js';
 import { planRelease } from '../../plan/release.js';
@@ -6,6 +9,7 @@ import { type CliContext, loadConfig, stateFileOf } from '../context.js';
 import { EXIT } from '../exit.js';
 import { table } from '../table.js';
 import { definitionLookedIn, definitionSource, inventoryReader } from '../wiring.js';
+import type { EventScripts } from './simulate-scripts.js';
 
 /** `qemu-hook --simulate <domain> prepare|release`: the plan the hook would carry out; changes nothing. */
 export async function simulate(ctx: CliContext): Promise<number> {
@@ -20,28 +24,22 @@ export async function simulate(ctx: CliContext): Promise<number> {
     else for (const line of humanPlan(plan)) ctx.out(line);
     return EXIT.usage;
   }
-  if (!dc) {
-    if (ctx.args.json)
-      ctx.out(
-        JSON.stringify({
-          domain,
-          event,
-          ok: true,
-          configured: false,
-          devices: [],
-          definition: { changed: false, diff: '' },
-          errors: [],
-        }),
-      );
-    else ctx.out(`${domain}: not in the config (${ctx.paths.configFile}): nothing to do`);
-    return EXIT.ok;
-  }
   const [inventory, state] = await Promise.all([
     inventoryReader(ctx).read(),
     loadState(stateFileOf(ctx, config), { readOnly: true }),
   ]);
+  const scripts = await eventScripts(ctx, domain, event);
+  // The hook gives back what the state file records for a domain, configured or not any more, and
+  // runs a domain's scripts whether or not it is configured.
+  const recorded = state.records.some((r) => r.domain === domain);
+  if (!dc && !(event === 'release' && recorded) && (scripts?.scripts.length ?? 0) === 0) {
+    const configured = [...config.domains.keys()];
+    throw new UsageError(
+      `${domain} is not in the config (${ctx.paths.configFile}): ${configured.length > 0 ? `configured: ${configured.join(', ')}` : 'no VM is configured'}`,
+    );
+  }
   let plan: Plan;
-  if (event === 'prepare') {
+  if (event === 'prepare' && dc) {
     const source = await definitionSource(ctx, config);
     const found = await source.persistentXml(domain);
     plan = planStart({
@@ -51,12 +49,70 @@ export async function simulate(ctx: CliContext): Promise<number> {
       definition: found ?? { missing: true, source: definitionLookedIn(ctx, config, domain) },
       records: state.records,
     });
-  } else {
+  } else if (event === 'release') {
     plan = planRelease(domain, inventory, state.records);
+  } else {
+    // Not configured, with scripts: the hook runs only them.
+    plan = {
+      domain,
+      event,
+      ok: true,
+      devices: [],
+      definition: { changed: false, diff: '' },
+      errors: [],
+      warnings: [],
+    };
   }
-  if (ctx.args.json) ctx.out(JSON.stringify(planJson(plan), null, 2));
-  else for (const line of humanPlan(plan)) ctx.out(line);
-  return plan.ok ? EXIT.ok : EXIT.refused;
+  const view = scripts ? await import('./simulate-scripts.js') : null;
+  // A script the hook would refuse to run fails a start as the plan's own refusals do; at release
+  // libvirt ignores the hook's failure, and the devices were given back before.
+  const scriptErrors = scripts && event === 'prepare' ? view!.scriptRefusals(scripts) : [];
+  const ok = plan.ok && scriptErrors.length === 0;
+  if (ctx.args.json)
+    ctx.out(
+      JSON.stringify(
+        {
+          ...planJson(plan),
+          configured: dc !== undefined,
+          ok,
+          errors: [...plan.errors, ...scriptErrors],
+          // Only when there are any: the per-VM scripts of the event, in the order they would run.
+          ...(scripts ? { scripts: view!.scriptsJson(scripts) } : {}),
+        },
+        null,
+        2,
+      ),
+    );
+  else {
+    const lines = dc || recorded ? humanPlan(plan) : [`${domain} ${event}: ok`, ''];
+    if (!ok && plan.ok) lines[0] = `${plan.domain} ${plan.event}: REFUSED`;
+    if (!dc && !recorded) lines[1] = `  ${domain} is not in the config: the hook only runs its scripts`;
+    else if (plan.event === 'release' && plan.devices.length === 0 && scripts)
+      lines[1] = '  nothing recorded for this domain: no device to give back';
+    if (scripts) {
+      // Where the hook runs them: prepare's before the device steps, release's after them.
+      const at = scripts.when === 'before' ? 1 : lines.findIndex((l, i) => i > 0 && !l.startsWith('  '));
+      lines.splice(at < 0 ? lines.length : at, 0, ...view!.humanScripts(scripts));
+    }
+    for (const e of scriptErrors) lines.push(`refused: ${e}`);
+    for (const line of lines) ctx.out(line);
+  }
+  return ok ? EXIT.ok : EXIT.refused;
+}
+
+/**
+ * The event's per-VM scripts, or null when there are none. The folder is looked for first, without
+ * loading the script finder (and fs/promises): most VMs have no scripts, and --simulate starts fast.
+ */
+async function eventScripts(
+  ctx: CliContext,
+  domain: string,
+  event: 'prepare' | 'release',
+): Promise<EventScripts | null> {
+  const subop = event === 'prepare' ? 'begin' : 'end';
+  if (!existsSync(join(ctx.paths.hookScriptsDir, domain, event, subop))) return null;
+  const found = await (await import('./simulate-scripts.js')).scriptsFor(ctx, domain, event);
+  return found.scripts.length > 0 ? found : null;
 }
 
 /** The `--json` contract: domain, event, ok, devices, definition, errors (more fields may be added). */

@@ -17,7 +17,9 @@ export async function status(ctx: CliContext): Promise<number> {
   const cfg = (await loadConfigFile(ctx.paths.configFile).catch(() => null))?.config ?? null;
   const file = stateFileOf(ctx, cfg);
   const [state, inventory] = await Promise.all([loadState(file), inventoryReader(ctx).read()]);
-  const { current, stale } = currentRecords(state.records, inventory.bootId);
+  const vms = ctx.args.vms;
+  const records = state.records.filter((r) => vms.length === 0 || vms.includes(r.domain));
+  const { current, stale } = currentRecords(records, inventory.bootId);
   const kept = await keptCorrupt(file);
   for (const k of kept)
     ctx.err(
@@ -44,8 +46,8 @@ export async function status(ctx: CliContext): Promise<number> {
     return EXIT.ok;
   }
   for (const line of helperLines(helpers)) ctx.out(line);
-  if (state.records.length === 0) {
-    ctx.out(`no devices held (${file})`);
+  if (records.length === 0) {
+    ctx.out(`no devices held${vms.length > 0 ? ` by ${vms.join(', ')}` : ''} (${file})`);
     return EXIT.ok;
   }
   ctx.out(`${file}:`);

@@ -126,6 +126,17 @@ describe('assertSafeEtcDir', () => {
     expect(() => assertSafeEtcDir(join(work, 'etc-link', 'libvirt'))).toThrow(/refusing/);
   });
 
+  it('sees through a link also where the folder behind it does not exist (a machine without libvirt)', () => {
+    symlinkSync('/etc', join(work, 'etc-link-2'));
+    expect(() => assertSafeEtcDir(join(work, 'etc-link-2', 'qemu-hook-no-such-folder', 'x'))).toThrow(
+      /refusing/,
+    );
+    // A dangling link, itself through a link.
+    symlinkSync('/var/lib/libvirt/qemu-hook-no-such-folder', join(work, 'dangling'));
+    symlinkSync(join(work, 'dangling'), join(work, 'to-dangling'));
+    expect(() => assertSafeEtcDir(join(work, 'to-dangling', 'etc'))).toThrow(/refusing/);
+  });
+
   it('takes a folder of its own, and says when it is missing or relative', () => {
     mkdirSync(join(work, 'root', 'etc', 'libvirt'), { recursive: true });
     expect(assertSafeEtcDir(join(work, 'root', 'etc', 'libvirt'))).toMatch(/root\/etc\/libvirt$/);

@@ -3,17 +3,20 @@ import {
   closeSync,
   cpSync,
   existsSync,
+  lstatSync,
   mkdirSync,
   mkdtempSync,
   openSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   realpathSync,
   rmSync,
+  type Stats,
   symlinkSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type RunResult, run, TOOL_ENV } from './run.js';
 
@@ -76,7 +79,7 @@ export interface PrivateLibvirtd {
 /** The folder etcDir really is; throws when that is the machine's /etc or a libvirt folder. */
 export function assertSafeEtcDir(etcDir: string): string {
   if (!isAbsolute(etcDir)) throw new Error(`etcDir must be absolute: ${etcDir}`);
-  const real = existsSync(etcDir) ? realpathSync(etcDir) : resolve(etcDir);
+  const real = resolveLinks(etcDir);
   for (const p of PROTECTED) {
     const rel = relative(p, real);
     if (rel === '' || (!rel.startsWith('..') && !isAbsolute(rel))) {
@@ -85,6 +88,39 @@ export function assertSafeEtcDir(etcDir: string): string {
   }
   if (!existsSync(real)) throw new Error(`etcDir does not exist: ${etcDir}`);
   return real;
+}
+
+/**
+ * The path with every symbolic link in it resolved, also where its end does not exist: a link to
+ * /etc followed by `libvirt` is /etc/libvirt whether or not this machine has that folder (on one
+ * without libvirt it does not, and the link must still be seen through).
+ */
+function resolveLinks(path: string): string {
+  const missing: string[] = [];
+  let at = resolve(path);
+  for (let hops = 0; hops < 40; hops++) {
+    try {
+      return join(realpathSync(at), ...missing);
+    } catch {
+      const link = lstatOrNull(at);
+      if (link?.isSymbolicLink()) {
+        at = resolve(dirname(at), readlinkSync(at));
+        continue;
+      }
+      if (dirname(at) === at) break;
+      missing.unshift(basename(at));
+      at = dirname(at);
+    }
+  }
+  return resolve(path);
+}
+
+function lstatOrNull(path: string): Stats | null {
+  try {
+    return lstatSync(path);
+  } catch {
+    return null;
+  }
 }
 
 let libvirtQemuChecked = false;
