@@ -1,7 +1,7 @@
 import { errorMessage } from '../model/errors.js';
 import { PciAddress } from '../model/pci-address.js';
 import type { Plan, PlannedDevice } from '../model/plan.js';
-import type { Clock, DriverControl } from '../model/ports.js';
+import type { Clock, DriverControl, HostSafety } from '../model/ports.js';
 import { withTimeout } from '../model/timeout.js';
 import { loadState, saveState } from '../state/file.js';
 import { type LockOptions, withStateLock } from '../state/lock.js';
@@ -22,6 +22,10 @@ export interface ExecutorDeps {
   readonly lock?: LockOptions;
   /** Crash-injection points for tests (see faults.ts). */
   readonly faults?: (point: FaultPoint) => void;
+  /** Host checks on each record: ids recorded at detach, protection re-checked before a give-back. */
+  readonly safety?: HostSafety;
+  /** The hook run's deadline (ms since the epoch, by `clock`): past it a prepare gives back what it took and refuses. */
+  readonly deadline?: number;
 }
 
 export interface PrepareOutcome {
@@ -57,7 +61,15 @@ export async function executePrepare(plan: Plan, deps: ExecutorDeps): Promise<Pr
       const taken: StateRecord[] = [];
       for (const d of plan.devices) {
         if (d.action !== 'detach' || !d.address) continue;
+        if (deps.deadline !== undefined && deps.clock.now().getTime() > deps.deadline) {
+          log.error({ domain: plan.domain, address: d.address }, 'deadline passed; rolling back');
+          state = await rollback(taken, state, deps);
+          return refuse([
+            'the start took longer than its time limit (limits.hookSeconds in the config); what it took was given back',
+          ]);
+        }
         const earlier = recordFor(state, d.address);
+        const ids = await deps.safety?.ids(PciAddress.parse(d.address));
         const record: StateRecord = {
           domain: plan.domain,
           address: d.address,
@@ -67,6 +79,7 @@ export async function executePrepare(plan: Plan, deps: ExecutorDeps): Promise<Pr
           phase: 'detaching',
           since: deps.clock.now().toISOString(),
           entry: d.name,
+          ...(ids ? { vendor: ids.vendor, device: ids.device } : {}),
         };
         state = upsertRecord(state, record);
         await saveState(deps.stateFile, state);
@@ -120,6 +133,7 @@ export async function executeRelease(
   deps: ExecutorDeps,
   options: { dryRun?: boolean } = {},
 ): Promise<ReleaseOutcome> {
+  if (options.dryRun) return releaseDryRun(select, deps);
   return withStateLock(
     deps.stateFile,
     async () => {
@@ -130,8 +144,13 @@ export async function executeRelease(
       const restored: { address: string; driver: string | null }[] = [];
       const failed: { address: string; error: string }[] = [];
       for (const r of mine) {
-        if (options.dryRun) {
-          restored.push({ address: r.address, driver: r.originalDriver });
+        const unsafe = await releaseRefusal(deps.safety, r);
+        if (unsafe) {
+          failed.push({ address: r.address, error: unsafe });
+          deps.log.error(
+            { domain: r.domain, address: r.address, err: unsafe },
+            'device left alone; record kept for qemu-hook recover',
+          );
           continue;
         }
         const res = await giveBack(deps.control, r.address, r.originalDriver, deps.timeoutMs);
@@ -155,6 +174,47 @@ export async function executeRelease(
     },
     { bootId: deps.bootId, ...deps.lock },
   );
+}
+
+/** What release would do, read only: no lock taken, a corrupt state file left where it is. */
+async function releaseDryRun(
+  select: (record: StateRecord) => boolean,
+  deps: ExecutorDeps,
+): Promise<ReleaseOutcome> {
+  const state = await loadState(deps.stateFile, { readOnly: true });
+  const current = state.records.filter((r) => !staleRecords(state, deps.bootId).includes(r));
+  const restored: { address: string; driver: string | null }[] = [];
+  const failed: { address: string; error: string }[] = [];
+  for (const r of current.filter(select)) {
+    const unsafe = await releaseRefusal(deps.safety, r);
+    if (unsafe) failed.push({ address: r.address, error: unsafe });
+    else restored.push({ address: r.address, driver: r.originalDriver });
+  }
+  return { restored, failed };
+}
+
+/**
+ * Why a recorded device must not be given back or rebound now: the host uses it (its disk holds a
+ * mounted filesystem, it carries the default route, it drives the console), or another device sits
+ * at the address (its ids differ from the record). Old records without ids pass on ids: refusing
+ * them would strand every device detached before the upgrade on vfio-pci.
+ */
+async function releaseRefusal(safety: HostSafety | undefined, r: StateRecord): Promise<string | null> {
+  if (!safety) return null;
+  const address = PciAddress.parse(r.address);
+  try {
+    const why = await safety.protection(address);
+    if (why)
+      return `${r.address} left alone: ${why}; the record says ${r.domain} took it, which cannot be right`;
+    if (r.vendor && r.device) {
+      const now = await safety.ids(address);
+      if (now && (now.vendor !== r.vendor || now.device !== r.device))
+        return `${r.address} left alone: it is a ${now.vendor}:${now.device} now, the record was made for a ${r.vendor}:${r.device}`;
+    }
+    return null;
+  } catch (err) {
+    return `${r.address} left alone: cannot check it against the host (${errorMessage(err)})`;
+  }
 }
 
 async function rollback(

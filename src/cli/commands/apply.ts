@@ -1,10 +1,10 @@
 import { createInterface } from 'node:readline/promises';
 import type { Config } from '../../config/model.js';
-import { errorMessage, UsageError } from '../../model/errors.js';
+import { errorMessage, HostError, UsageError } from '../../model/errors.js';
 import type { DefinitionStore } from '../../model/ports.js';
 import { type PrepareInput, planStart } from '../../plan/prepare.js';
 import { loadState } from '../../state/file.js';
-import { type CliContext, loadConfig, requireRoot, stateFileOf } from '../context.js';
+import { type CliContext, checkTrust, loadConfig, stateFileOf } from '../context.js';
 import { EXIT } from '../exit.js';
 import { definitionStore, inventoryReader } from '../wiring.js';
 
@@ -22,8 +22,10 @@ export async function apply(ctx: CliContext): Promise<number> {
     throw new UsageError(
       `not in the config: ${unknown.join(', ')} (configured: ${[...config.domains.keys()].join(', ') || 'none'})`,
     );
+  // No uid check: apply only talks to libvirt, which decides who may redefine (root, or the
+  // libvirt group through polkit); its refusal is explained where it happens.
+  checkTrust(ctx, config, !ctx.args.dryRun);
   if (!ctx.args.dryRun) {
-    requireRoot(ctx, 'apply');
     if (!ctx.args.yes && !ctx.isTty)
       throw new UsageError(
         'no terminal to ask on: pass --yes to apply without asking, or --dry-run to only show the changes',
@@ -44,7 +46,9 @@ export async function apply(ctx: CliContext): Promise<number> {
       refused++;
       continue;
     }
-    const r = await applyOne(ctx, config, store, name, { inventory, records: state.records });
+    const r = await applyOne(ctx, config, store, name, { inventory, records: state.records }).catch((err) => {
+      throw libvirtRefusal(err, name);
+    });
     if (r === 'refused') refused++;
     if (r === 'changed' || r === 'would-change') wouldChange++;
   }
@@ -123,6 +127,18 @@ async function applyOne(
   }
   ctx.out(`${name}: definition updated`);
   return 'changed';
+}
+
+/** libvirt, not qemu-hook, decides who may redefine: when it says no, say who may. */
+function libvirtRefusal(err: unknown, domain: string): unknown {
+  const message = errorMessage(err);
+  if (!/permission denied|access denied|not allowed|authentication|read-only/i.test(message)) return err;
+  return new HostError(
+    'redefine',
+    domain,
+    'EACCES',
+    `libvirt refused (${message}): run apply as root or as a member of the libvirt group (polkit decides who may manage domains)`,
+  );
 }
 
 async function confirm(question: string): Promise<boolean> {

@@ -1,8 +1,9 @@
 import { defaultConfig, loadConfigFile } from '../../config/load.js';
 import { executeRelease } from '../../hook/execute.js';
+import { SysfsHostSafety } from '../../host/sysfs/host-safety.js';
 import { errorMessage, UsageError } from '../../model/errors.js';
 import { loadState } from '../../state/file.js';
-import { type CliContext, requireRoot, stateFileOf } from '../context.js';
+import { type CliContext, checkTrust, requireRoot, stateFileOf } from '../context.js';
 import { EXIT } from '../exit.js';
 import { definitionStore, driverControl, inventoryReader } from '../wiring.js';
 
@@ -14,7 +15,12 @@ export async function recover(ctx: CliContext): Promise<number> {
   const cfg = (await loadConfigFile(ctx.paths.configFile).catch(() => null))?.config ?? defaultConfig();
   const stateFile = stateFileOf(ctx, cfg);
   if (!ctx.args.dryRun) requireRoot(ctx, 'recover');
-  const [state, inventory] = await Promise.all([loadState(stateFile), inventoryReader(ctx).read()]);
+  checkTrust(ctx, cfg, !ctx.args.dryRun);
+  // --dry-run only reads: a corrupt state file stays where it is.
+  const [state, inventory] = await Promise.all([
+    loadState(stateFile, { readOnly: ctx.args.dryRun }),
+    inventoryReader(ctx).read(),
+  ]);
   const wanted = state.records.filter((r) => !ctx.args.domain || r.domain === ctx.args.domain);
   if (wanted.length === 0) {
     ctx.out(
@@ -39,6 +45,7 @@ export async function recover(ctx: CliContext): Promise<number> {
     (r) => (!ctx.args.domain || r.domain === ctx.args.domain) && !running.has(r.domain),
     {
       control: await driverControl(ctx, cfg),
+      safety: new SysfsHostSafety(ctx.paths.sys, ctx.paths.proc),
       stateFile,
       bootId: inventory.bootId,
       clock: { now: () => new Date() },

@@ -2,7 +2,8 @@ import type { Plan } from '../../model/plan.js';
 import { planRefusedByConfig, planStart } from '../../plan/prepare.js';
 import { planRelease } from '../../plan/release.js';
 import { loadState } from '../../state/file.js';
-import { type CliContext, loadConfig, stateFileOf } from '../context.js';
+import { DomainXml } from '../../xml/domain-xml.js';
+import { type CliContext, checkTrust, loadConfig, stateFileOf } from '../context.js';
 import { EXIT } from '../exit.js';
 import { table } from '../table.js';
 import { definitionLookedIn, definitionSource, inventoryReader } from '../wiring.js';
@@ -11,6 +12,7 @@ import { definitionLookedIn, definitionSource, inventoryReader } from '../wiring
 export async function simulate(ctx: CliContext): Promise<number> {
   const { domain, event } = ctx.args.simulate!;
   const config = await loadConfig(ctx);
+  checkTrust(ctx, config, false);
   const dc = config.domains.get(domain);
   const problems = config.invalidDomains.get(domain);
   if (problems) {
