@@ -2,7 +2,6 @@ import type { Plan } from '../../model/plan.js';
 import { planRefusedByConfig, planStart } from '../../plan/prepare.js';
 import { planRelease } from '../../plan/release.js';
 import { loadState } from '../../state/file.js';
-import { DomainXml } from '../../xml/domain-xml.js';
 import { type CliContext, checkTrust, loadConfig, stateFileOf } from '../context.js';
 import { EXIT } from '../exit.js';
 import { table } from '../table.js';
