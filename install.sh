@@ -8,10 +8,14 @@
 #                           host path below DIR at run time and moves only the fixture's driver
 #                           links (how the tests give a real libvirtd a fixture host)
 #            --no-build     use the checkout as it is (npm ci and the build already done)
+#   NODE=/path/to/node ./install.sh   the Node.js the hook runs (default: node on PATH); it must be
+#            root's: owned by root, in folders only root can write
 #
 # Idempotent. Never overwrites a config; keeps (and still runs) a foreign hook, except a
 # VFIO-Tools-style dispatcher, which qemu-hook replaces (it runs qemu.d/<vm>/<op>/<subop> itself).
 set -eu
+# Modes are set explicitly below; this only covers what a tool creates on its own.
+umask 022
 
 PREFIX=/usr/local/lib/qemu-hook
 ROOT=/
@@ -80,6 +84,28 @@ is_dispatcher() {
         | grep -q .
 }
 
+# Octal mode (stat -c %a) with group or other write permission.
+writable_by_others() { [ $(( 0$1 & 022 )) -ne 0 ]; }
+
+# Folders and files that decide what the hook does as root (config, state, logs): root's and not
+# writable by others. A wrong mode is fixed (and said); a wrong owner is refused with the fix.
+# Under --root, the owner of the root folder stands for root.
+check_trusted() {
+    want=0
+    [ "$R" = "" ] || want=$(stat -c %u "$ROOT")
+    for p in "$@"; do
+        [ -e "$p" ] || continue
+        owner=$(stat -c %u "$p") mode=$(stat -c %a "$p")
+        if [ "$owner" != "$want" ]; then
+            die "$p is owned by uid $owner, not root: the hook would refuse it; check what is in it, then run: chown root:root $p"
+        fi
+        if writable_by_others "$mode"; then
+            chmod go-w "$p"
+            say "$p was writable by group or others (mode $mode): made it $(stat -c %a "$p")"
+        fi
+    done
+}
+
 is_ours() { grep -q 'qemu-hook:program' "$1" 2>/dev/null; }
 
 reload_libvirt() {
@@ -109,10 +135,20 @@ uninstall() {
     reload_libvirt
 }
 
+# The hook runs this node as root on every VM event: whoever can replace it owns the host.
 check_node() {
-    NODE=$(command -v node || true)
+    NODE=${NODE:-$(command -v node || true)}
     [ -n "$NODE" ] || die "Node.js not found: $(hint node)"
     NODE=$(readlink -f "$NODE")
+    d=$NODE
+    while :; do
+        owner=$(stat -c %u "$d") mode=$(stat -c %a "$d")
+        if [ "$owner" != 0 ] || writable_by_others "$mode"; then
+            die "refusing $NODE: $d is owned by uid $owner (mode $mode); the hook runs this node as root, so it must be root's and in folders only root can write. Install Node.js as root (your distribution's or NodeSource's package) and run: sudo NODE=/usr/bin/node ./install.sh"
+        fi
+        [ "$d" = / ] && break
+        d=$(dirname "$d")
+    done
     major=$("$NODE" -p 'process.versions.node.split(".")[0]')
     [ "$major" -ge 20 ] || die "Node.js $("$NODE" --version) is too old (need >= 20): $(hint node)"
 }
@@ -134,12 +170,15 @@ copy_program() {
     [ -f "$SRC/dist/qemu-hook.cjs" ] || die "$SRC/dist is incomplete: run npm ci (or npm run build)"
     mkdir -p "${DEST%/*}"
     stage=$(mktemp -d "${DEST%/*}/.qemu-hook.XXXXXX")
-    cp -R "$SRC/dist" "$SRC/hooks" "$SRC/package.json" "$stage/"
-    mkdir -p "$stage/native/build/Release" "$stage/examples"
-    cp "$SRC/native/build/Release/qemu_hook_libvirt.node" "$stage/native/build/Release/"
-    cp "$SRC/examples/config.yaml" "$stage/examples/"
-    chmod -R go-w "$stage"
-    chmod 755 "$stage"
+    # -L: a link in the checkout is copied as the file it points to, never as a link to follow later.
+    cp -RL "$SRC/dist" "$SRC/hooks" "$SRC/package.json" "$stage/"
+    install -d -m 755 "$stage/native" "$stage/native/build" "$stage/native/build/Release" "$stage/examples"
+    install -m 644 "$SRC/native/build/Release/qemu_hook_libvirt.node" "$stage/native/build/Release/"
+    install -m 644 "$SRC/examples/config.yaml" "$stage/examples/"
+    # Modes said, not left to the umask or the checkout: folders 755, files 644, the hook 755.
+    find "$stage" -type d -exec chmod 755 {} +
+    find "$stage" -type f -exec chmod 644 {} +
+    chmod 755 "$stage/hooks/qemu"
     # Swap in the new tree in one rename; the old one goes only after.
     rm -rf "$DEST.old"
     if [ -e "$DEST" ]; then mv "$DEST" "$DEST.old"; fi
@@ -170,6 +209,7 @@ $(grep -m1 '^flags' /proc/cpuinfo)"
 install_command() {
     mkdir -p "${BIN%/*}"
     tmp=$BIN.tmp.$$
+    rm -f "$tmp"
     printf '#!/bin/sh\nexec %s %s/dist/cli/main.cjs "$@"\n' "$NODE" "$DEST" >"$tmp"
     chmod 755 "$tmp" && mv -f "$tmp" "$BIN"
 }
@@ -189,6 +229,7 @@ install_hook() {
     if [ -x "$SAVED" ]; then chain=$SAVED; fi
     program=$DEST
     tmp=$HOOK.tmp.$$
+    rm -f "$tmp"
     sed -e "s|^NODE=.*# qemu-hook:node|NODE='$NODE'                      # qemu-hook:node|" \
         -e "s|^PROGRAM=.*# qemu-hook:program|PROGRAM='$program'        # qemu-hook:program|" \
         -e "s|^ROOT=.*# qemu-hook:root|ROOT='$ROOT'                                  # qemu-hook:root|" \
@@ -199,11 +240,16 @@ install_hook() {
     say "hook installed: $HOOK"
 }
 
+# Before anything is written: nothing half-done when an existing folder is refused.
+check_folders() {
+    check_trusted "$HOOKS" "$HOOKS/qemu.d" "${CONFIG%/*}" "$CONFIG" "${CONFIG%/*}/fault-injection" \
+        "$R/var/lib/qemu-hook" "$R/var/log/libvirt" "$R/var/log/qemu-hook"
+}
+
 install_config() {
+    install -d -m 755 "${CONFIG%/*}" "$R/var/lib/qemu-hook"
     if [ -f "$CONFIG" ]; then say "kept the existing $CONFIG"; return; fi
-    mkdir -p "${CONFIG%/*}" "$R/var/lib/qemu-hook"
-    cp "$SRC/examples/config.yaml" "$CONFIG"
-    chmod 644 "$CONFIG"
+    install -m 644 "$SRC/examples/config.yaml" "$CONFIG"
     say "created $CONFIG from the example: name your VMs and devices there, then run qemu-hook check"
 }
 
@@ -274,6 +320,7 @@ uninstall_extras() {
 
 if [ "$ACTION" = uninstall ]; then uninstall; uninstall_extras; exit 0; fi
 check_node
+check_folders
 build
 copy_program
 fit_snapshot

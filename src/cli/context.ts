@@ -3,7 +3,8 @@ import { resolve } from 'node:path';
 import { defaultConfig, requireConfig } from '../config/load.js';
 import type { Config } from '../config/model.js';
 import { hostName } from '../host/hostname.js';
-import { errorMessage, UsageError } from '../model/errors.js';
+import { trustedPaths, trustedUid, trustProblems } from '../host/trust.js';
+import { errorMessage, TrustError, UsageError } from '../model/errors.js';
 import { type HostPaths, hostPaths, underRoot } from '../model/paths.js';
 import type { Args } from './args.js';
 import { interactive, writeErr, writeOut } from './output.js';
@@ -68,4 +69,20 @@ function requireFolder(path: string, option: string): void {
   }
   if (!st?.isDirectory())
     throw new UsageError(`${option} ${path} is not a folder: give the folder a host is read from`);
+}
+
+/**
+ * The config, its folder, the fault-injection file, the state and log folders: owned by root and
+ * not writable by group or others, or whoever can change them decides what root does. A command
+ * that changes the host refuses (the first problem, with its fix); a reporting command warns.
+ */
+export function checkTrust(ctx: CliContext, config: Config | null, refuse: boolean): void {
+  const cfg = config ?? defaultConfig();
+  const problems = trustProblems(
+    trustedPaths(ctx.paths, { stateFile: cfg.stateFile, logFile: cfg.log.file }),
+    trustedUid(ctx.paths.root),
+  );
+  if (problems.length === 0) return;
+  if (refuse) throw new TrustError(`refused: ${problems[0]}`);
+  for (const p of problems) ctx.err(`warning: ${p} (the hook refuses to work until this is fixed)`);
 }

@@ -3,6 +3,7 @@ import {
   HostError,
   InvariantError,
   LibvirtError,
+  TrustError,
   UsageError,
   XmlError,
 } from '../model/errors.js';
@@ -21,7 +22,12 @@ export function reportError(err: unknown, verbose: boolean, write: (line: string
     for (const p of err.problems) write(`  ${p}`);
     return EXIT.usage;
   }
-  if (err instanceof XmlError || err instanceof HostError || err instanceof LibvirtError) {
+  if (
+    err instanceof XmlError ||
+    err instanceof HostError ||
+    err instanceof LibvirtError ||
+    err instanceof TrustError
+  ) {
     write(`qemu-hook: ${err.message}`);
     return EXIT.refused;
   }

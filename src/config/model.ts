@@ -82,6 +82,8 @@ export interface Config {
   readonly libvirtUri: string;
   readonly stateFile: string;
   readonly log: { readonly level: string; readonly file: string };
+  /** Time limits, in seconds: each per-VM script, and one whole hook run. */
+  readonly limits: { readonly scriptSeconds: number; readonly hookSeconds: number };
 }
 
 export interface ConfigResult {
@@ -89,4 +91,6 @@ export interface ConfigResult {
   readonly config: Config | null;
   readonly warnings: readonly string[];
   readonly errors: readonly string[];
+  /** The domains the file names, even when it is invalid; null when it is not even YAML. */
+  readonly domainNames?: readonly string[] | null;
 }

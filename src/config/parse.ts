@@ -11,7 +11,8 @@ import type {
   SriovCriteria,
   UsbCriteria,
 } from './model.js';
-import { duplicateNames, entryRules } from './rules.js';
+import { unsafePattern } from './regex-safety.js';
+import { duplicateNames, entryRules, topLevelProblems } from './rules.js';
 import {
   domainSchema,
   HEX_TEXT_KEYS,
@@ -39,8 +40,9 @@ export interface ParseOptions {
  */
 export function parseConfig(text: string, options: ParseOptions = {}): ConfigResult {
   const yaml = readYaml(text, HEX_TEXT_KEYS);
-  if (!yaml.ok) return { config: null, warnings: [], errors: [`YAML: ${yaml.error}`] };
+  if (!yaml.ok) return { config: null, warnings: [], errors: [`YAML: ${yaml.error}`], domainNames: null };
   const raw = yaml.value ?? {};
+  const domainNames = namedDomains(raw);
 
   const top = topLevelSchema.safeParse(raw);
   if (!top.success) {
@@ -48,6 +50,7 @@ export function parseConfig(text: string, options: ParseOptions = {}): ConfigRes
       config: null,
       warnings: [],
       errors: top.error.issues.flatMap((i) => describeIssue(i, raw).split('\n')),
+      domainNames,
     };
   }
   const domains = new Map<string, DomainConfig>();
@@ -94,8 +97,12 @@ export function parseConfig(text: string, options: ParseOptions = {}): ConfigRes
     libvirtUri: top.data.libvirt.uri,
     stateFile: top.data.stateFile,
     log: top.data.log,
+    limits: top.data.limits,
   };
-  return { config, warnings, errors: [] };
+  // Values that would make root run or write anything are the whole config's problem.
+  const errors = topLevelProblems(config);
+  if (errors.length > 0) return { config: null, warnings: [], errors, domainNames };
+  return { config, warnings, errors: [], domainNames };
 }
 
 const isGlob = (pattern: string) => /[*?]/.test(pattern);
@@ -195,6 +202,14 @@ function knownKeysAt(path: Path, raw: unknown): readonly string[] {
   if (path.length === 4) return KNOWN_KEYS.entry[t];
   if (fifth === 'match') return KNOWN_KEYS.criteria[t];
   return [];
+}
+
+/** The keys under `domains` as written, so an invalid config still says which domains it names. */
+function namedDomains(raw: unknown): readonly string[] {
+  const domains = (raw as { domains?: unknown } | null)?.domains;
+  return domains !== null && typeof domains === 'object' && !Array.isArray(domains)
+    ? Object.keys(domains)
+    : [];
 }
 
 export function formatPath(path: Path): string {
@@ -367,7 +382,13 @@ function sriovCriteria(t: RawSriovCriteria, path: Path, errors: string[]): Sriov
 
 function compileRegex(source: string, where: string, errors: string[]): RegExp | null {
   try {
-    return new RegExp(source, 'i');
+    const re = new RegExp(source, 'i');
+    const unsafe = unsafePattern(source);
+    if (unsafe) {
+      errors.push(`${where}: ${unsafe}`);
+      return null;
+    }
+    return re;
   } catch (err) {
     errors.push(`${where}: not a valid regular expression (${(err as Error).message})`);
     return null;

@@ -56,6 +56,60 @@ export function claimConflicts(config: Config): string[] {
   return warnings;
 }
 
+/** Problems outside any domain: the libvirt URI and the paths root writes. */
+export function topLevelProblems(config: Config): string[] {
+  return [...uriProblems(config.libvirtUri), ...pathProblems(config)];
+}
+
+/** Folders the hook (root) may write its state and log into: system folders only root can change. */
+export const ALLOWED_STATE_DIRS = ['/var/lib/qemu-hook', '/run/qemu-hook'] as const;
+export const ALLOWED_LOG_DIRS = ['/var/log/libvirt', '/var/log/qemu-hook'] as const;
+
+/** Query parameters of a local libvirt URI; everything else (command=, netcat=, proxy=…) is refused. */
+const LOCAL_URI_PARAMS = new Set(['socket', 'mode', 'name']);
+
+/**
+ * The hook, as root, opens this URI (and the redefine helper it starts does too): only local,
+ * non-executing transports. `qemu+ext://…?command=` would run a program; a remote host or an ssh
+ * transport would hand our device operations (and credentials) to another machine.
+ */
+export function uriProblems(uri: string): string[] {
+  const where = 'libvirt.uri';
+  const m = /^([a-z][a-z0-9]*)(?:\+([a-z0-9]+))?:\/\/([^/?#]*)(\/[^?#]*)?(?:\?([^#]*))?$/i.exec(uri);
+  if (!m) return [`${where}: "${uri}" is not a libvirt URI: write e.g. "qemu:///system"`];
+  const [, , transport, host, , query] = m;
+  if (transport && transport.toLowerCase() !== 'unix')
+    return [
+      `${where}: transport "${transport}" is not allowed: the hook runs as root and uses only the local socket; write "qemu:///system" (or qemu+unix:///system)`,
+    ];
+  if (host) return [`${where}: a remote host ("${host}") is not allowed: write "qemu:///system"`];
+  for (const pair of (query ?? '').split('&').filter(Boolean)) {
+    const key = decodeURIComponent(pair.split('=')[0]!).toLowerCase();
+    if (!LOCAL_URI_PARAMS.has(key))
+      return [
+        `${where}: parameter "${key}" is not allowed (only ${[...LOCAL_URI_PARAMS].join(', ')}): remove it`,
+      ];
+  }
+  return [];
+}
+
+function pathProblems(config: Config): string[] {
+  return [
+    ...allowedPath('stateFile', config.stateFile, ALLOWED_STATE_DIRS),
+    ...allowedPath('log.file', config.log.file, ALLOWED_LOG_DIRS),
+  ];
+}
+
+/** Absolute, no `.`/`..` steps, and inside one of `dirs` (root writes there). */
+function allowedPath(where: string, path: string, dirs: readonly string[]): string[] {
+  const parts = path.split('/');
+  const clean = path.startsWith('/') && !parts.some((p) => p === '.' || p === '..') && !path.endsWith('/');
+  if (clean && dirs.some((d) => path.startsWith(`${d}/`))) return [];
+  return [
+    `${where}: "${path}" must be an absolute file path under ${dirs.join(' or ')} (root writes it; elsewhere it could be made to overwrite any file)`,
+  ];
+}
+
 /** Entries that name the same device the same way, as comparable keys. */
 function claimKeys(entry: DeviceEntry): string[] {
   switch (entry.type) {

@@ -117,6 +117,9 @@ export const domainSchema = z.strictObject({
   ),
 });
 
+/** libvirt waits for the hook without limit while it holds the domain: keep it responsive. */
+export const DEFAULT_LIMITS = { scriptSeconds: 60, hookSeconds: 120 } as const;
+
 const topLevelShape = {
   libvirt: z._default(
     z.strictObject({ uri: z._default(doc(z.string(), 'libvirt connection URI'), 'qemu:///system') }),
@@ -132,6 +135,25 @@ const topLevelShape = {
       file: z._default(z.string(), '/var/log/libvirt/qemu-hook.log'),
     }),
     { level: 'info', file: '/var/log/libvirt/qemu-hook.log' },
+  ),
+  limits: z._default(
+    z.strictObject({
+      scriptSeconds: z._default(
+        doc(
+          z.number().check(z.positive(), z.maximum(3600)),
+          'a per-VM script still running after this long is stopped (with everything it started); a start then fails',
+        ),
+        DEFAULT_LIMITS.scriptSeconds,
+      ),
+      hookSeconds: z._default(
+        doc(
+          z.number().check(z.positive(), z.maximum(3600)),
+          'one hook run may take this long: past it a start gives back what it took and fails, other events end',
+        ),
+        DEFAULT_LIMITS.hookSeconds,
+      ),
+    }),
+    { ...DEFAULT_LIMITS },
   ),
 };
 

@@ -54,15 +54,35 @@ export function readYaml(text: string, asWritten: ReadonlySet<string>): YamlResu
     const at = err.mark ? `line ${err.mark.line + 1}, column ${err.mark.column + 1}: ` : '';
     return { ok: false, error: `${at}${err.reason}` };
   }
-  return { ok: true, value: settle(raw, undefined, asWritten) };
+  const budget = { left: MAX_NODES };
+  const value = settle(raw, undefined, asWritten, budget);
+  if (budget.left < 0)
+    return {
+      ok: false,
+      error: `more than ${MAX_NODES} values once aliases are expanded (an alias bomb?): write the config without nested aliases`,
+    };
+  return { ok: true, value };
 }
 
-function settle(value: unknown, key: string | undefined, asWritten: ReadonlySet<string>): unknown {
+/**
+ * js-yaml shares an aliased node rather than copying it, so `load` is quick even for a "billion
+ * laughs" document; expanding it here (and validating it) would not be. A real config has a few
+ * hundred values: stop counting far above that.
+ */
+export const MAX_NODES = 20_000;
+
+function settle(
+  value: unknown,
+  key: string | undefined,
+  asWritten: ReadonlySet<string>,
+  budget: { left: number },
+): unknown {
+  if (--budget.left < 0) return null;
   if (value instanceof Written) return key !== undefined && asWritten.has(key) ? value.source : value.value;
-  if (Array.isArray(value)) return value.map((v) => settle(v, undefined, asWritten));
+  if (Array.isArray(value)) return value.map((v) => settle(v, undefined, asWritten, budget));
   if (value !== null && typeof value === 'object') {
     // fromEntries defines properties: a key "__proto__" stays a key.
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, settle(v, k, asWritten)]));
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, settle(v, k, asWritten, budget)]));
   }
   return value;
 }

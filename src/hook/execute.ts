@@ -2,7 +2,7 @@ import { errorMessage } from '../model/errors.js';
 import { faultPoint } from '../model/faults.js';
 import { PciAddress } from '../model/pci-address.js';
 import type { Plan, PlannedDevice } from '../model/plan.js';
-import type { Clock, DriverControl } from '../model/ports.js';
+import type { Clock, DriverControl, HostSafety } from '../model/ports.js';
 import { withTimeout } from '../model/timeout.js';
 import { loadState, saveState } from '../state/file.js';
 import { type LockOptions, withStateLock } from '../state/lock.js';
@@ -22,6 +22,10 @@ export interface ExecutorDeps {
   /** How long a driver may take to show up after a probe (default DRIVER_SETTLE_MS). */
   readonly settleMs?: number;
   readonly lock?: LockOptions;
+  /** Host checks on each record: ids recorded at detach, protection re-checked before a give-back. */
+  readonly safety?: HostSafety;
+  /** The hook run's deadline (ms since the epoch, by `clock`): past it a prepare gives back what it took and refuses. */
+  readonly deadline?: number;
 }
 
 export interface PrepareOutcome {
@@ -59,9 +63,11 @@ export async function executePrepare(plan: Plan, deps: ExecutorDeps): Promise<Pr
       const wanted = plan.devices.filter(
         (d): d is PlannedDevice & { address: string } => d.action === 'detach' && d.address !== null,
       );
-      const recorded: StateRecord[] = wanted.map((d) => {
+      const recorded: StateRecord[] = [];
+      for (const d of wanted) {
         const earlier = recordFor(state, d.address);
-        return {
+        const ids = await deps.safety?.ids(PciAddress.parse(d.address));
+        recorded.push({
           domain: plan.domain,
           address: d.address,
           // A record of ours from this boot (a start that failed later) already knows the real original.
@@ -70,14 +76,22 @@ export async function executePrepare(plan: Plan, deps: ExecutorDeps): Promise<Pr
           phase: 'detaching',
           since: deps.clock.now().toISOString(),
           entry: d.name,
-        };
-      });
+          ...(ids ? { vendor: ids.vendor, device: ids.device } : {}),
+        });
+      }
       for (const r of recorded) state = upsertRecord(state, r);
       if (state !== loaded) await saveState(deps.stateFile, state);
       if (recorded.length === 0) return { ok: true, errors: [], detached: [] };
       faultPoint('record');
       for (const [i, d] of wanted.entries()) {
         const record = recorded[i]!;
+        if (deps.deadline !== undefined && deps.clock.now().getTime() > deps.deadline) {
+          log.error({ domain: plan.domain, address: d.address }, 'deadline passed; rolling back');
+          await rollback(recorded, state, deps);
+          return refuse([
+            'the start took longer than its time limit (limits.hookSeconds in the config); what it took was given back',
+          ]);
+        }
         try {
           await withTimeout(
             deps.control.detach(PciAddress.parse(d.address)),
@@ -134,6 +148,7 @@ export async function executeRelease(
   deps: ExecutorDeps,
   options: { dryRun?: boolean } = {},
 ): Promise<ReleaseOutcome> {
+  if (options.dryRun) return releaseDryRun(select, deps);
   return withStateLock(
     deps.stateFile,
     async () => {
@@ -143,8 +158,13 @@ export async function executeRelease(
       const restored: { address: string; driver: string | null }[] = [];
       const failed: { address: string; error: string }[] = [];
       for (const r of mine) {
-        if (options.dryRun) {
-          restored.push({ address: r.address, driver: r.originalDriver });
+        const unsafe = await releaseRefusal(deps.safety, r);
+        if (unsafe) {
+          failed.push({ address: r.address, error: unsafe });
+          deps.log.error(
+            { domain: r.domain, address: r.address, err: unsafe },
+            'device left alone; record kept for qemu-hook recover',
+          );
           continue;
         }
         const res = await giveBack(deps.control, r.address, r.originalDriver, deps.timeoutMs, deps.settleMs);
@@ -168,6 +188,47 @@ export async function executeRelease(
     },
     { bootId: deps.bootId, ...deps.lock },
   );
+}
+
+/** What release would do, read only: no lock taken, a corrupt state file left where it is. */
+async function releaseDryRun(
+  select: (record: StateRecord) => boolean,
+  deps: ExecutorDeps,
+): Promise<ReleaseOutcome> {
+  const state = await loadState(deps.stateFile, { readOnly: true });
+  const current = state.records.filter((r) => !staleRecords(state, deps.bootId).includes(r));
+  const restored: { address: string; driver: string | null }[] = [];
+  const failed: { address: string; error: string }[] = [];
+  for (const r of current.filter(select)) {
+    const unsafe = await releaseRefusal(deps.safety, r);
+    if (unsafe) failed.push({ address: r.address, error: unsafe });
+    else restored.push({ address: r.address, driver: r.originalDriver });
+  }
+  return { restored, failed };
+}
+
+/**
+ * Why a recorded device must not be given back or rebound now: the host uses it (its disk holds a
+ * mounted filesystem, it carries the default route, it drives the console), or another device sits
+ * at the address (its ids differ from the record). Old records without ids pass on ids: refusing
+ * them would strand every device detached before the upgrade on vfio-pci.
+ */
+async function releaseRefusal(safety: HostSafety | undefined, r: StateRecord): Promise<string | null> {
+  if (!safety) return null;
+  const address = PciAddress.parse(r.address);
+  try {
+    const why = await safety.protection(address);
+    if (why)
+      return `${r.address} left alone: ${why}; the record says ${r.domain} took it, which cannot be right`;
+    if (r.vendor && r.device) {
+      const now = await safety.ids(address);
+      if (now && (now.vendor !== r.vendor || now.device !== r.device))
+        return `${r.address} left alone: it is a ${now.vendor}:${now.device} now, the record was made for a ${r.vendor}:${r.device}`;
+    }
+    return null;
+  } catch (err) {
+    return `${r.address} left alone: cannot check it against the host (${errorMessage(err)})`;
+  }
 }
 
 async function rollback(

@@ -1,14 +1,12 @@
-import { readFile } from 'node:fs/promises';
 import { defaultConfig, loadConfigFile } from '../config/load.js';
 import type { Config, DomainConfig } from '../config/model.js';
-import { readYaml } from '../config/yaml.js';
 import type { Inventory } from '../model/device.js';
 import { errorMessage } from '../model/errors.js';
 import type { HookEvent } from '../model/hook-event.js';
 import { type HostPaths, underRoot } from '../model/paths.js';
 import { PciAddress } from '../model/pci-address.js';
 import type { Plan } from '../model/plan.js';
-import type { Clock, DriverControl, InventoryReader } from '../model/ports.js';
+import type { Clock, DriverControl, HostSafety, InventoryReader } from '../model/ports.js';
 import { correctMovedEntries } from '../plan/correct.js';
 import { type PrepareInput, planStart } from '../plan/prepare.js';
 import { loadState } from '../state/file.js';
@@ -26,12 +24,18 @@ export interface HookDeps {
   readonly log: HookLogger;
   readonly timeoutMs: number;
   readonly scriptOwnerUid?: number;
+  /** Checks each device against the host when it is recorded and before it is given back. */
+  readonly safety?: HostSafety;
   /** Start the detached redefine helper; false when it could not be started. */
   readonly scheduleRedefine?: (domain: string, restart: boolean) => boolean;
   /** The config as already read by the caller (it needs the log settings first); read here if absent. */
   readonly config?: () => ReturnType<typeof loadConfigFile>;
   /** Where per-VM scripts write their output (never libvirt's pipes). */
   readonly scriptLog: string;
+  /** A per-VM script still running after this long is stopped, with its process group. */
+  readonly scriptTimeoutMs?: number;
+  /** When this run must be over (ms since the epoch, by `clock`): a prepare past it gives back and refuses. */
+  readonly deadline?: number;
 }
 
 export interface HookResult {
@@ -120,6 +124,8 @@ async function prepare(event: HookEvent, xml: string, deps: HookDeps): Promise<H
     clock: deps.clock,
     log,
     timeoutMs: deps.timeoutMs,
+    ...(deps.safety ? { safety: deps.safety } : {}),
+    ...(deps.deadline !== undefined ? { deadline: deps.deadline } : {}),
   });
   return outcome.ok ? OK : refuse(event, outcome.errors);
 }
@@ -187,8 +193,9 @@ async function incoming(event: HookEvent, xml: string, deps: HookDeps): Promise<
 
 async function release(event: HookEvent, xml: string, deps: HookDeps): Promise<HookResult> {
   const found = await domainConfig(event.domain, deps);
-  // The config may have changed (or broken) while the VM ran: the state file alone says what to give back.
-  const config = found.kind === 'ok' ? found.config : defaultConfig();
+  // The config may have changed (or broken) while the VM ran: the state file alone says what to give
+  // back; a valid config still says where that file is, even when it no longer names the VM.
+  const config = (found.kind === 'broken' ? null : found.config) ?? defaultConfig();
   const stateFile = stateFileOf(deps, config);
   const state = await loadState(stateFile);
   const mine = state.records.filter((r) => r.domain === event.domain);
@@ -202,6 +209,7 @@ async function release(event: HookEvent, xml: string, deps: HookDeps): Promise<H
       clock: deps.clock,
       log: deps.log,
       timeoutMs: deps.timeoutMs,
+      ...(deps.safety ? { safety: deps.safety } : {}),
     });
     if (out.failed.length > 0)
       deps.log.error(
@@ -228,10 +236,18 @@ async function runFor(event: HookEvent, xml: string, deps: HookDeps): Promise<Sc
   const scripts = await findScripts(
     deps.paths.hookScriptsDir,
     event,
-    deps.scriptOwnerUid === undefined ? {} : { requiredUid: deps.scriptOwnerUid },
+    // Every folder from the host's root down to a script must be root's (a rename could swap it).
+    {
+      trustFrom: deps.paths.root,
+      ...(deps.scriptOwnerUid === undefined ? {} : { requiredUid: deps.scriptOwnerUid }),
+    },
   );
   if (scripts.length === 0) return [];
-  const results = await runScripts(scripts, event, xml, { logFile: deps.scriptLog });
+  const limit = Math.min(deps.scriptTimeoutMs ?? Infinity, remaining(deps));
+  const results = await runScripts(scripts, event, xml, {
+    logFile: deps.scriptLog,
+    ...(Number.isFinite(limit) ? { timeoutMs: Math.max(1, limit) } : {}),
+  });
   for (const r of results) {
     deps.log.info(
       {
@@ -248,6 +264,11 @@ async function runFor(event: HookEvent, xml: string, deps: HookDeps): Promise<Sc
   return results;
 }
 
+/** Time left before the run's deadline (Infinity without one). */
+function remaining(deps: HookDeps): number {
+  return deps.deadline === undefined ? Infinity : deps.deadline - deps.clock.now().getTime();
+}
+
 function scriptFailure(results: readonly ScriptResult[]): string {
   const bad = results.find((r) => r.outcome !== 'ok' && r.outcome !== 'skipped');
   return bad ? `per-VM script ${bad.script.name}: ${bad.error ?? bad.outcome}` : 'a per-VM script failed';
@@ -255,42 +276,32 @@ function scriptFailure(results: readonly ScriptResult[]): string {
 
 type Found =
   | { kind: 'ok'; config: Config; domain: DomainConfig }
-  | { kind: 'absent' }
+  /** `config`: the valid config that does not name the domain; null when there is none. */
+  | { kind: 'absent'; config: Config | null }
   | { kind: 'broken'; first: string };
 
 /**
  * The domain's config entry. A problem inside `domains.<name>` refuses that domain only; a problem
  * outside any domain refuses every domain the file names (all, when it is not even YAML): a VM
- * the config does not name must still start.
+ * the config does not name must still start. The file is read and parsed once per run.
  */
 async function domainConfig(name: string, deps: HookDeps): Promise<Found> {
   const r = await (deps.config ?? (() => loadConfigFile(deps.paths.configFile)))();
-  if (r.missing) return { kind: 'absent' };
+  if (r.missing) return { kind: 'absent', config: null };
   if (r.config) {
     const domain = r.config.domains.get(name);
     if (domain) return { kind: 'ok', config: r.config, domain };
     // A problem inside this domain's own entry refuses this domain only.
     const problems = r.config.invalidDomains.get(name);
-    if (!problems) return { kind: 'absent' };
+    if (!problems) return { kind: 'absent', config: r.config };
     deps.log.error({ domain: name, errors: problems }, 'config invalid for this domain');
     return { kind: 'broken', first: problems[0] ?? 'invalid' };
   }
   deps.log.error({ domain: name, errors: r.errors }, 'config invalid');
-  return (await namesDomain(deps.paths.configFile, name))
+  // Unreadable YAML might name it: count that as yes.
+  return r.domainNames == null || r.domainNames.includes(name)
     ? { kind: 'broken', first: r.errors[0] ?? 'invalid' }
-    : { kind: 'absent' };
-}
-
-/** Whether the raw YAML has `domains.<name>`; unreadable YAML might, so it counts as yes. */
-async function namesDomain(file: string, name: string): Promise<boolean> {
-  try {
-    const yaml = readYaml(await readFile(file, 'utf8'), new Set());
-    if (!yaml.ok) return true;
-    const raw = yaml.value as { domains?: Record<string, unknown> } | null;
-    return raw?.domains != null && typeof raw.domains === 'object' && Object.hasOwn(raw.domains, name);
-  } catch {
-    return true;
-  }
+    : { kind: 'absent', config: null };
 }
 
 function stateFileOf(deps: HookDeps, config: Config): string {

@@ -9,6 +9,12 @@ import type { Script } from './scripts.js';
 export interface FindOptions {
   /** Who must own scripts and their folders; root on a real host, injectable for tests. */
   readonly requiredUid?: number;
+  /**
+   * Every folder from here down to a script must be owned by `requiredUid` and not writable by
+   * others: "/" on a real host (a user-writable parent could swap the script in by a rename), the
+   * root folder under --root. Default: the hooks folder.
+   */
+  readonly trustFrom?: string;
 }
 
 /**
@@ -28,7 +34,7 @@ export async function findScripts(
   const target = join(root, ...parts);
   const st = await statOrNull(target);
   if (!st) return [];
-  const checker = new Checker(root, options.requiredUid ?? 0);
+  const checker = new Checker(root, options.requiredUid ?? 0, resolve(options.trustFrom ?? root));
   if (st.isFile()) return [await checker.judge(target)];
   if (!st.isDirectory()) return [];
 
@@ -65,6 +71,7 @@ class Checker {
   constructor(
     private readonly hooksDir: string,
     private readonly requiredUid: number,
+    private readonly trustFrom: string,
   ) {}
 
   skip(path: string, reason: string): Script {
@@ -79,9 +86,10 @@ class Checker {
       this.unsafe(st, 'it') ??
       (await this.unsafeFolders(dirname(path))) ??
       (await this.unsafeLinkTarget(path));
+    const trust = { uid: this.requiredUid, from: this.trustFrom };
     return problem
-      ? { path, name, verdict: 'refuse', reason: problem }
-      : { path, name, verdict: 'run', reason: null };
+      ? { path, name, verdict: 'refuse', reason: problem, trust }
+      : { path, name, verdict: 'run', reason: null, trust };
   }
 
   private unsafe(st: Stats, what: string): string | null {
@@ -92,36 +100,59 @@ class Checker {
     return null;
   }
 
-  /** Every folder from the script's up to `hooksDir`, inclusive. */
+  /** Every folder from the script's up to `trustFrom` (or `/` when it lies elsewhere), inclusive. */
   private async unsafeFolders(dir: string): Promise<string | null> {
-    for (let d = dir; ; d = dirname(d)) {
+    for (const d of foldersUpTo(dir, this.trustFrom)) {
       const problem = await this.unsafeFolder(d);
       if (problem) return problem;
-      if (d === this.hooksDir || relative(this.hooksDir, d).startsWith('..') || d === dirname(d)) return null;
     }
+    return null;
   }
 
   private async unsafeFolder(dir: string): Promise<string | null> {
     let verdict = this.dirVerdicts.get(dir);
     if (verdict === undefined) {
       const st = await statOrNull(dir);
-      verdict = st ? this.unsafe(st, `its folder ${dir}`) : `its folder ${dir} is gone`;
+      verdict = st ? unsafeFolderStat(st, dir, this.requiredUid) : `its folder ${dir} is gone`;
       this.dirVerdicts.set(dir, verdict);
     }
     return verdict;
   }
 
-  /** A link may point anywhere: the folder holding the real file must be safe too. */
+  /** A link may point anywhere: the folders holding the real file must be safe too. */
   private async unsafeLinkTarget(path: string): Promise<string | null> {
     const link = await lstat(path);
     if (!link.isSymbolicLink()) return null;
-    const real = await realpath(path);
-    return this.unsafeFolder(dirname(real));
+    return this.unsafeFolders(dirname(await realpath(path)));
   }
 
   private owner(): string {
     return this.requiredUid === 0 ? 'root' : `uid ${this.requiredUid}`;
   }
+}
+
+/** `dir` and the folders above it up to `from` (inclusive); up to `/` when `dir` is not under `from`. */
+export function foldersUpTo(dir: string, from: string): string[] {
+  const stop = relative(from, dir).startsWith('..') ? '/' : from;
+  const out: string[] = [];
+  for (let d = dir; ; d = dirname(d)) {
+    out.push(d);
+    if (d === stop || d === dirname(d)) return out;
+  }
+}
+
+/**
+ * A folder above a script is safe when only `uid` can change its entries: owned by `uid` (or root)
+ * and not writable by group or others, or root-owned with the sticky bit (like /tmp: others can
+ * add entries but cannot rename or remove ours).
+ */
+export function unsafeFolderStat(st: Stats, dir: string, uid: number): string | null {
+  const mode = (st.mode & 0o7777).toString(8).padStart(4, '0');
+  if (st.uid !== uid && st.uid !== 0)
+    return `its folder ${dir} is owned by uid ${st.uid}, not ${uid === 0 ? 'root' : `uid ${uid}`}`;
+  if (st.mode & 0o022 && !(st.uid === 0 && st.mode & 0o1000))
+    return `its folder ${dir} is writable by group or others (mode ${mode})`;
+  return null;
 }
 
 async function isExecutable(path: string): Promise<boolean> {

@@ -1,10 +1,12 @@
 import type { ChildProcess } from 'node:child_process';
+import { closeSync, constants, fstatSync, lstatSync, openSync, realpathSync } from 'node:fs';
 import { mkdir, open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { HostError } from '../model/errors.js';
 import type { HookEvent } from '../model/hook-event.js';
 import { childProcess } from '../model/lazy-builtins.js';
 import type { Script, ScriptResult } from './scripts.js';
+import { foldersUpTo, unsafeFolderStat } from './scripts-find.js';
 
 export interface RunOptions {
   /** Scripts' stdout and stderr are appended here: never libvirt's pipes (see runScripts). */
@@ -64,7 +66,12 @@ function notRun(script: Script, outcome: 'skipped' | 'refused', error: string | 
 async function openLog(path: string): Promise<Awaited<ReturnType<typeof open>>> {
   try {
     await mkdir(dirname(path), { recursive: true, mode: 0o755 });
-    return await open(path, 'a', 0o640);
+    // Root appends here: never through a link planted in the log's place.
+    return await open(
+      path,
+      constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW,
+      0o640,
+    );
   } catch (err) {
     throw HostError.from('open the per-VM script log', path, err);
   }
@@ -85,13 +92,29 @@ function runOne(script: Script, event: HookEvent, xml: string, logFd: number, op
       resolve({ script, pid: child?.pid ?? null, durationMs: performance.now() - started, ...fields });
     };
 
+    let scriptFd: number | null = null;
     try {
-      child = childProcess().spawn(script.path, [event.domain, event.op, event.subop, event.extra], {
-        stdio: ['pipe', logFd, logFd],
+      scriptFd = openChecked(script);
+      // Run the file we checked, through its descriptor (child fd 3, without close-on-exec, so an
+      // interpreter can open /proc/self/fd/3 too): a rename in a parent folder cannot swap it now.
+      child = childProcess().spawn('/proc/self/fd/3', [event.domain, event.op, event.subop, event.extra], {
+        stdio: ['pipe', logFd, logFd, scriptFd],
         detached: true,
-        env: options.env,
+        // $0 of a script run this way is /proc/self/fd/3: its own path is in QEMU_HOOK_SCRIPT.
+        env: { ...(options.env ?? process.env), QEMU_HOOK_SCRIPT: script.path },
+        argv0: script.path,
       });
     } catch (err) {
+      if (scriptFd !== null) closeSync(scriptFd);
+      if (err instanceof ScriptChanged) {
+        finish({
+          outcome: 'refused',
+          exitCode: null,
+          signal: null,
+          error: `refused to run ${script.path}: ${err.message}`,
+        });
+        return;
+      }
       const e = err as NodeJS.ErrnoException;
       finish({
         outcome: 'error',
@@ -102,6 +125,7 @@ function runOne(script: Script, event: HookEvent, xml: string, logFd: number, op
       return;
     }
 
+    closeSync(scriptFd);
     child.once('error', (err: NodeJS.ErrnoException) => {
       finish({
         outcome: 'error',
@@ -143,6 +167,41 @@ function runOne(script: Script, event: HookEvent, xml: string, logFd: number, op
       }, options.timeoutMs);
     }
   });
+}
+
+class ScriptChanged extends Error {}
+
+/**
+ * Opens the script as it is now, without following a link at the last step, and checks the open
+ * file and every folder above its real path again (owner, mode): what runs is what was checked.
+ */
+function openChecked(script: Script): number {
+  const trust = script.trust ?? { uid: 0, from: '/' };
+  let real: string;
+  let fd: number;
+  try {
+    real = realpathSync(script.path);
+    fd = openSync(real, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (err) {
+    throw new ScriptChanged(`cannot open it (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  try {
+    const st = fstatSync(fd);
+    let problem: string | null = null;
+    if (!st.isFile()) problem = 'it is no longer a regular file';
+    else if (st.uid !== trust.uid)
+      problem = `it is owned by uid ${st.uid}, not ${trust.uid === 0 ? 'root' : `uid ${trust.uid}`}`;
+    else if (st.mode & 0o022) problem = 'it is writable by group or others';
+    for (const dir of foldersUpTo(dirname(real), trust.from)) {
+      if (problem) break;
+      problem = unsafeFolderStat(lstatSync(dir), dir, trust.uid);
+    }
+    if (problem) throw new ScriptChanged(problem);
+    return fd;
+  } catch (err) {
+    closeSync(fd);
+    throw err instanceof ScriptChanged ? err : new ScriptChanged(String(err));
+  }
 }
 
 /** The script leads its own process group (detached), so -pid reaches everything it started. */

@@ -14,6 +14,8 @@ export interface Script {
   readonly verdict: ScriptVerdict;
   /** Why it is skipped or refused; null when it runs. */
   readonly reason: string | null;
+  /** Who must own it and every folder from `from` down to it: checked again on the open file before it runs. */
+  readonly trust?: { readonly uid: number; readonly from: string };
 }
 
 export type ScriptOutcome = 'ok' | 'skipped' | 'refused' | 'failed' | 'timeout' | 'error';

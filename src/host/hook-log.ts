@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { constants, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { pino } from 'pino';
 
@@ -14,8 +14,8 @@ export type HookLog = ReturnType<typeof pino> & { flush(): void };
  */
 export function openHookLog(file: string, level: string, bindings: Record<string, unknown>): HookLog {
   try {
-    mkdirSync(dirname(file), { recursive: true });
-    const dest = pino.destination({ dest: file, sync: true, append: true });
+    mkdirSync(dirname(file), { recursive: true, mode: 0o755 });
+    const dest = pino.destination({ fd: openAppendNoFollow(file), sync: true });
     return pino(
       {
         level,
@@ -45,4 +45,16 @@ function withoutBound(
     }
   }
   return out ?? obj;
+}
+
+/**
+ * Opens a log for appending without following a link in its place: root writes the logs, and a
+ * planted link would make it append to any file. 0640: logs name devices and domains.
+ */
+export function openAppendNoFollow(file: string): number {
+  return openSync(
+    file,
+    constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW,
+    0o640,
+  );
 }

@@ -1,4 +1,5 @@
 import type { PciCriteria, UsbCriteria } from '../config/model.js';
+import { MAX_MATCHED_TEXT } from '../config/regex-safety.js';
 import type { PciDevice, UsbDevice } from '../model/device.js';
 import { classMatches } from '../model/ids.js';
 
@@ -13,7 +14,7 @@ export function pciCriteriaHold(c: PciCriteria, d: PciDevice): boolean {
     (c.subsystemDevice === undefined || c.subsystemDevice === d.subsystemDevice) &&
     (c.class === undefined || classMatches(d.classCode, c.class)) &&
     (c.driver === undefined || c.driver === d.driver) &&
-    (c.name === undefined || c.name.test(pciName(d)))
+    (c.name === undefined || c.name.test(pciName(d).slice(0, MAX_MATCHED_TEXT)))
   );
 }
 
@@ -23,7 +24,7 @@ export function usbCriteriaHold(c: UsbCriteria, d: UsbDevice): boolean {
     (c.product === undefined || c.product === d.product) &&
     (c.serial === undefined || c.serial === d.serial) &&
     (c.port === undefined || c.port === d.port) &&
-    (c.name === undefined || c.name.test(usbName(d)))
+    (c.name === undefined || c.name.test(usbName(d).slice(0, MAX_MATCHED_TEXT)))
   );
 }
 

@@ -50,7 +50,7 @@ export interface UsbDevice {
 /** Why a PCI device must never leave the host, unless the entry says `force: true` (bootVga only). */
 export interface ProtectedDevice {
   readonly address: PciAddress;
-  readonly reason: 'root-disk' | 'default-route' | 'boot-vga';
+  readonly reason: 'root-disk' | 'mounted-disk' | 'default-route' | 'boot-vga';
   readonly detail: string;
 }
 

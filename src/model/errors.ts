@@ -61,3 +61,8 @@ export class InvariantError extends Error {
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/** A file or folder that decides what root does is not safe (owner, mode): one line with the fix. */
+export class TrustError extends Error {
+  override readonly name = 'TrustError';
+}

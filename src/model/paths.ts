@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { UsageError } from './errors.js';
 
 /**
  * Every host path the program touches, below one root ("/" on a real host, a fixture folder
@@ -30,9 +31,17 @@ export function hostPaths(root: string, overrides: Partial<Pick<HostPaths, 'conf
   };
 }
 
-/** A path from the config (absolute, as on the real host) placed under the root. */
+/**
+ * A path from the config (absolute, as on the real host) placed under the root. With a fixture
+ * root, a path that would leave it (`/../../etc/passwd`) is refused: a fixture never reaches the host.
+ */
 export function underRoot(root: string, absolute: string): string {
-  return root === '/' ? absolute : join(root, absolute);
+  if (root === '/') return absolute;
+  const placed = join(root, absolute);
+  const base = root.endsWith('/') ? root : `${root}/`;
+  if (placed !== root.replace(/\/$/, '') && !placed.startsWith(base))
+    throw new UsageError(`${absolute} would lead out of the root folder ${root}: write a path inside it`);
+  return placed;
 }
 
 /**

@@ -44,6 +44,17 @@ export interface DefinitionStore extends DefinitionSource {
   define(domain: string, xml: string): Promise<void>;
 }
 
+/**
+ * What the executor checks on the host before it records or gives back a device: a state record
+ * is a claim, and the host decides (a forged or outdated record must not unbind the root disk).
+ */
+export interface HostSafety {
+  /** The vendor and device ids at `address` now ("10de", "2204"); null when nothing is there. */
+  ids(address: PciAddress): Promise<{ vendor: string; device: string } | null>;
+  /** Why the device must stay with the host now (a disk in use, the default route, the console), or null. */
+  protection(address: PciAddress): Promise<string | null>;
+}
+
 export interface Clock {
   now(): Date;
 }

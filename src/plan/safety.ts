@@ -3,6 +3,8 @@ import type { PciAddress } from '../model/pci-address.js';
 
 const WHY: Record<ProtectedDevice['reason'], string> = {
   'root-disk': "it is the controller of the root filesystem's disk",
+  'mounted-disk':
+    'it is the controller of a disk the host uses (a mounted filesystem, a swap, an md/LVM member)',
   'default-route': 'it carries the default network route',
   'boot-vga': 'it is the boot VGA device and drives the console (set force: true on the entry to allow it)',
 };

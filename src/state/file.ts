@@ -1,6 +1,6 @@
 // `promises` of node:fs, loaded on first use (a write): a top-level fs/promises import costs every
 // start 4 ms, and reading the state needs none of it.
-import { constants, promises as fsp, readFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, promises as fsp, openSync, readFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import * as z from 'zod/mini';
 import { errorMessage, HostError, InvariantError } from '../model/errors.js';
@@ -25,9 +25,17 @@ export interface LoadOptions {
 export async function loadState(path: string, options: LoadOptions = {}): Promise<StateFile> {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readNoFollow(path);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return emptyState();
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return emptyState();
+    if (code === 'ELOOP')
+      throw new HostError(
+        'read state file',
+        path,
+        code,
+        'it is a symbolic link, which qemu-hook never writes: someone planted it; remove it and check the folder',
+      );
     throw HostError.from('read state file', path, err);
   }
   let json: unknown;
@@ -42,6 +50,16 @@ export async function loadState(path: string, options: LoadOptions = {}): Promis
   const parsed = StateFileSchema.safeParse(json);
   if (!parsed.success) throw await corrupt(path, summarize(parsed.error), options);
   return parsed.data;
+}
+
+/** The file's text; a symbolic link in its place fails (ELOOP) rather than being followed. */
+function readNoFollow(path: string): string {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** The first problems, one line: the full list is in the kept file for whoever inspects it. */
@@ -102,9 +120,13 @@ async function renameIfFree(path: string, target: string): Promise<string | null
 }
 
 /**
- * Replaces the state file atomically beside its target: write `<path>.<pid>.tmp`, fsync it,
- * rename over the file, fsync the folder. A crash at any point leaves either the old or
+ * Replaces the state file atomically beside its target: write `<path>.<pid>.<random>.tmp`, fsync
+ * it, rename over the file, fsync the folder. A crash at any point leaves either the old or
  * the new file, plus at worst a temp file that load ignores and a later save removes.
+ *
+ * The temp file is created with O_CREAT|O_EXCL|O_NOFOLLOW: a file or link planted under its name
+ * makes the open fail (and another name is tried), so root never writes through a link. The
+ * folder itself is checked by the callers (root-owned, not writable by others: host/trust.ts).
  */
 export async function saveState(path: string, state: StateFile): Promise<void> {
   const checked = StateFileSchema.safeParse(state);
@@ -113,10 +135,12 @@ export async function saveState(path: string, state: StateFile): Promise<void> {
   }
   const dir = dirname(path);
   await ensureDir(dir);
-  const tmp = `${path}.${process.pid}.tmp`;
+  let tmp: string | null = null;
   const text = `${JSON.stringify(checked.data, null, 2)}\n`;
   try {
-    const fh = await fsp.open(tmp, 'w', 0o644);
+    const created = await createExclusive(path);
+    tmp = created.tmp;
+    const fh = created.fh;
     try {
       await fh.chmod(0o644); // the umask must not decide who may read the state
       faultPoint('state-write', () => writeSync(fh.fd, text.slice(0, text.length >> 1)));
@@ -126,8 +150,8 @@ export async function saveState(path: string, state: StateFile): Promise<void> {
       await fh.close();
     }
   } catch (err) {
-    await fsp.unlink(tmp).catch(() => {});
-    throw HostError.from('write state file', tmp, err);
+    if (tmp) await fsp.unlink(tmp).catch(() => {}); // only a file we created
+    throw HostError.from('write state file', tmp ?? path, err);
   }
   faultPoint('state-rename');
   try {
@@ -139,6 +163,20 @@ export async function saveState(path: string, state: StateFile): Promise<void> {
   await syncDir(dir);
   faultPoint('state-saved');
   await removeDeadTemps(path);
+}
+
+const CREATE_EXCLUSIVE = constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW;
+
+/** A new temp file beside `path`, under a name nobody can have prepared. */
+async function createExclusive(path: string) {
+  for (let attempt = 0; ; attempt++) {
+    const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.tmp`;
+    try {
+      return { tmp, fh: await fsp.open(tmp, CREATE_EXCLUSIVE, 0o644) };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 10) throw err;
+    }
+  }
 }
 
 async function syncDir(dir: string): Promise<void> {
@@ -166,7 +204,7 @@ async function removeDeadTemps(path: string): Promise<void> {
   }
   for (const name of names) {
     if (!name.startsWith(prefix)) continue;
-    const m = /^(\d+)\.tmp$/.exec(name.slice(prefix.length));
+    const m = /^(\d+)(?:\.[0-9a-z]+)?\.tmp$/.exec(name.slice(prefix.length));
     if (!m) continue;
     const pid = Number(m[1]);
     if (pid !== process.pid && !isAlive(pid)) await fsp.unlink(join(dir, name)).catch(() => {});

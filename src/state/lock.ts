@@ -1,11 +1,12 @@
-import { open, readFile, stat, unlink, utimes } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HostError } from '../model/errors.js';
 import { type FaultPoint, faultPoint } from '../model/faults.js';
 import { ensureDir } from './dir.js';
 import { StateLockError } from './errors.js';
-import { isAlive } from './pid.js';
+import { isSameProcess, processStart } from './pid.js';
 
 // Node has no flock(2), so the lock is a file created with O_EXCL. Holders that died (or whose
 // boot is over: /var/lib survives reboots, pids do not) are detected and replaced.
@@ -28,6 +29,8 @@ const UNREADABLE_GRACE_MS = 5_000;
 
 interface LockContent {
   readonly pid: number;
+  /** The holder's start time (/proc/<pid>/stat field 22): tells it from a later process with its pid. */
+  readonly start: string | null;
   readonly bootId: string | null;
   readonly since: string;
   readonly token: string;
@@ -78,6 +81,7 @@ async function acquire(lockPath: string, options: LockOptions): Promise<LockCont
   for (;;) {
     const mine: LockContent = {
       pid: process.pid,
+      start: processStart(process.pid),
       bootId,
       since: new Date().toISOString(),
       // Tells this holder from a later one with the same pid; not a secret (node:crypto would cost 4 ms a start).
@@ -98,12 +102,17 @@ async function acquire(lockPath: string, options: LockOptions): Promise<LockCont
 
 async function tryCreate(
   path: string,
-  content: LockContent | { pid: number },
+  content: LockContent | { pid: number; start: string | null },
   point?: FaultPoint,
 ): Promise<boolean> {
   let fh: Awaited<ReturnType<typeof open>>;
   try {
-    fh = await open(path, 'wx', 0o644);
+    // O_EXCL never follows a link; O_NOFOLLOW says so twice.
+    fh = await open(
+      path,
+      constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW,
+      0o644,
+    );
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw HostError.from('create lock file', path, err);
@@ -121,13 +130,24 @@ async function tryCreate(
 }
 
 async function readHolder(path: string): Promise<Holder | null> {
+  let fh: Awaited<ReturnType<typeof open>>;
   try {
-    const st = await stat(path);
-    const raw = await readFile(path, 'utf8');
+    // A link in place of the lock is not a lock anyone took: it is read as a link (and judged unreadable).
+    fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return null;
+    if (code === 'ELOOP') return { raw: '', ino: -1, mtimeMs: 0, content: null };
+    throw HostError.from('read lock file', path, err);
+  }
+  try {
+    const st = await fh.stat();
+    const raw = await fh.readFile('utf8');
     return { raw, ino: st.ino, mtimeMs: st.mtimeMs, content: parseContent(raw) };
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw HostError.from('read lock file', path, err);
+  } finally {
+    await fh.close();
   }
 }
 
@@ -137,6 +157,7 @@ function parseContent(raw: string): LockContent | null {
     if (typeof v?.pid !== 'number') return null;
     return {
       pid: v.pid,
+      start: typeof v.start === 'string' ? v.start : null,
       bootId: typeof v.bootId === 'string' ? v.bootId : null,
       since: typeof v.since === 'string' ? v.since : '?',
       token: typeof v.token === 'string' ? v.token : '',
@@ -147,13 +168,20 @@ function parseContent(raw: string): LockContent | null {
 }
 
 function abandoned(holder: Holder, bootId: string | null, staleMs: number): boolean {
-  const age = Date.now() - holder.mtimeMs;
+  const now = Date.now();
+  // A holder refreshes its lock with the time of now: a date ahead of the clock is not one of ours.
+  if (holder.mtimeMs > now + FUTURE_SLACK_MS) return true;
+  const age = now - holder.mtimeMs;
   const c = holder.content;
   if (!c) return age > Math.min(UNREADABLE_GRACE_MS, staleMs);
+  if (Date.parse(c.since) > now + FUTURE_SLACK_MS) return true;
   if (bootId && c.bootId && c.bootId !== bootId) return true;
-  if (!isAlive(c.pid)) return true;
+  if (!isSameProcess(c.pid, c.start)) return true;
   return age > staleMs;
 }
+
+/** Clocks of one host agree; this covers a file system's coarse timestamps. */
+const FUTURE_SLACK_MS = 5_000;
 
 /**
  * Removes an abandoned lock, but only if it is still the very file we judged (same inode, same
@@ -162,7 +190,7 @@ function abandoned(holder: Holder, bootId: string | null, staleMs: number): bool
  */
 async function takeOver(lockPath: string, judged: Holder, staleMs: number): Promise<void> {
   const mutex = `${lockPath}.takeover`;
-  if (!(await tryCreate(mutex, { pid: process.pid }))) {
+  if (!(await tryCreate(mutex, { pid: process.pid, start: processStart(process.pid) }))) {
     const other = await readHolder(mutex);
     if (other && abandoned(other, null, Math.min(staleMs, UNREADABLE_GRACE_MS))) {
       await unlinkIfSame(mutex, other);
@@ -185,7 +213,9 @@ async function refresh(lockPath: string, token: string): Promise<void> {
   const holder = await readHolder(lockPath).catch(() => null);
   if (holder?.content?.token !== token) return;
   const now = new Date();
-  await utimes(lockPath, now, now).catch(() => {});
+  const fh = await open(lockPath, constants.O_RDONLY | constants.O_NOFOLLOW).catch(() => null);
+  await fh?.utimes(now, now).catch(() => {});
+  await fh?.close();
 }
 
 /** Removes the lock only while it is still ours (it may have been taken over as abandoned). */

@@ -17,6 +17,8 @@ const canonicalPciAddress = z.string().check(
   }),
 );
 
+const hexId = z.string().check(z.regex(/^[0-9a-f]{4}$/, 'not a 4-digit lowercase hex id'));
+
 export const StateRecordSchema = z.object({
   /** The domain the device was detached for. */
   domain: z.string().check(z.minLength(1)),
@@ -32,6 +34,12 @@ export const StateRecordSchema = z.object({
   since: z.iso.datetime({ offset: true }),
   /** The config entry that asked for the device. */
   entry: z.string().check(z.minLength(1)),
+  /**
+   * The device's ids when it was taken ("10de", "2204"): release leaves a device alone whose ids
+   * differ. Absent in records written before they were kept; those are released on the other checks.
+   */
+  vendor: z.optional(hexId),
+  device: z.optional(hexId),
 });
 
 export const StateFileSchema = z

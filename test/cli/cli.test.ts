@@ -207,11 +207,18 @@ describe('qemu-hook CLI', () => {
     expect(existsSync(`${state}.corrupt`)).toBe(false);
   });
 
-  it('a corrupt state file is kept aside and named, never emptied silently', () => {
+  it('a corrupt state file is kept aside by recover (status only reads), named, never emptied silently', () => {
     const root = copy('workstation');
     const state = join(root, 'var/lib/qemu-hook/state.json');
     writeFileSync(state, '{ not json');
-    const r = cli(['status', '--root', root]);
+    for (const readOnly of [['status'], ['recover', '--dry-run']]) {
+      const look = cli([...readOnly, '--root', root]);
+      expect(look.code).toBe(1);
+      expect(look.stderr).toMatch(/state file is corrupt/);
+      expect(readFileSync(state, 'utf8')).toBe('{ not json');
+      expect(existsSync(`${state}.corrupt`)).toBe(false);
+    }
+    const r = cli(['recover', '--root', root]);
     expect(r.code).toBe(1);
     expect(oneLine(r.stderr)).toMatch(/state\.json\.corrupt/);
     expect(readFileSync(`${state}.corrupt`, 'utf8')).toBe('{ not json');

@@ -190,7 +190,7 @@ describe('runHook', () => {
       await writeFile(p, `#!/bin/sh\n${body}\n`);
       await chmod(p, 0o755);
     };
-    const drivers = `cat /dev/null; echo "$(basename $0) $* $(head -c 8)" >> ${log}`;
+    const drivers = `cat /dev/null; echo "$(basename $QEMU_HOOK_SCRIPT) $* $(head -c 8)" >> ${log}`;
     await script('prepare/begin', '10-first', drivers);
     await script('prepare/begin', '20-second', drivers);
     await script('release/end', '10-after', drivers);

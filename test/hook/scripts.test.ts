@@ -189,6 +189,7 @@ describe('findScripts', () => {
         name: 'win11/prepare/begin',
         verdict: 'run',
         reason: null,
+        trust: { uid, from: hooksDir },
       },
     ]);
   });

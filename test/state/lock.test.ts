@@ -7,6 +7,7 @@ import ts from 'typescript';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { HostError } from '../../src/model/errors.js';
 import { loadState, StateLockError, withStateLock } from '../../src/state/index.js';
+import { processStart } from '../../src/state/pid.js';
 
 const repo = resolve(import.meta.dirname, '../..');
 
@@ -77,7 +78,13 @@ describe('withStateLock in one process', () => {
   });
 
   it('waits for a live holder, then fails naming its pid', async () => {
-    await writeLock({ pid: process.ppid, bootId: 'boot-a', since: '2024-05-01T10:00:00Z', token: 'x' });
+    await writeLock({
+      pid: process.ppid,
+      start: processStart(process.ppid),
+      bootId: 'boot-a',
+      since: '2024-05-01T10:00:00Z',
+      token: 'x',
+    });
     let ran = false;
     const err = await withStateLock(
       path,

@@ -1,9 +1,9 @@
 import type { Config } from '../../config/model.js';
-import { errorMessage, UsageError } from '../../model/errors.js';
+import { errorMessage, HostError, UsageError } from '../../model/errors.js';
 import type { DefinitionStore } from '../../model/ports.js';
 import { type PrepareInput, planStart } from '../../plan/prepare.js';
 import { loadState } from '../../state/file.js';
-import { type CliContext, loadConfig, requireRoot, stateFileOf } from '../context.js';
+import { type CliContext, checkTrust, loadConfig, stateFileOf } from '../context.js';
 import { EXIT } from '../exit.js';
 import { installFaultSwitch } from '../faults.js';
 import { confirm } from '../prompt.js';
@@ -23,8 +23,10 @@ export async function apply(ctx: CliContext): Promise<number> {
     throw new UsageError(
       `not in the config: ${unknown.join(', ')} (configured: ${[...config.domains.keys()].join(', ') || 'none'})`,
     );
+  // No uid check: apply only talks to libvirt, which decides who may redefine (root, or the
+  // libvirt group through polkit); its refusal is explained where it happens.
+  checkTrust(ctx, config, !ctx.args.dryRun);
   if (!ctx.args.dryRun) {
-    requireRoot(ctx, 'apply');
     installFaultSwitch(ctx.paths);
     if (!ctx.args.yes && !ctx.isTty)
       throw new UsageError(
@@ -51,7 +53,11 @@ export async function apply(ctx: CliContext): Promise<number> {
       continue;
     }
     const report: Report = { domain: name, outcome: 'unchanged', diff: '', errors: [] };
-    const r = await applyOne(ctx, config, store, name, { inventory, records: state.records }, report);
+    const r = await applyOne(ctx, config, store, name, { inventory, records: state.records }, report).catch(
+      (err) => {
+        throw libvirtRefusal(err, name);
+      },
+    );
     reports.push({ ...report, outcome: r });
     if (r === 'refused') refused++;
     if (r === 'changed' || r === 'would-change') wouldChange++;
@@ -149,6 +155,18 @@ async function applyOne(
   }
   ctx.out(`${name}: definition updated`);
   return 'changed';
+}
+
+/** libvirt, not qemu-hook, decides who may redefine: when it says no, say who may. */
+function libvirtRefusal(err: unknown, domain: string): unknown {
+  const message = errorMessage(err);
+  if (!/permission denied|access denied|not allowed|authentication|read-only/i.test(message)) return err;
+  return new HostError(
+    'redefine',
+    domain,
+    'EACCES',
+    `libvirt refused (${message}): run apply as root or as a member of the libvirt group (polkit decides who may manage domains)`,
+  );
 }
 
 export function colourDiff(diff: string, colour: boolean): string {

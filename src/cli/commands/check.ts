@@ -8,7 +8,7 @@ import type { Plan } from '../../model/plan.js';
 import { iommuProblem, pciIdsProblem } from '../../plan/host-support.js';
 import { planRefusedByConfig, planStart } from '../../plan/prepare.js';
 import { loadState } from '../../state/file.js';
-import { type CliContext, stateFileOf } from '../context.js';
+import { type CliContext, checkTrust, stateFileOf } from '../context.js';
 import { EXIT } from '../exit.js';
 import { definitionLookedIn, definitionSource, inventoryReader } from '../wiring.js';
 import { planJson } from './simulate.js';
@@ -34,6 +34,7 @@ export async function check(ctx: CliContext): Promise<number> {
     return EXIT.usage;
   }
   const config = r.config;
+  checkTrust(ctx, config, false);
   let inventory: Inventory;
   try {
     inventory = await inventoryReader(ctx).read();

@@ -1,18 +1,25 @@
-import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { defaultConfig, loadConfigFile } from '../../config/load.js';
+import type { Config } from '../../config/model.js';
 import type { HookLogger } from '../../hook/logger.js';
 import { runHook } from '../../hook/run.js';
-import { openHookLog } from '../../host/hook-log.js';
+import { openAppendNoFollow, openHookLog } from '../../host/hook-log.js';
 import { hostName } from '../../host/hostname.js';
+import { exitProcess } from '../../host/libvirt/loader.js';
+import { SysfsHostSafety } from '../../host/sysfs/host-safety.js';
 import { SysfsInventoryReader } from '../../host/sysfs/inventory.js';
+import { trustedPaths, trustedUid, trustProblems } from '../../host/trust.js';
+import { errorMessage } from '../../model/errors.js';
 import type { HookEvent } from '../../model/hook-event.js';
 import { childProcess } from '../../model/lazy-builtins.js';
-import { hostPaths, underRoot } from '../../model/paths.js';
+import { type HostPaths, hostPaths, underRoot } from '../../model/paths.js';
 import { installFaultSwitch } from '../faults.js';
 import { STDOUT, writeAll, writeErr } from '../output.js';
 
 const DEVICE_OP_TIMEOUT_MS = 60_000;
+/** After the deadline, the run's own checks (scripts stopped, a start rolled back) get this long to finish. */
+const DEADLINE_GRACE_MS = 5_000;
 
 /**
  * `qemu-hook hook <domain> <op> <subop> <extra>`, run by hooks/qemu for libvirt. The root comes
@@ -30,6 +37,13 @@ export async function runHookFromCli(positionals: readonly string[]): Promise<nu
   const paths = hostPaths(root);
   const configOnce = once(() => loadConfigFile(paths.configFile, { host: hostName(paths) }));
   const cfg = (await configOnce().catch(() => null))?.config ?? defaultConfig();
+  const strict = STRICT_OPS.has(op);
+  // Nothing is logged, run or touched on the word of files someone other than root can change.
+  const untrusted = trustProblem(paths, cfg);
+  if (untrusted) {
+    writeErr(`qemu-hook: ${domain}: refused: ${untrusted}`);
+    return strict ? 1 : 0;
+  }
   const logFile = underRoot(root, cfg.log.file);
   // Script and helper output: beside the log, never libvirt's pipes.
   const outputLog = join(dirname(logFile), 'qemu-hook-scripts.log');
@@ -45,10 +59,28 @@ export async function runHookFromCli(positionals: readonly string[]): Promise<nu
       {},
       'node rejected the startup snapshot (another node or CPU than it was made for); started from the code cache. Run install.sh again to make a new one',
     );
+  // libvirt waits for the hook without a limit, holding the domain: past the deadline the run ends
+  // whatever it is waiting on (a start that did not finish is then given back by the release libvirt
+  // sends after a failed prepare; the write-ahead records say what to give back).
+  const deadline = Date.now() + cfg.limits.hookSeconds * 1000;
+  setTimeout(
+    () => {
+      const line = `qemu-hook: ${domain}: ${op} did not finish within ${cfg.limits.hookSeconds} s (limits.hookSeconds); stopped`;
+      log.error({ domain, op }, line);
+      log.flush();
+      writeErr(line);
+      exitProcess(strict ? 1 : 0);
+    },
+    cfg.limits.hookSeconds * 1000 + DEADLINE_GRACE_MS,
+  ).unref();
+
   const xml = readStdin();
   const result = await runHook(event, xml, {
     paths,
     inventory: new SysfsInventoryReader(paths),
+    safety: new SysfsHostSafety(paths.sys, paths.proc),
+    // Under a fixture root its owner stands for root (the trust check above succeeded, so it reads).
+    scriptOwnerUid: trustedUid(paths.root),
     control: async (config) => {
       if (root !== '/') {
         const { FixtureDriverControl } = await import('../../host/fixture-driver-control.js');
@@ -62,6 +94,8 @@ export async function runHookFromCli(positionals: readonly string[]): Promise<nu
     timeoutMs: DEVICE_OP_TIMEOUT_MS,
     scriptLog: outputLog,
     config: configOnce,
+    scriptTimeoutMs: cfg.limits.scriptSeconds * 1000,
+    deadline,
     scheduleRedefine: (name, restart) => spawnRedefine(name, restart, root, outputLog),
   });
   if (result.stdout) writeAll(STDOUT, result.stdout);
@@ -77,7 +111,7 @@ export async function runHookFromCli(positionals: readonly string[]): Promise<nu
 function spawnRedefine(domain: string, restart: boolean, root: string, logFile: string): boolean {
   try {
     mkdirSync(dirname(logFile), { recursive: true });
-    const out = openSync(logFile, 'a');
+    const out = openAppendNoFollow(logFile);
     const child = childProcess().spawn(
       process.execPath,
       [
@@ -98,6 +132,18 @@ function spawnRedefine(domain: string, restart: boolean, root: string, logFile: 
     return child.pid !== undefined;
   } catch {
     return false;
+  }
+}
+
+/** The ops whose failure libvirt acts on (as hooks/qemu has them); every other op exits 0. */
+const STRICT_OPS = new Set(['prepare', 'start', 'started', 'migrate', 'restore']);
+
+function trustProblem(paths: HostPaths, cfg: Config): string | null {
+  try {
+    const files = { stateFile: cfg.stateFile, logFile: cfg.log.file };
+    return trustProblems(trustedPaths(paths, files), trustedUid(paths.root))[0] ?? null;
+  } catch (err) {
+    return `cannot check who owns the config and state: ${errorMessage(err)}`;
   }
 }
 

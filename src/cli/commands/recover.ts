@@ -1,8 +1,9 @@
 import { defaultConfig, loadConfigFile } from '../../config/load.js';
 import { executeRelease } from '../../hook/execute.js';
+import { SysfsHostSafety } from '../../host/sysfs/host-safety.js';
 import { errorMessage, UsageError } from '../../model/errors.js';
 import { loadState } from '../../state/file.js';
-import { type CliContext, requireRoot, stateFileOf } from '../context.js';
+import { type CliContext, checkTrust, requireRoot, stateFileOf } from '../context.js';
 import { EXIT } from '../exit.js';
 import { installFaultSwitch } from '../faults.js';
 import { definitionStore, driverControl, inventoryReader } from '../wiring.js';
@@ -18,7 +19,12 @@ export async function recover(ctx: CliContext): Promise<number> {
     requireRoot(ctx, 'recover');
     installFaultSwitch(ctx.paths);
   }
-  const [state, inventory] = await Promise.all([loadState(stateFile), inventoryReader(ctx).read()]);
+  checkTrust(ctx, cfg, !ctx.args.dryRun);
+  // --dry-run only reads: a corrupt state file stays where it is.
+  const [state, inventory] = await Promise.all([
+    loadState(stateFile, { readOnly: ctx.args.dryRun }),
+    inventoryReader(ctx).read(),
+  ]);
   const vms = ctx.args.vms;
   const chosen = (domain: string) => vms.length === 0 || vms.includes(domain);
   const wanted = state.records.filter((r) => chosen(r.domain));
@@ -49,6 +55,7 @@ export async function recover(ctx: CliContext): Promise<number> {
     (r) => chosen(r.domain) && !running.has(r.domain),
     {
       control: await driverControl(ctx, cfg),
+      safety: new SysfsHostSafety(ctx.paths.sys, ctx.paths.proc),
       stateFile,
       bootId: inventory.bootId,
       clock: { now: () => new Date() },

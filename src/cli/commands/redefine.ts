@@ -3,6 +3,7 @@ import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { requireConfig } from '../../config/load.js';
 import { redefineAfterRefusal } from '../../hook/redefine.js';
+import { FileDefinitionStore } from '../../host/definition-files.js';
 import { openHookLog } from '../../host/hook-log.js';
 import { hostName } from '../../host/hostname.js';
 import { LibvirtConnection } from '../../host/libvirt/connection.js';
@@ -12,6 +13,7 @@ import { SysfsInventoryReader } from '../../host/sysfs/inventory.js';
 import { errorMessage } from '../../model/errors.js';
 import { faultPoint } from '../../model/faults.js';
 import { hostPaths, underRoot } from '../../model/paths.js';
+import type { DefinitionStore } from '../../model/ports.js';
 import { loadState } from '../../state/file.js';
 import { writeRedefineReport } from '../../state/redefine-outcome.js';
 import { installFaultSwitch } from '../faults.js';
@@ -74,12 +76,22 @@ export async function runRedefineFromCli(positionals: readonly string[]): Promis
     exitProcess(3);
   }, TIME_LIMIT_MS);
   limit.unref();
-  const store = new LibvirtDefinitionStore(config.libvirtUri);
+  const libvirt = reachesLibvirt(root, config.libvirtUri);
+  const store: DefinitionStore & { close?: () => Promise<void> } = libvirt
+    ? new LibvirtDefinitionStore(config.libvirtUri)
+    : new FileDefinitionStore(paths.definitionsDir, join(root, 'run/libvirt/qemu'));
   try {
     const outcome = await redefineAfterRefusal(domain, dc, mode === 'restart', {
       store,
-      start: (name) =>
-        LibvirtConnection.withConnection(config.libvirtUri, async (c) => (await c.domain(name)).create()),
+      start: async (name) => {
+        if (!libvirt) {
+          log.info({ domain: name }, 'redefine: fixture host without a libvirt of its own: not started');
+          return;
+        }
+        await LibvirtConnection.withConnection(config.libvirtUri, async (c) =>
+          (await c.domain(name)).create(),
+        );
+      },
       readHost: async () => {
         const inventory = await new SysfsInventoryReader(paths).read();
         const state = await loadState(underRoot(root, config.stateFile), { readOnly: true });
@@ -95,11 +107,19 @@ export async function runRedefineFromCli(positionals: readonly string[]): Promis
     report('failed', errorMessage(err));
     return 1;
   } finally {
-    await store.close();
+    await store.close?.();
     await rm(pidFile, { force: true });
     log.flush();
     clearTimeout(limit);
   }
+}
+
+/**
+ * On a real host, libvirt. Under a fixture root only a libvirt the test started for it (a URI naming
+ * its own socket): the machine's own libvirtd must never see a fixture's definitions.
+ */
+function reachesLibvirt(root: string, uri: string): boolean {
+  return root === '/' || /[?&]socket=/.test(uri);
 }
 
 /**
@@ -110,7 +130,8 @@ export async function runRedefineFromCli(positionals: readonly string[]): Promis
 async function claim(pidFile: string): Promise<boolean> {
   await mkdir(dirname(pidFile), { recursive: true });
   const mine = `${pidFile}.${process.pid}`;
-  await writeFile(mine, String(process.pid));
+  await rm(mine, { force: true }); // a link or file left under our name is removed, never written through
+  await writeFile(mine, String(process.pid), { flag: 'wx' });
   try {
     for (let attempt = 0; attempt < 2; attempt++) {
       try {

@@ -5,7 +5,7 @@ import type { Plan } from '../../model/plan.js';
 import { planRefusedByConfig, planStart } from '../../plan/prepare.js';
 import { planRelease } from '../../plan/release.js';
 import { loadState } from '../../state/file.js';
-import { type CliContext, loadConfig, stateFileOf } from '../context.js';
+import { type CliContext, checkTrust, loadConfig, stateFileOf } from '../context.js';
 import { EXIT } from '../exit.js';
 import { table } from '../table.js';
 import { definitionLookedIn, definitionSource, inventoryReader } from '../wiring.js';
@@ -15,6 +15,7 @@ import type { EventScripts } from './simulate-scripts.js';
 export async function simulate(ctx: CliContext): Promise<number> {
   const { domain, event } = ctx.args.simulate!;
   const config = await loadConfig(ctx);
+  checkTrust(ctx, config, false);
   const dc = config.domains.get(domain);
   const problems = config.invalidDomains.get(domain);
   if (problems) {

@@ -6,7 +6,7 @@ import { currentRecords } from '../../plan/held.js';
 import { loadState } from '../../state/file.js';
 import { type RedefineReport, readRedefineReports } from '../../state/redefine-outcome.js';
 import type { CliContext } from '../context.js';
-import { stateFileOf } from '../context.js';
+import { checkTrust, stateFileOf } from '../context.js';
 import { EXIT } from '../exit.js';
 import { table } from '../table.js';
 import { inventoryReader } from '../wiring.js';
@@ -16,7 +16,12 @@ export async function status(ctx: CliContext): Promise<number> {
   // status must work with a broken config too: it is what you run when something went wrong.
   const cfg = (await loadConfigFile(ctx.paths.configFile).catch(() => null))?.config ?? null;
   const file = stateFileOf(ctx, cfg);
-  const [state, inventory] = await Promise.all([loadState(file), inventoryReader(ctx).read()]);
+  checkTrust(ctx, cfg, false);
+  // Only reads: a corrupt state file is reported and left where it is.
+  const [state, inventory] = await Promise.all([
+    loadState(file, { readOnly: true }),
+    inventoryReader(ctx).read(),
+  ]);
   const vms = ctx.args.vms;
   const records = state.records.filter((r) => vms.length === 0 || vms.includes(r.domain));
   const { current, stale } = currentRecords(records, inventory.bootId);

@@ -5,8 +5,10 @@ import { isVfio } from '../../model/device.js';
 import { PciAddress } from '../../model/pci-address.js';
 import { errnoCode, linkName, listDir, pciComponents, readSmall, type Warnings } from './sysfs-files.js';
 
-// The devices the host cannot lose: the disk controller of `/` (and the bridges above it),
-// the NIC of the default route (and its bridges, and the PF of a VF), the boot VGA console.
+// The devices the host cannot lose: the disk controller of `/` (and the bridges above it), the
+// controllers of every other disk in use (a mounted filesystem, an active swap, a member of an md
+// or device-mapper device), the NIC of the default route (and its bridges, and the PF of a VF),
+// the boot VGA console.
 
 export function protectedDevices(
   sys: string,
@@ -19,8 +21,7 @@ export function protectedDevices(
     const key = `${p.address} ${p.reason}`;
     if (!out.has(key)) out.set(key, p);
   };
-  rootDisk(sys, proc, warnings).forEach(add);
-  defaultRoute(sys, proc, warnings).forEach(add);
+  hostUseProtections(sys, proc, warnings).forEach(add);
   for (const d of pci) {
     if (d.bootVga && d.driver && !isVfio(d.driver)) {
       add({
@@ -33,23 +34,45 @@ export function protectedDevices(
   return [...out.values()].sort((a, b) => a.address.compare(b.address) || a.reason.localeCompare(b.reason));
 }
 
+/**
+ * The devices the host uses through its disks and its default route. Reads mounts, swaps, block
+ * chains and routes, never the whole PCI tree: release checks each recorded device against it.
+ */
+export function hostUseProtections(sys: string, proc: string, warnings: Warnings): ProtectedDevice[] {
+  const root = rootDisk(sys, proc, warnings);
+  const taken = new Set(root.map((p) => p.address.toString()));
+  const disks: ProtectedDevice[] = [];
+  for (const p of disksInUse(sys, proc, warnings)) {
+    const key = p.address.toString();
+    if (taken.has(key)) continue; // the root disk's own entry says more
+    taken.add(key);
+    disks.push(p);
+  }
+  return [...root, ...disks, ...defaultRoute(sys, proc, warnings)];
+}
+
 // --- root filesystem -------------------------------------------------------------------------
+
+function readMounts(proc: string): { source: string; dir: string }[] {
+  return readFileSync(join(proc, 'mounts'), 'utf8')
+    .split('\n')
+    .map((line) => line.split(' '))
+    .filter((f) => f.length >= 2 && f[0] && f[1])
+    .map((f) => ({ source: unescapeMount(f[0]!), dir: unescapeMount(f[1]!) }));
+}
 
 function rootDisk(sys: string, proc: string, warnings: Warnings): ProtectedDevice[] {
   const mountsPath = join(proc, 'mounts');
-  let mounts: string;
+  let mounts: { source: string; dir: string }[];
   try {
-    mounts = readFileSync(mountsPath, 'utf8');
+    mounts = readMounts(proc);
   } catch (err) {
     warnings.add(`cannot find the root filesystem's disk: cannot read ${mountsPath} (${errnoCode(err)})`);
     return [];
   }
   // The last mount on "/" is the one in effect (an initramfs "rootfs" may come first).
   let source: string | null = null;
-  for (const line of mounts.split('\n')) {
-    const [dev, dir] = line.split(' ');
-    if (dir === '/' && dev) source = unescapeMount(dev);
-  }
+  for (const m of mounts) if (m.dir === '/') source = m.source;
   if (!source) {
     warnings.add(`cannot find the root filesystem's disk: no "/" in ${mountsPath}`);
     return [];
@@ -81,6 +104,71 @@ function rootDisk(sys: string, proc: string, warnings: Warnings): ProtectedDevic
           },
     ),
   );
+}
+
+// --- other disks in use -----------------------------------------------------------------------
+
+/**
+ * Controllers (and bridges) of every block device holding a mounted filesystem, an active swap
+ * partition, or a member of an md/device-mapper device: detaching one would pull a disk from
+ * under the host. Each is named by what uses it ("/srv/data on sdb1").
+ */
+function disksInUse(sys: string, proc: string, warnings: Warnings): ProtectedDevice[] {
+  const uses: { block: string; what: string }[] = [];
+  try {
+    for (const m of readMounts(proc)) {
+      if (m.dir === '/' || !m.source.startsWith('/dev/')) continue;
+      const block = blockDeviceName(sys, m.source);
+      if (block) uses.push({ block, what: m.dir });
+      else
+        warnings.add(
+          `cannot tell which disk holds ${m.dir} (${m.source}); its controller is not protected, check it yourself`,
+        );
+    }
+  } catch {
+    // rootDisk already said the mounts cannot be read
+  }
+  try {
+    for (const line of readFileSync(join(proc, 'swaps'), 'utf8').split('\n').slice(1)) {
+      const [file, type] = line.trim().split(/\s+/);
+      if (!file || type !== 'partition') continue; // a swap file sits on a mounted filesystem
+      const block = blockDeviceName(sys, unescapeMount(file));
+      if (block) uses.push({ block, what: 'swap' });
+    }
+  } catch {
+    // no /proc/swaps: no swap
+  }
+  for (const entry of (listDir(join(sys, 'class/block')) ?? []).sort()) {
+    if (!/^(md|dm-)/.test(entry)) continue;
+    const name = entry.startsWith('dm-') ? readDmName(sys, entry) : null;
+    for (const slave of (listDir(join(sys, 'class/block', entry, 'slaves')) ?? []).sort())
+      uses.push({ block: slave, what: `member of ${name ? `${entry} (${name})` : entry}` });
+  }
+  const out: ProtectedDevice[] = [];
+  for (const { block, what } of uses) {
+    for (const { addresses, leaf } of blockChains(sys, block, warnings, new Set())) {
+      const use = `${what} on ${leaf}`;
+      addresses.forEach((a, i) => {
+        const last = i === addresses.length - 1;
+        out.push({
+          address: a,
+          reason: 'mounted-disk',
+          detail: last
+            ? `controller of a disk the host uses (${use})`
+            : `bridge above a disk the host uses (${use})`,
+        });
+      });
+    }
+  }
+  return out;
+}
+
+function readDmName(sys: string, entry: string): string | null {
+  try {
+    return readSmall(join(sys, 'class/block', entry, 'dm/name')) || null;
+  } catch {
+    return null;
+  }
 }
 
 /** /dev/nvme0n1p2 → nvme0n1p2; /dev/mapper/vg0-root and /dev/vg0/root → dm-N; anything else → null. */

@@ -151,6 +151,7 @@ describe('workstation', () => {
     const list = inv.protectedDevices.map((p) => `${p.address} ${p.reason}`);
     expect(list).toEqual([
       '0000:00:02.0 boot-vga',
+      '0000:00:17.0 mounted-disk',
       '0000:00:1b.0 root-disk',
       '0000:00:1f.6 default-route',
       '0000:02:00.0 root-disk',
@@ -169,8 +170,10 @@ describe('protected devices on the other hosts', () => {
     expect(await protectedOf('workstation-moved')).toEqual([
       '0000:00:01.0 root-disk',
       '0000:00:02.0 boot-vga',
+      '0000:00:1b.0 mounted-disk',
       '0000:00:1f.6 default-route',
       '0000:01:00.0 root-disk',
+      '0000:03:00.0 mounted-disk',
     ]);
   });
 
@@ -191,13 +194,18 @@ describe('protected devices on the other hosts', () => {
     );
   });
 
-  it('shared-group: root on the chipset SATA controller; the group sibling ahci controller stays unprotected', async () => {
+  it('shared-group: root on the chipset SATA controller; the group sibling ahci controller holds /srv/data', async () => {
     const inv = await read('shared-group');
     expect(inv.protectedDevices.map((p) => `${p.address} ${p.reason}`)).toEqual([
+      '0000:00:01.1 mounted-disk',
       '0000:00:02.0 boot-vga',
       '0000:00:17.0 root-disk',
       '0000:00:1f.6 default-route',
+      '0000:02:00.0 mounted-disk',
     ]);
+    expect(inv.protectedDevices.find((p) => p.address.toString() === '0000:02:00.0')!.detail).toBe(
+      'controller of a disk the host uses (/srv/data on sdb1)',
+    );
     expect(group(inv, 1)).toEqual([
       '0000:00:01.0',
       '0000:00:01.1',

@@ -1,0 +1,102 @@
+// Attack: files root writes or reads must not be links planted by someone else, and a lock that
+// names a live process must really be that process's.
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { loadState, saveState, withStateLock } from '../../../src/state/index.js';
+import { hookLog, runHook } from '../../support/attack.js';
+import { hostCopies } from '../../support/cli.js';
+
+const copy = hostCopies();
+let dir: string;
+let victim: string;
+let state: string;
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'qh-attack-files-'));
+  mkdirSync(join(dir, 'state'));
+  state = join(dir, 'state/state.json');
+  victim = join(dir, 'victim');
+  writeFileSync(victim, 'precious\n', { mode: 0o600 });
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+const empty = { version: 1 as const, records: [] };
+
+describe('files root writes', () => {
+  it('a link planted at the temp file name is not written through (nor chmodded)', async () => {
+    // The old name was predictable: <state>.<pid>.tmp
+    symlinkSync(victim, `${state}.${process.pid}.tmp`);
+    await saveState(state, empty);
+    expect(readFileSync(victim, 'utf8')).toBe('precious\n');
+    expect(statSync(victim).mode & 0o777).toBe(0o600);
+    expect(JSON.parse(readFileSync(state, 'utf8'))).toEqual(empty);
+  });
+
+  it('a state file that is a link is refused, not followed', async () => {
+    writeFileSync(victim, JSON.stringify(empty));
+    symlinkSync(victim, state);
+    await expect(loadState(state)).rejects.toThrow(/symbolic link/);
+  });
+
+  it('the hook log never appends through a planted link', () => {
+    const root = copy('workstation');
+    const log = hookLog(root);
+    mkdirSync(join(root, 'var/log/libvirt'), { recursive: true });
+    symlinkSync(victim, log);
+    // Something to log: a per-VM script's outcome is logged at info.
+    const scripts = join(root, 'etc/libvirt/hooks/qemu.d/win11/release/end');
+    mkdirSync(scripts, { recursive: true });
+    writeFileSync(join(scripts, 'noop'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+    runHook(root, 'win11', 'release', 'end');
+    expect(readFileSync(victim, 'utf8')).toBe('precious\n');
+  });
+
+  it('the per-VM script log never appends through a planted link', () => {
+    const root = copy('workstation');
+    const scripts = join(root, 'etc/libvirt/hooks/qemu.d/win11/release/end');
+    mkdirSync(scripts, { recursive: true });
+    writeFileSync(join(scripts, 'say'), '#!/bin/sh\necho hello from the script\n', { mode: 0o755 });
+    mkdirSync(join(root, 'var/log/libvirt'), { recursive: true });
+    symlinkSync(victim, join(root, 'var/log/libvirt/qemu-hook-scripts.log'));
+    runHook(root, 'win11', 'release', 'end');
+    expect(readFileSync(victim, 'utf8')).toBe('precious\n');
+  });
+});
+
+describe('the state lock', () => {
+  it('a forged lock naming pid 1, dated in the future, does not stall a start', async () => {
+    const lock = `${state}.lock`;
+    const future = new Date(Date.now() + 3600_000);
+    writeFileSync(lock, JSON.stringify({ pid: 1, bootId: null, since: future.toISOString(), token: 'x' }));
+    utimesSync(lock, future, future);
+    const ran = await withStateLock(state, () => 'ran', { timeoutMs: 2_000, retryMs: 10 });
+    expect(ran).toBe('ran');
+  });
+
+  it('a lock whose pid is alive but belongs to another process now (pid reused) is taken over', async () => {
+    const lock = `${state}.lock`;
+    writeFileSync(
+      lock,
+      JSON.stringify({
+        pid: process.ppid,
+        start: '1',
+        bootId: null,
+        since: new Date().toISOString(),
+        token: 'x',
+      }),
+    );
+    const ran = await withStateLock(state, () => 'ran', { timeoutMs: 2_000, retryMs: 10 });
+    expect(ran).toBe('ran');
+  });
+});
