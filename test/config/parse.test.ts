@@ -203,7 +203,7 @@ domains:
     expect(configProblems(r).join('\n')).not.toMatch(/product/);
     const far = parseConfig('domains:\n  vm: { devices: [], colour: blue }\n');
     expect(far.config!.invalidDomains.get('vm')![0]).toMatch(
-      /^domains\.vm: unknown key "colour": remove or correct it \(valid here: devices, iommuGroup, onAddressChange\)$/,
+      /^domains\.vm: unknown key "colour": remove or correct it \(valid here: devices, iommuGroup, onAddressChange, handover\)$/,
     );
   });
 

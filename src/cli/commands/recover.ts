@@ -1,11 +1,12 @@
 import { defaultConfig, loadConfigFile } from '../../config/load.js';
 import { executeRelease } from '../../hook/execute.js';
+import { releaseWithHandover } from '../../hook/handover.js';
 import { errorMessage, UsageError } from '../../model/errors.js';
 import { loadState } from '../../state/file.js';
 import { type CliContext, requireRoot, stateFileOf } from '../context.js';
 import { EXIT } from '../exit.js';
 import { installFaultSwitch } from '../faults.js';
-import { definitionStore, driverControl, inventoryReader } from '../wiring.js';
+import { definitionStore, driverControl, inventoryReader, makeHandoverHost } from '../wiring.js';
 
 /**
  * `qemu-hook recover [--domain D] [--dry-run]`: give back every device recorded for a domain that
@@ -19,7 +20,11 @@ export async function recover(ctx: CliContext): Promise<number> {
     installFaultSwitch(ctx.paths);
   }
   const [state, inventory] = await Promise.all([loadState(stateFile), inventoryReader(ctx).read()]);
-  const wanted = state.records.filter((r) => !ctx.args.domain || r.domain === ctx.args.domain);
+  const picked = (domain: string) => !ctx.args.domain || domain === ctx.args.domain;
+  const wanted = [
+    ...state.records.filter((r) => picked(r.domain)),
+    ...(state.handovers ?? []).filter((h) => picked(h.domain)),
+  ];
   if (wanted.length === 0) {
     ctx.out(
       ctx.args.domain
@@ -38,28 +43,57 @@ export async function recover(ctx: CliContext): Promise<number> {
   for (const d of new Set(wanted.map((r) => r.domain))) if (await store.isActive(d)) running.add(d);
   for (const d of running) ctx.out(`${d} is running: its devices stay with it`);
 
-  const out = await executeRelease(
-    // The executor reads the state again under its lock: pick records by value, not identity.
-    (r) => (!ctx.args.domain || r.domain === ctx.args.domain) && !running.has(r.domain),
-    {
-      control: await driverControl(ctx, cfg),
-      stateFile,
-      bootId: inventory.bootId,
-      clock: { now: () => new Date() },
-      log: {
-        info() {},
-        debug() {},
-        warn: (_o, m) => ctx.err(`warning: ${m}`),
-        error: (_o, m) => ctx.err(`error: ${m}`),
-      },
-      timeoutMs: 60_000,
+  const log = {
+    info() {},
+    debug() {},
+    warn: (_o: object, m: string) => ctx.err(`warning: ${m}`),
+    error: (_o: object, m: string) => ctx.err(`error: ${m}`),
+  };
+  const clock = { now: () => new Date() };
+  const chosen = (domain: string) => picked(domain) && !running.has(domain);
+  const restoredDevices: { address: string; driver: string | null }[] = [];
+  const failedDevices: { address: string; error: string }[] = [];
+  const handedOver = (state.handovers ?? []).some((h) => chosen(h.domain));
+  const handover = handedOver
+    ? {
+        host: await makeHandoverHost(ctx.paths, ctx.fixtureRoot, 60_000),
+        stateFile,
+        bootId: inventory.bootId,
+        clock,
+        log,
+      }
+    : null;
+  const out = await releaseWithHandover(
+    chosen,
+    async () => {
+      if (!state.records.some((r) => chosen(r.domain))) return { failed: [] };
+      const r = await executeRelease(
+        // The executor reads the state again under its lock: pick records by value, not identity.
+        (rec) => chosen(rec.domain),
+        {
+          control: await driverControl(ctx, cfg),
+          stateFile,
+          bootId: inventory.bootId,
+          clock,
+          log,
+          timeoutMs: 60_000,
+        },
+        { dryRun: ctx.args.dryRun },
+      );
+      restoredDevices.push(...r.restored);
+      failedDevices.push(...r.failed);
+      return r;
     },
+    handover,
     { dryRun: ctx.args.dryRun },
   );
-  for (const r of out.restored)
+  for (const r of restoredDevices)
     ctx.out(
       `${ctx.args.dryRun ? 'would give back' : 'given back'}: ${r.address} → ${r.driver ?? '(no driver)'}`,
     );
-  for (const f of out.failed) ctx.err(`not given back: ${f.address}: ${f.error}`);
+  for (const f of failedDevices) ctx.err(`not given back: ${f.address}: ${f.error}`);
+  for (const t of out.restored) ctx.out(`${ctx.args.dryRun ? 'would give back' : 'given back'}: ${t}`);
+  const handoverFailed = out.failed.filter((f) => !failedDevices.some((d) => f.startsWith(`${d.address}:`)));
+  for (const f of handoverFailed) ctx.err(`not given back: ${f}`);
   return out.failed.length === 0 ? EXIT.ok : EXIT.refused;
 }

@@ -1,11 +1,14 @@
+import type { HandoverStep } from '../../model/handover.js';
 import type { Plan } from '../../model/plan.js';
+import { gpuFunctions, inverseText, planHandover, sessionHoldersError } from '../../plan/handover.js';
 import { planRefusedByConfig, planStart } from '../../plan/prepare.js';
 import { planRelease } from '../../plan/release.js';
 import { loadState } from '../../state/file.js';
+import { handoversFor } from '../../state/records.js';
 import { type CliContext, loadConfig, stateFileOf } from '../context.js';
 import { EXIT } from '../exit.js';
 import { table } from '../table.js';
-import { definitionLookedIn, definitionSource, inventoryReader } from '../wiring.js';
+import { definitionLookedIn, definitionSource, inventoryReader, makeHandoverHost } from '../wiring.js';
 
 /** `qemu-hook --simulate <domain> prepare|release`: the plan the hook would carry out; changes nothing. */
 export async function simulate(ctx: CliContext): Promise<number> {
@@ -54,9 +57,98 @@ export async function simulate(ctx: CliContext): Promise<number> {
   } else {
     plan = planRelease(domain, inventory, state.records);
   }
-  if (ctx.args.json) ctx.out(JSON.stringify(planJson(plan), null, 2));
-  else for (const line of humanPlan(plan)) ctx.out(line);
+  // The single-GPU hand-over: the steps a start would take, or the give-back a release would run.
+  let handover: HandoverView[] = [];
+  if (event === 'prepare') {
+    const gpu = gpuFunctions(plan.devices, inventory);
+    if (gpu.length > 0) {
+      const host = await makeHandoverHost(ctx.paths, ctx.fixtureRoot, 15_000, true);
+      if (!ctx.isRoot && !ctx.fixtureRoot)
+        ctx.err("note: not root: other users' processes holding the GPU cannot be seen");
+      if (dc.handover) {
+        const snapshot = await host.probe.snapshot(gpu, {
+          units: dc.handover.services,
+          modules: dc.handover.modules,
+        });
+        const hp = planHandover(snapshot, dc.handover);
+        handover = hp.steps.map(stepView);
+        plan = {
+          ...plan,
+          ok: plan.ok && hp.errors.length === 0,
+          errors: [...plan.errors, ...hp.errors],
+          warnings: [...plan.warnings, ...hp.warnings],
+        };
+      } else {
+        const held = sessionHoldersError(await host.probe.holders(await host.probe.nodes(gpu)));
+        if (held) plan = { ...plan, ok: false, errors: [...plan.errors, held] };
+      }
+    }
+  } else {
+    handover = [...handoversFor(state, domain)]
+      .sort((a, b) => b.step - a.step)
+      .flatMap((r) => {
+        const action = inverseText(r.data);
+        return action
+          ? [
+              {
+                step: r.step,
+                kind: r.data.kind,
+                target: r.target,
+                action,
+                why:
+                  r.phase === 'acting' ? 'the step may have acted (crash during prepare)' : 'done at start',
+              },
+            ]
+          : [];
+      });
+  }
+  if (ctx.args.json) ctx.out(JSON.stringify({ ...planJson(plan), handover }, null, 2));
+  else {
+    for (const line of humanPlan(plan)) ctx.out(line);
+    for (const line of humanHandover(event, handover)) ctx.out(line);
+  }
   return plan.ok ? EXIT.ok : EXIT.refused;
+}
+
+/** One hand-over step as `--json` shows it (contract: step, target, action; more fields may come). */
+interface HandoverView {
+  readonly step: number;
+  readonly kind: string;
+  readonly target: string;
+  readonly action: string;
+  readonly why: string;
+  readonly verify?: string;
+  readonly timeoutSeconds?: number;
+  readonly inverse?: string | null;
+}
+
+function stepView(s: HandoverStep): HandoverView {
+  return {
+    step: s.step,
+    kind: s.kind,
+    target: s.target,
+    action: s.action,
+    why: s.why,
+    verify: s.verify,
+    timeoutSeconds: s.timeoutMs / 1000,
+    inverse: s.inverse,
+  };
+}
+
+function humanHandover(event: 'prepare' | 'release', steps: readonly HandoverView[]): string[] {
+  if (steps.length === 0) return [];
+  const lines = [
+    event === 'prepare'
+      ? 'hand-over, in order, before the detach:'
+      : 'give-back, in order (modules before the reattach):',
+  ];
+  for (const s of steps) {
+    lines.push(`  ${s.step}. ${s.action}`);
+    lines.push(`     why: ${s.why}`);
+    if (s.verify) lines.push(`     verify: ${s.verify} (within ${s.timeoutSeconds} s)`);
+    if (s.inverse) lines.push(`     undo: ${s.inverse}`);
+  }
+  return lines;
 }
 
 /** The `--json` contract: domain, event, ok, devices, definition, errors (more fields may be added). */
