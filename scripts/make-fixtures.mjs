@@ -12,11 +12,14 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { buildHost, fullAddr } from './fixtures/build-host.mjs';
+import intelLaptop from './fixtures/hosts/intel-laptop.mjs';
 import { largeHost } from './fixtures/hosts/large.mjs';
 import noIommu from './fixtures/hosts/no-iommu.mjs';
 import noPciIds from './fixtures/hosts/no-pci-ids.mjs';
 import pitfalls from './fixtures/hosts/pitfalls.mjs';
 import sharedGroup from './fixtures/hosts/shared-group.mjs';
+import singleAmd from './fixtures/hosts/single-amd.mjs';
+import singleNvidia from './fixtures/hosts/single-nvidia.mjs';
 import twinGpus from './fixtures/hosts/twin-gpus.mjs';
 import workstation from './fixtures/hosts/workstation.mjs';
 import workstationMoved from './fixtures/hosts/workstation-moved.mjs';
@@ -30,6 +33,9 @@ const HOSTS = {
   pitfalls,
   'no-iommu': noIommu,
   'no-pci-ids': noPciIds,
+  'single-amd': singleAmd,
+  'single-nvidia': singleNvidia,
+  'intel-laptop': intelLaptop,
 };
 // Present in every generated host: the mark that a folder is ours to delete.
 const MARK = 'var/lib/qemu-hook-fixture/preferred-drivers.json';

@@ -3,7 +3,14 @@ import type { Config } from '../config/model.js';
 import { FileDefinitionStore } from '../host/definition-files.js';
 import { SysfsInventoryReader } from '../host/sysfs/inventory.js';
 import { errorMessage } from '../model/errors.js';
-import type { DefinitionSource, DefinitionStore, DriverControl, InventoryReader } from '../model/ports.js';
+import type { HostPaths } from '../model/paths.js';
+import type {
+  DefinitionSource,
+  DefinitionStore,
+  DriverControl,
+  HandoverHost,
+  InventoryReader,
+} from '../model/ports.js';
 import type { CliContext } from './context.js';
 
 // Composition root for the CLI: real host or fixture root, chosen by --root.
@@ -67,4 +74,37 @@ export async function driverControl(ctx: CliContext, config: Config): Promise<Dr
   }
   const { LibvirtDriverControl } = await import('../host/libvirt/driver-control.js');
   return new LibvirtDriverControl(config.libvirtUri, ctx.paths.sys);
+}
+
+/**
+ * The hand-over's host: systemd, logind and the kernel's writes, or on a fixture root their
+ * simulation (never the real machine's). `readOnly` for the commands that only report.
+ */
+export async function makeHandoverHost(
+  paths: HostPaths,
+  fixture: boolean,
+  timeoutMs: number,
+  readOnly = false,
+): Promise<HandoverHost> {
+  if (fixture) {
+    const { FixtureKernel } = await import('../host/handover/fixture-kernel.js');
+    const { FixtureHandoverProbe, FixtureServiceManager } = await import(
+      '../host/handover/fixture-services.js'
+    );
+    const services = new FixtureServiceManager(paths.root);
+    return {
+      services,
+      kernel: new FixtureKernel(paths.root),
+      probe: new FixtureHandoverProbe(paths, services, readOnly),
+    };
+  }
+  const { SystemdServiceManager } = await import('../host/handover/systemd.js');
+  const { SysfsKernelWriter } = await import('../host/handover/sysfs-kernel.js');
+  const { SysfsHandoverProbe } = await import('../host/handover/probe.js');
+  const services = new SystemdServiceManager(timeoutMs, paths.proc);
+  return {
+    services,
+    kernel: new SysfsKernelWriter(paths.sys, timeoutMs),
+    probe: new SysfsHandoverProbe(paths, services),
+  };
 }

@@ -60,11 +60,22 @@ export type DeviceEntry = PciEntry | UsbEntry | SriovEntry;
 export type IommuGroupPolicy = 'require' | 'detach' | 'ignore';
 export type AddressChangePolicy = 'refuse' | 'redefine' | 'restart';
 
+/** `handover:` of a domain: the single-GPU hand-over, on. */
+export interface HandoverConfig {
+  /** Unit names with their suffix ("nvidia-persistenced.service"). */
+  readonly services: readonly string[];
+  readonly modules: readonly string[];
+  readonly timeoutMs: number;
+  readonly holders: 'refuse' | 'term' | 'kill';
+}
+
 export interface DomainConfig {
   readonly name: string;
   readonly devices: readonly DeviceEntry[];
   readonly iommuGroup: IommuGroupPolicy;
   readonly onAddressChange: AddressChangePolicy;
+  /** null: no hand-over (the console's GPU is refused). */
+  readonly handover: HandoverConfig | null;
 }
 
 export interface Config {

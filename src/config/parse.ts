@@ -1,4 +1,5 @@
 import type * as z from 'zod/mini';
+import { NEVER_STOPPED, NEVER_UNLOADED } from '../model/handover.js';
 import { parseHexId, parseMac, parsePciClassPrefix } from '../model/ids.js';
 import { INSTALLED_README } from '../model/paths.js';
 import { PciAddress, PciAddressPattern } from '../model/pci-address.js';
@@ -7,6 +8,7 @@ import type {
   ConfigResult,
   DeviceEntry,
   DomainConfig,
+  HandoverConfig,
   PciCriteria,
   SriovCriteria,
   UsbCriteria,
@@ -18,6 +20,7 @@ import {
   HEX_TEXT_KEYS,
   KNOWN_KEYS,
   type RawDeviceEntry,
+  type RawHandover,
   type RawPciCriteria,
   type RawSriovCriteria,
   type RawUsbCriteria,
@@ -153,6 +156,7 @@ function parseDomain(
     devices: devices.filter((e): e is DeviceEntry => e !== null),
     iommuGroup: d.iommuGroup,
     onAddressChange: d.onAddressChange,
+    handover: normalizeHandover(d.handover, [...at, 'handover'], errors),
   };
   errors.push(...entryRules(domain).map((m) => m.replace(`domains.${name}`, formatPath(at))));
   return errors.length === 0 ? { ok: true, domain } : { ok: false, errors };
@@ -267,6 +271,35 @@ function valueAt(raw: unknown, path: Path): unknown {
   for (const p of path)
     v = v !== null && typeof v === 'object' ? (v as Record<string | number, unknown>)[p] : undefined;
   return v;
+}
+
+function normalizeHandover(
+  h: RawHandover | null | undefined,
+  path: Path,
+  errors: string[],
+): HandoverConfig | null {
+  if (h === undefined) return null;
+  // `handover:` with nothing after it reads as null in YAML: the same as {}.
+  const raw = h ?? { services: [], modules: [], timeout: 15, holders: 'refuse' as const };
+  const services = raw.services.map((u) => (/\.[a-z]+$/.test(u) ? u : `${u}.service`));
+  services.forEach((u, i) => {
+    if (NEVER_STOPPED.has(u))
+      errors.push(
+        `${formatPath([...path, 'services', i])}: ${u} runs libvirt itself and is never stopped: remove it`,
+      );
+  });
+  raw.modules.forEach((m, i) => {
+    if (NEVER_UNLOADED.has(m.replaceAll('-', '_')))
+      errors.push(
+        `${formatPath([...path, 'modules', i])}: ${m} is shared by every GPU (or built in) and is never unloaded: remove it`,
+      );
+  });
+  return {
+    services,
+    modules: raw.modules.map((m) => m.replaceAll('-', '_')),
+    timeoutMs: Math.round(raw.timeout * 1000),
+    holders: raw.holders,
+  };
 }
 
 function normalizeEntry(e: RawDeviceEntry, path: Path, errors: string[]): DeviceEntry | null {

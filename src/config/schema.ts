@@ -93,6 +93,37 @@ function withDefaultType(entry: unknown): unknown {
     : entry;
 }
 
+export const handoverSchema = z.strictObject({
+  services: z._default(
+    doc(
+      z.array(z.string().check(z.minLength(1))),
+      'extra systemd units stopped before the hand-over (only those active) and started after ("nvidia-persistenced")',
+    ),
+    [],
+  ),
+  modules: z._default(
+    doc(
+      z.array(z.string().check(z.regex(/^[A-Za-z0-9_-]+$/, 'a kernel module name, e.g. nvidia_drm'))),
+      'kernel modules unloaded in this order when unused, loaded again in reverse with their saved parameters',
+    ),
+    [],
+  ),
+  timeout: z._default(
+    doc(
+      z.number().check(z.positive(), z.maximum(600)),
+      'seconds each step may take before it counts as failed',
+    ),
+    15,
+  ),
+  holders: z._default(
+    doc(
+      z.enum(['refuse', 'term', 'kill']),
+      'processes still holding the GPU at the timeout: refuse naming them (default), send SIGTERM, or SIGTERM then SIGKILL',
+    ),
+    'refuse',
+  ),
+});
+
 export const domainSchema = z.strictObject({
   devices: z._default(
     doc(
@@ -114,6 +145,12 @@ export const domainSchema = z.strictObject({
       'when the definition points at a moved device: refuse only, fix the definition, or fix and start again',
     ),
     'redefine',
+  ),
+  handover: z.optional(
+    doc(
+      z.nullable(handoverSchema),
+      'single GPU: hand the GPU from the desktop to the VM and back ({} = on, with detection)',
+    ),
   ),
 });
 
@@ -225,6 +262,7 @@ export const HEX_TEXT_KEYS = new Set([
 ]);
 
 export type RawConfig = z.infer<typeof configSchema>;
+export type RawHandover = z.infer<typeof handoverSchema>;
 export type RawDeviceEntry = z.infer<typeof deviceEntrySchema>;
 export type RawPciCriteria = z.infer<typeof pciCriteriaSchema>;
 export type RawUsbCriteria = z.infer<typeof usbCriteriaSchema>;

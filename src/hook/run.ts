@@ -6,12 +6,15 @@ import type { HookEvent } from '../model/hook-event.js';
 import { type HostPaths, underRoot } from '../model/paths.js';
 import { PciAddress } from '../model/pci-address.js';
 import type { Plan } from '../model/plan.js';
-import type { Clock, DriverControl, HostSafety, InventoryReader } from '../model/ports.js';
+import type { Clock, DriverControl, HandoverHost, HostSafety, InventoryReader } from '../model/ports.js';
 import { correctMovedEntries } from '../plan/correct.js';
+import { gpuFunctions, planHandover, sessionHoldersError } from '../plan/handover.js';
 import { type PrepareInput, planStart } from '../plan/prepare.js';
 import { loadState } from '../state/file.js';
+import { handoversFor } from '../state/records.js';
 import { DomainXml } from '../xml/domain-xml.js';
 import { executePrepare, executeRelease } from './execute.js';
+import { executeHandover, giveBackHandover, type HandoverDeps, releaseWithHandover } from './handover.js';
 import type { HookLogger } from './logger.js';
 import { findScripts, runScripts, type ScriptResult, scriptsSucceeded } from './scripts.js';
 
@@ -36,6 +39,11 @@ export interface HookDeps {
   readonly scriptTimeoutMs?: number;
   /** When this run must be over (ms since the epoch, by `clock`): a prepare past it gives back and refuses. */
   readonly deadline?: number;
+  /**
+   * systemd, logind, the kernel's writes and the GPU probe, made on first use (only a start that
+   * takes a GPU, or a release with a hand-over recorded, needs them). Absent: no hand-over support.
+   */
+  readonly handoverHost?: (timeoutMs: number) => Promise<HandoverHost>;
 }
 
 export interface HookResult {
@@ -116,6 +124,28 @@ async function prepare(event: HookEvent, xml: string, deps: HookDeps): Promise<H
   const scripts = await runFor(event, xml, deps);
   if (!scriptsSucceeded(scripts)) return refuse(event, [scriptFailure(scripts)]);
 
+  // The GPU's hand-over from the desktop (handover:), or the guard when the domain has none.
+  const gpu = deps.handoverHost ? gpuFunctions(plan.devices, inventory) : [];
+  let handover: HandoverDeps | null = null;
+  if (gpu.length > 0 && deps.handoverHost) {
+    const host = await deps.handoverHost(domain.handover?.timeoutMs ?? 15_000);
+    if (domain.handover) {
+      const snapshot = await host.probe.snapshot(gpu, {
+        units: domain.handover.services,
+        modules: domain.handover.modules,
+      });
+      const hp = planHandover(snapshot, domain.handover);
+      for (const w of hp.warnings) log.warn({ domain: event.domain }, w);
+      if (hp.errors.length > 0) return refuse(event, hp.errors);
+      handover = handoverDeps(host, stateFile, inventory.bootId, deps);
+      const out = await executeHandover(event.domain, hp.steps, handover);
+      if (!out.ok) return refuse(event, out.errors);
+    } else {
+      const held = sessionHoldersError(await host.probe.holders(await host.probe.nodes(gpu)));
+      if (held) return refuse(event, [held]);
+    }
+  }
+
   const control = await deps.control(config);
   const outcome = await executePrepare(plan, {
     control,
@@ -127,7 +157,31 @@ async function prepare(event: HookEvent, xml: string, deps: HookDeps): Promise<H
     ...(deps.safety ? { safety: deps.safety } : {}),
     ...(deps.deadline !== undefined ? { deadline: deps.deadline } : {}),
   });
+  if (!outcome.ok && handover) {
+    // The devices are back with the host: give the desktop back too.
+    const back = await giveBackHandover((r) => r.domain === event.domain, handover);
+    if (back.failed.length > 0)
+      log.error(
+        { domain: event.domain, failed: back.failed },
+        'hand-over not fully undone; run qemu-hook recover',
+      );
+  }
   return outcome.ok ? OK : refuse(event, outcome.errors);
+}
+
+function handoverDeps(
+  host: HandoverHost,
+  stateFile: string,
+  bootId: string | null,
+  deps: HookDeps,
+): HandoverDeps {
+  return {
+    host,
+    stateFile,
+    bootId,
+    clock: deps.clock,
+    log: deps.log,
+  };
 }
 
 /**
@@ -199,22 +253,34 @@ async function release(event: HookEvent, xml: string, deps: HookDeps): Promise<H
   const stateFile = stateFileOf(deps, config);
   const state = await loadState(stateFile);
   const mine = state.records.filter((r) => r.domain === event.domain);
-  if (mine.length > 0) {
+  const handedOver = handoversFor(state, event.domain).length > 0;
+  if (mine.length > 0 || handedOver) {
     // Only the recorded devices: the rest of the host has no part in giving them back.
     const inventory = await deps.inventory.readFor(mine.map((r) => PciAddress.parse(r.address)));
-    const out = await executeRelease((r) => r.domain === event.domain, {
-      control: await deps.control(config),
-      stateFile,
-      bootId: inventory.bootId,
-      clock: deps.clock,
-      log: deps.log,
-      timeoutMs: deps.timeoutMs,
-      ...(deps.safety ? { safety: deps.safety } : {}),
-    });
+    const devices = () =>
+      mine.length > 0
+        ? deps.control(config).then((control) =>
+            executeRelease((r) => r.domain === event.domain, {
+              control,
+              stateFile,
+              bootId: inventory.bootId,
+              clock: deps.clock,
+              log: deps.log,
+              timeoutMs: deps.timeoutMs,
+              ...(deps.safety ? { safety: deps.safety } : {}),
+            }),
+          )
+        : Promise.resolve({ failed: [] });
+    const host = handedOver && deps.handoverHost ? await deps.handoverHost(15_000) : null;
+    const out = await releaseWithHandover(
+      (d) => d === event.domain,
+      devices,
+      host ? handoverDeps(host, stateFile, inventory.bootId, deps) : null,
+    );
     if (out.failed.length > 0)
       deps.log.error(
         { domain: event.domain, failed: out.failed },
-        'some devices were not given back; run qemu-hook recover',
+        'some devices or hand-over steps were not given back; run qemu-hook recover',
       );
   }
   await runFor(event, xml, deps);

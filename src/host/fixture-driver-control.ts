@@ -15,6 +15,7 @@ import { basename, dirname, join, relative, sep } from 'node:path';
 import { HostError, InvariantError, UsageError } from '../model/errors.js';
 import type { PciAddress } from '../model/pci-address.js';
 import type { DriverControl } from '../model/ports.js';
+import { reconcile } from './handover/fixture-kernel.js';
 
 export type DriverOp = 'detach' | 'reattach' | 'bindDriver' | 'unbind';
 
@@ -252,6 +253,8 @@ export class FixtureDriverControl implements DriverControl {
   }
 
   private journal(op: DriverOp, address: PciAddress, from: string | null, to: string | null): void {
+    // A hand-over fixture's simulated kernel: the GPU's DRM nodes, fb and fbcon follow its driver.
+    reconcile(this.root);
     const path = join(this.root, JOURNAL_FILE);
     this.assertInside(path, true);
     mkdirSync(dirname(path), { recursive: true });

@@ -37,7 +37,24 @@ export const FAULT_POINTS = [
   'define',
   /** The redefine helper holds its pid file. */
   'redefine-claim',
+  // Single-GPU hand-over (hook/handover.ts), per step kind: its write-ahead record is on disk
+  // (nothing done yet); it acted and was verified (not yet marked done); its give-back was verified
+  // (its record not yet dropped).
+  ...handoverPoints('handover-record-'),
+  ...handoverPoints('handover-'),
+  ...handoverPoints('handover-giveback-'),
 ] as const;
+
+function handoverPoints<P extends string>(prefix: P) {
+  return [
+    `${prefix}stop-service`,
+    `${prefix}end-session`,
+    `${prefix}wait-holders`,
+    `${prefix}unbind-vtcon`,
+    `${prefix}release-firmware-fb`,
+    `${prefix}unload-module`,
+  ] as const;
+}
 
 export type FaultPoint = (typeof FAULT_POINTS)[number];
 
@@ -64,3 +81,8 @@ export function faultPoint(point: FaultPoint, partialWrite?: () => void): void {
 export function isFaultPoint(name: string): name is FaultPoint {
   return (FAULT_POINTS as readonly string[]).includes(name);
 }
+
+/** The hand-over's points, for suites that crash at each in turn. */
+export const HANDOVER_FAULT_POINTS: readonly FaultPoint[] = FAULT_POINTS.filter((p) =>
+  p.startsWith('handover-'),
+);

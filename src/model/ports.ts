@@ -1,4 +1,12 @@
 import type { Inventory } from './device.js';
+import type {
+  GpuHolder,
+  GpuNode,
+  HandoverSnapshot,
+  KernelModule,
+  LoginSession,
+  VirtualConsole,
+} from './handover.js';
 import type { PciAddress } from './pci-address.js';
 
 // Interfaces through which plan/ and hook/ reach the host. host/ implements them; cli/ wires them.
@@ -57,4 +65,63 @@ export interface HostSafety {
 
 export interface Clock {
   now(): Date;
+}
+
+// --- single-GPU hand-over -----------------------------------------------------------------------
+
+/** systemd and logind: units of the system and of users, sessions, and signals to processes. */
+export interface ServiceManager {
+  isActive(unit: string): Promise<boolean>;
+  /** Returns when the stop job finished (or failed). */
+  stop(unit: string): Promise<void>;
+  start(unit: string): Promise<void>;
+  sessions(): Promise<readonly LoginSession[]>;
+  /** Stops a unit of a user's manager (`systemctl --user -M <user>@ stop <unit>`). */
+  stopUserUnit(user: string, unit: string): Promise<void>;
+  terminateSession(id: string): Promise<void>;
+  /** Never PID 1 and never libvirt's daemons: the executor checks, the adapter checks again. */
+  signal(pid: number, signal: 'SIGTERM' | 'SIGKILL'): Promise<void>;
+}
+
+/**
+ * The kernel writes of a hand-over. Each may block (an unbind while the card is in use, a module
+ * removal): real adapters run them in a child with a deadline. Errors carry the errno as `code`
+ * (ENODEV: the device is gone; EAGAIN/EBUSY: still in use; ENOENT: no such vtcon or module).
+ */
+export interface KernelWriter {
+  /** Writes 0 or 1 to /sys/class/vtconsole/<vtcon>/bind. */
+  bindVtcon(vtcon: string, bind: boolean): Promise<void>;
+  /** Writes the device to /sys/bus/platform/drivers/<driver>/unbind. */
+  unbindPlatform(device: string, driver: string): Promise<void>;
+  bindPlatform(device: string, driver: string): Promise<void>;
+  /** delete_module: only this module, never its dependencies (rmmod, not modprobe -r). */
+  unloadModule(name: string): Promise<void>;
+  /** modprobe with the given parameters. */
+  loadModule(name: string, parameters: Readonly<Record<string, string>>): Promise<void>;
+}
+
+/** Reads the GPU's surroundings: once before the hand-over, then again to verify each step. */
+export interface HandoverProbe {
+  /** `units`: services whose state the plan needs besides the detected ones; `modules`: the configured ones. */
+  snapshot(
+    functions: readonly string[],
+    wanted: { readonly units: readonly string[]; readonly modules: readonly string[] },
+  ): Promise<HandoverSnapshot>;
+  /** The GPU functions' device nodes (cheap: sysfs only). */
+  nodes(functions: readonly string[]): Promise<readonly GpuNode[]>;
+  /** The processes holding any of `nodes` now: polled while waiting for them to leave. */
+  holders(nodes: readonly GpuNode[]): Promise<readonly GpuHolder[]>;
+  vtcons(): Promise<readonly VirtualConsole[]>;
+  /** The platform device's driver; null when unbound, 'gone' when the device is unregistered. */
+  platformDriver(device: string): Promise<string | null | 'gone'>;
+  module(name: string): Promise<KernelModule>;
+  /** The PCI function's driver now, null when none. */
+  pciDriver(address: string): Promise<string | null>;
+}
+
+/** Everything the hand-over executor reaches the host through. */
+export interface HandoverHost {
+  readonly services: ServiceManager;
+  readonly kernel: KernelWriter;
+  readonly probe: HandoverProbe;
 }

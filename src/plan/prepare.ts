@@ -118,7 +118,7 @@ export function planStart(input: PrepareInput): Plan {
   }
 
   const siblings = groupSiblings(resolved, inventory, config, refusals);
-  checkSafety(resolved, siblings, hostdevs, inventory, refusals);
+  checkSafety(resolved, siblings, hostdevs, inventory, refusals, config.handover !== null);
   const planned = [...resolved.map((r) => r.planned), ...siblings];
   checkUsbBehindTakenControllers(planned, inventory, refusals);
   const definitionChange =
@@ -449,6 +449,7 @@ function checkSafety(
   hostdevs: readonly HostdevEntry[],
   inventory: Inventory,
   refusals: Refusals,
+  handover: boolean,
 ): void {
   const seen = new Set<string>();
   const guard = (who: string, address: PciAddress, force: boolean, device: string | null) => {
@@ -459,7 +460,9 @@ function checkSafety(
     if (why)
       refusals.add(device, `${who}: refusing to give ${describeAt(inventory, address)} to the VM: ${why}`);
   };
-  for (const r of resolved) if (r.pci) guard(r.planned.name, r.pci.address, r.entry.force, r.planned.name);
+  // A domain with `handover` takes the console's GPU from the desktop itself (plan/handover.ts).
+  for (const r of resolved)
+    if (r.pci) guard(r.planned.name, r.pci.address, r.entry.force || handover, r.planned.name);
   for (const s of siblings) guard(s.name, PciAddress.parse(s.address!), false, s.name);
   for (const h of hostdevs)
     if (h.pciAddress) guard(h.alias ? `definition's ${h.alias}` : 'definition', h.pciAddress, false, null);

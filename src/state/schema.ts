@@ -42,10 +42,54 @@ export const StateRecordSchema = z.object({
   device: z.optional(hexId),
 });
 
+const unitName = z.string().check(z.minLength(1));
+
+/** What a hand-over step needs to be undone, by kind (see model/handover.ts HandoverTarget). */
+const HandoverDataSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('stop-service'), unit: unitName }),
+  z.object({
+    kind: z.literal('end-session'),
+    session: z.string(),
+    user: z.string(),
+    userUnits: z.array(unitName),
+  }),
+  z.object({
+    kind: z.literal('wait-holders'),
+    nodes: z.array(z.object({ path: z.string(), rdev: z.nullable(z.string()), function: z.string() })),
+    policy: z.enum(['refuse', 'term', 'kill']),
+  }),
+  z.object({ kind: z.literal('unbind-vtcon'), name: z.string().check(z.minLength(1)) }),
+  z.object({ kind: z.literal('release-firmware-fb'), device: z.string(), driver: z.string() }),
+  z.object({
+    kind: z.literal('unload-module'),
+    module: z.string().check(z.minLength(1)),
+    parameters: z.record(z.string(), z.string()),
+  }),
+]);
+
+/**
+ * One step of a single-GPU hand-over, written before it acts (`acting`) and marked `done` once
+ * verified. A record stays until its inverse is verified on release (or `recover`).
+ */
+export const HandoverRecordSchema = z.object({
+  domain: z.string().check(z.minLength(1)),
+  /** Position in the hand-over: the give-back runs in reverse of it. */
+  step: z.int().check(z.minimum(1)),
+  target: z.string(),
+  bootId: z.nullable(z.string().check(z.minLength(1))),
+  phase: z.enum(['acting', 'done']),
+  since: z.iso.datetime({ offset: true }),
+  /** The step's deadline, for its give-back too. */
+  timeoutMs: z.optional(z.int().check(z.positive())),
+  data: HandoverDataSchema,
+});
+
 export const StateFileSchema = z
   .object({
     version: z.literal(STATE_VERSION),
     records: z.array(StateRecordSchema),
+    /** Absent in files written before hand-overs existed, and when none is in progress. */
+    handovers: z.optional(z.array(HandoverRecordSchema)),
   })
   .check(
     z.superRefine((state, ctx) => {
@@ -67,9 +111,12 @@ export const StateFileSchema = z
 export type StateRecord = Readonly<z.infer<typeof StateRecordSchema>>;
 export type StatePhase = StateRecord['phase'];
 
+export type HandoverRecord = Readonly<z.infer<typeof HandoverRecordSchema>>;
+
 export interface StateFile {
   readonly version: typeof STATE_VERSION;
   readonly records: readonly StateRecord[];
+  readonly handovers?: readonly HandoverRecord[];
 }
 
 export function emptyState(): StateFile {

@@ -203,7 +203,7 @@ domains:
     expect(configProblems(r).join('\n')).not.toMatch(/product/);
     const far = parseConfig('domains:\n  vm: { devices: [], colour: blue }\n');
     expect(far.config!.invalidDomains.get('vm')![0]).toMatch(
-      /^domains\.vm: unknown key "colour": remove or correct it \(valid here: devices, iommuGroup, onAddressChange; see the config reference in \/usr\/local\/share\/doc\/qemu-hook\/README\.md\)$/,
+      /^domains\.vm: unknown key "colour": remove or correct it \(valid here: devices, iommuGroup, onAddressChange, handover; see the config reference in \/usr\/local\/share\/doc\/qemu-hook\/README\.md\)$/,
     );
   });
 

@@ -97,6 +97,10 @@ export async function runHookFromCli(positionals: readonly string[]): Promise<nu
     scriptTimeoutMs: cfg.limits.scriptSeconds * 1000,
     deadline,
     scheduleRedefine: (name, restart) => spawnRedefine(name, restart, root, outputLog),
+    handoverHost: async (timeoutMs) => {
+      const { makeHandoverHost } = await import('../wiring.js');
+      return makeHandoverHost(paths, root !== '/', timeoutMs);
+    },
   });
   if (result.stdout) writeAll(STDOUT, result.stdout);
   for (const line of result.stderr) writeErr(line);

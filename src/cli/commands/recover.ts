@@ -1,12 +1,13 @@
 import { defaultConfig, loadConfigFile } from '../../config/load.js';
 import { executeRelease } from '../../hook/execute.js';
+import { releaseWithHandover } from '../../hook/handover.js';
 import { SysfsHostSafety } from '../../host/sysfs/host-safety.js';
 import { errorMessage, UsageError } from '../../model/errors.js';
 import { loadState } from '../../state/file.js';
 import { type CliContext, checkTrust, requireRoot, stateFileOf } from '../context.js';
 import { EXIT } from '../exit.js';
 import { installFaultSwitch } from '../faults.js';
-import { definitionStore, driverControl, inventoryReader } from '../wiring.js';
+import { definitionStore, driverControl, inventoryReader, makeHandoverHost } from '../wiring.js';
 
 /**
  * `qemu-hook recover [--vm NAME]... [--dry-run] [--json]`: give back every device recorded for a domain that
@@ -26,10 +27,17 @@ export async function recover(ctx: CliContext): Promise<number> {
     inventoryReader(ctx).read(),
   ]);
   const vms = ctx.args.vms;
-  const chosen = (domain: string) => vms.length === 0 || vms.includes(domain);
-  const wanted = state.records.filter((r) => chosen(r.domain));
-  const json = (o: { running: string[]; restored: object[]; failed: object[] }) =>
-    ctx.out(JSON.stringify({ dryRun: ctx.args.dryRun, stateFile, ...o }, null, 2));
+  const picked = (domain: string) => vms.length === 0 || vms.includes(domain);
+  const wanted = [
+    ...state.records.filter((r) => picked(r.domain)),
+    ...(state.handovers ?? []).filter((h) => picked(h.domain)),
+  ];
+  const json = (o: {
+    running: string[];
+    restored: object[];
+    failed: object[];
+    handoverRestored?: string[];
+  }) => ctx.out(JSON.stringify({ dryRun: ctx.args.dryRun, stateFile, ...o }, null, 2));
   if (wanted.length === 0) {
     if (ctx.args.json) json({ running: [], restored: [], failed: [] });
     else
@@ -50,33 +58,67 @@ export async function recover(ctx: CliContext): Promise<number> {
   for (const d of new Set(wanted.map((r) => r.domain))) if (await store.isActive(d)) running.add(d);
   if (!ctx.args.json) for (const d of running) ctx.out(`${d} is running: its devices stay with it`);
 
-  const out = await executeRelease(
-    // The executor reads the state again under its lock: pick records by value, not identity.
-    (r) => chosen(r.domain) && !running.has(r.domain),
-    {
-      control: await driverControl(ctx, cfg),
-      safety: new SysfsHostSafety(ctx.paths.sys, ctx.paths.proc),
-      stateFile,
-      bootId: inventory.bootId,
-      clock: { now: () => new Date() },
-      log: {
-        info() {},
-        debug() {},
-        warn: (_o, m) => ctx.err(`warning: ${m}`),
-        error: (_o, m) => ctx.err(`error: ${m}`),
-      },
-      timeoutMs: 60_000,
+  const log = {
+    info() {},
+    debug() {},
+    warn: (_o: object, m: string) => ctx.err(`warning: ${m}`),
+    error: (_o: object, m: string) => ctx.err(`error: ${m}`),
+  };
+  const clock = { now: () => new Date() };
+  const chosen = (domain: string) => picked(domain) && !running.has(domain);
+  const restoredDevices: { address: string; driver: string | null }[] = [];
+  const failedDevices: { address: string; error: string }[] = [];
+  const handedOver = (state.handovers ?? []).some((h) => chosen(h.domain));
+  const handover = handedOver
+    ? {
+        host: await makeHandoverHost(ctx.paths, ctx.fixtureRoot, 60_000),
+        stateFile,
+        bootId: inventory.bootId,
+        clock,
+        log,
+      }
+    : null;
+  const out = await releaseWithHandover(
+    chosen,
+    async () => {
+      if (!state.records.some((r) => chosen(r.domain))) return { failed: [] };
+      const r = await executeRelease(
+        // The executor reads the state again under its lock: pick records by value, not identity.
+        (rec) => chosen(rec.domain),
+        {
+          control: await driverControl(ctx, cfg),
+          safety: new SysfsHostSafety(ctx.paths.sys, ctx.paths.proc),
+          stateFile,
+          bootId: inventory.bootId,
+          clock,
+          log,
+          timeoutMs: 60_000,
+        },
+        { dryRun: ctx.args.dryRun },
+      );
+      restoredDevices.push(...r.restored);
+      failedDevices.push(...r.failed);
+      return r;
     },
+    handover,
     { dryRun: ctx.args.dryRun },
   );
+  const handoverFailed = out.failed.filter((f) => !failedDevices.some((d) => f.startsWith(`${d.address}:`)));
   if (ctx.args.json) {
-    json({ running: [...running], restored: [...out.restored], failed: [...out.failed] });
+    json({
+      running: [...running],
+      restored: restoredDevices,
+      failed: [...failedDevices, ...handoverFailed.map((error) => ({ handover: true, error }))],
+      ...(out.restored.length > 0 ? { handoverRestored: [...out.restored] } : {}),
+    });
     return out.failed.length === 0 ? EXIT.ok : EXIT.refused;
   }
-  for (const r of out.restored)
+  for (const r of restoredDevices)
     ctx.out(
       `${ctx.args.dryRun ? 'would give back' : 'given back'}: ${r.address} → ${r.driver ?? '(no driver)'}`,
     );
-  for (const f of out.failed) ctx.err(`not given back: ${f.address}: ${f.error}`);
+  for (const f of failedDevices) ctx.err(`not given back: ${f.address}: ${f.error}`);
+  for (const t of out.restored) ctx.out(`${ctx.args.dryRun ? 'would give back' : 'given back'}: ${t}`);
+  for (const f of handoverFailed) ctx.err(`not given back: ${f}`);
   return out.failed.length === 0 ? EXIT.ok : EXIT.refused;
 }

@@ -1,14 +1,17 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { UsageError } from '../../model/errors.js';
+import type { HandoverStep } from '../../model/handover.js';
 import type { Plan } from '../../model/plan.js';
+import { gpuFunctions, inverseText, planHandover, sessionHoldersError } from '../../plan/handover.js';
 import { planRefusedByConfig, planStart } from '../../plan/prepare.js';
 import { planRelease } from '../../plan/release.js';
 import { loadState } from '../../state/file.js';
+import { handoversFor } from '../../state/records.js';
 import { type CliContext, checkTrust, loadConfig, stateFileOf } from '../context.js';
 import { EXIT } from '../exit.js';
 import { table } from '../table.js';
-import { definitionLookedIn, definitionSource, inventoryReader } from '../wiring.js';
+import { definitionLookedIn, definitionSource, inventoryReader, makeHandoverHost } from '../wiring.js';
 import type { EventScripts } from './simulate-scripts.js';
 
 /** `qemu-hook --simulate <domain> prepare|release`: the plan the hook would carry out; changes nothing. */
@@ -64,6 +67,51 @@ export async function simulate(ctx: CliContext): Promise<number> {
       warnings: [],
     };
   }
+  // The single-GPU hand-over: the steps a start would take, or the give-back a release would run.
+  let handover: HandoverView[] = [];
+  if (event === 'prepare' && dc) {
+    const gpu = gpuFunctions(plan.devices, inventory);
+    if (gpu.length > 0) {
+      const host = await makeHandoverHost(ctx.paths, ctx.fixtureRoot, 15_000, true);
+      if (!ctx.isRoot && !ctx.fixtureRoot)
+        ctx.err("note: not root: other users' processes holding the GPU cannot be seen");
+      if (dc.handover) {
+        const snapshot = await host.probe.snapshot(gpu, {
+          units: dc.handover.services,
+          modules: dc.handover.modules,
+        });
+        const hp = planHandover(snapshot, dc.handover);
+        handover = hp.steps.map(stepView);
+        plan = {
+          ...plan,
+          ok: plan.ok && hp.errors.length === 0,
+          errors: [...plan.errors, ...hp.errors],
+          warnings: [...plan.warnings, ...hp.warnings],
+        };
+      } else {
+        const held = sessionHoldersError(await host.probe.holders(await host.probe.nodes(gpu)));
+        if (held) plan = { ...plan, ok: false, errors: [...plan.errors, held] };
+      }
+    }
+  } else {
+    handover = [...handoversFor(state, domain)]
+      .sort((a, b) => b.step - a.step)
+      .flatMap((r) => {
+        const action = inverseText(r.data);
+        return action
+          ? [
+              {
+                step: r.step,
+                kind: r.data.kind,
+                target: r.target,
+                action,
+                why:
+                  r.phase === 'acting' ? 'the step may have acted (crash during prepare)' : 'done at start',
+              },
+            ]
+          : [];
+      });
+  }
   const view = scripts ? await import('./simulate-scripts.js') : null;
   // A script the hook would refuse to run fails a start as the plan's own refusals do; at release
   // libvirt ignores the hook's failure, and the devices were given back before.
@@ -79,6 +127,7 @@ export async function simulate(ctx: CliContext): Promise<number> {
           errors: [...plan.errors, ...scriptErrors],
           // Only when there are any: the per-VM scripts of the event, in the order they would run.
           ...(scripts ? { scripts: view!.scriptsJson(scripts) } : {}),
+          handover,
         },
         null,
         2,
@@ -95,6 +144,7 @@ export async function simulate(ctx: CliContext): Promise<number> {
       const at = scripts.when === 'before' ? 1 : lines.findIndex((l, i) => i > 0 && !l.startsWith('  '));
       lines.splice(at < 0 ? lines.length : at, 0, ...view!.humanScripts(scripts));
     }
+    lines.push(...humanHandover(event, handover));
     for (const e of scriptErrors) lines.push(`refused: ${e}`);
     for (const line of lines) ctx.out(line);
   }
@@ -114,6 +164,47 @@ async function eventScripts(
   if (!existsSync(join(ctx.paths.hookScriptsDir, domain, event, subop))) return null;
   const found = await (await import('./simulate-scripts.js')).scriptsFor(ctx, domain, event);
   return found.scripts.length > 0 ? found : null;
+}
+
+/** One hand-over step as `--json` shows it (contract: step, target, action; more fields may come). */
+interface HandoverView {
+  readonly step: number;
+  readonly kind: string;
+  readonly target: string;
+  readonly action: string;
+  readonly why: string;
+  readonly verify?: string;
+  readonly timeoutSeconds?: number;
+  readonly inverse?: string | null;
+}
+
+function stepView(s: HandoverStep): HandoverView {
+  return {
+    step: s.step,
+    kind: s.kind,
+    target: s.target,
+    action: s.action,
+    why: s.why,
+    verify: s.verify,
+    timeoutSeconds: s.timeoutMs / 1000,
+    inverse: s.inverse,
+  };
+}
+
+function humanHandover(event: 'prepare' | 'release', steps: readonly HandoverView[]): string[] {
+  if (steps.length === 0) return [];
+  const lines = [
+    event === 'prepare'
+      ? 'hand-over, in order, before the detach:'
+      : 'give-back, in order (modules before the reattach):',
+  ];
+  for (const s of steps) {
+    lines.push(`  ${s.step}. ${s.action}`);
+    lines.push(`     why: ${s.why}`);
+    if (s.verify) lines.push(`     verify: ${s.verify} (within ${s.timeoutSeconds} s)`);
+    if (s.inverse) lines.push(`     undo: ${s.inverse}`);
+  }
+  return lines;
 }
 
 /** The `--json` contract: domain, event, ok, devices, definition, errors (more fields may be added). */

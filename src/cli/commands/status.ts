@@ -2,6 +2,7 @@ import { readdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { loadConfigFile } from '../../config/load.js';
 import { underRoot } from '../../model/paths.js';
+import { inverseText } from '../../plan/handover.js';
 import { currentRecords } from '../../plan/held.js';
 import { loadState } from '../../state/file.js';
 import { type RedefineReport, readRedefineReports } from '../../state/redefine-outcome.js';
@@ -33,6 +34,7 @@ export async function status(ctx: CliContext): Promise<number> {
   const helpers = readRedefineReports(underRoot(ctx.paths.root, '/run/qemu-hook'));
   const driverOf = (address: string) =>
     inventory.pci.find((d) => d.address.toString() === address)?.driver ?? null;
+  const handovers = state.handovers ?? [];
   if (ctx.args.json) {
     const withDriver = (r: (typeof current)[number]) => ({ ...r, currentDriver: driverOf(r.address) });
     ctx.out(
@@ -43,6 +45,7 @@ export async function status(ctx: CliContext): Promise<number> {
           records: current.map(withDriver),
           stale: stale.map(withDriver),
           redefine: helpers,
+          handovers,
         },
         null,
         2,
@@ -51,9 +54,30 @@ export async function status(ctx: CliContext): Promise<number> {
     return EXIT.ok;
   }
   for (const line of helperLines(helpers)) ctx.out(line);
-  if (records.length === 0) {
+  if (records.length === 0 && handovers.length === 0) {
     ctx.out(`no devices held${vms.length > 0 ? ` by ${vms.join(', ')}` : ''} (${file})`);
     return EXIT.ok;
+  }
+  if (handovers.length > 0) {
+    // What the host's desktop still lacks: each recorded step's give-back is still due.
+    ctx.out('hand-over in progress or not given back (what the host still lacks):');
+    for (const line of table(
+      ['DOMAIN', 'STEP', 'TAKEN', 'PHASE', 'GIVE-BACK', 'SINCE'],
+      [...handovers]
+        .sort((a, b) => a.domain.localeCompare(b.domain) || a.step - b.step)
+        .map((h) => [
+          h.domain,
+          String(h.step),
+          h.target,
+          h.phase === 'acting' ? 'acting (crash?)' : 'done',
+          inverseText(h.data) ?? '-',
+          h.since,
+        ]),
+    ))
+      ctx.out(line);
+    if (handovers.some((h) => h.phase === 'acting'))
+      ctx.out('a hand-over did not finish (crash?): run qemu-hook recover once the domain is stopped');
+    if (state.records.length === 0) return EXIT.ok;
   }
   ctx.out(`${file}:`);
   for (const line of table(

@@ -34,7 +34,7 @@ const STATE = '/var/lib/qemu-hook/state.json';
 const HOLDER = '/lab/handover/holder';
 const BOOT_FB = '/run/lab/boot-fb.txt';
 // where a kill lands in the crash check: after the vtcon step acted, with both services stopped
-const CRASH_POINT = process.env.LAB_HANDOVER_CRASH ?? 'handover:unbind-vtcon';
+const CRASH_POINT = process.env.LAB_HANDOVER_CRASH ?? 'handover-unbind-vtcon';
 
 // ------------------------------------------------------------------------------------ helpers
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));

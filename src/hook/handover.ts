@@ -1,0 +1,493 @@
+import { errorMessage } from '../model/errors.js';
+import { faultPoint } from '../model/faults.js';
+import type { GpuHolder, HandoverStep, HandoverTarget } from '../model/handover.js';
+import type { Clock, HandoverHost } from '../model/ports.js';
+import { withTimeout } from '../model/timeout.js';
+import { hasInverse, holderText, passable } from '../plan/handover.js';
+import { loadState, saveState } from '../state/file.js';
+import { type LockOptions, withStateLock } from '../state/lock.js';
+import { removeHandover, staleHandovers, upsertHandover, withHandovers } from '../state/records.js';
+import type { HandoverRecord, StateFile } from '../state/schema.js';
+import type { HookLogger } from './logger.js';
+
+// Carries out the hand-over steps (plan/handover.ts), write-ahead: each step's record, with what
+// its inverse needs, is in the state file before the step acts. Every wait polls its condition
+// with a deadline (no fixed sleeps); every write that can block runs under the step's deadline.
+// A failure at step k undoes k…1; the give-back runs the inverses in reverse, each verified, and
+// keeps going past a failure so the display manager always comes back.
+
+export interface HandoverDeps {
+  readonly host: HandoverHost;
+  readonly stateFile: string;
+  readonly bootId: string | null;
+  readonly clock: Clock;
+  readonly log: HookLogger;
+  readonly lock?: LockOptions;
+  /** Pause between polls; 100–250 ms keeps the hook's share small without busy-waiting. */
+  readonly pollMs?: number;
+  /** Deadline of a give-back step whose record predates `timeoutMs` in records. */
+  readonly defaultTimeoutMs?: number;
+}
+
+export interface HandoverOutcome {
+  readonly ok: boolean;
+  readonly errors: readonly string[];
+  /** Wall time of the whole hand-over, and the part not spent waiting for services or holders. */
+  readonly ms: number;
+  readonly hookMs: number;
+}
+
+export interface GiveBackOutcome {
+  readonly restored: readonly string[];
+  readonly failed: readonly { step: number; target: string; error: string }[];
+  readonly ms: number;
+  readonly hookMs: number;
+}
+
+const DEFAULT_POLL_MS = 150;
+
+/** Runs the steps in order; on a failure undoes what was done and says which step failed and why. */
+export async function executeHandover(
+  domain: string,
+  steps: readonly HandoverStep[],
+  deps: HandoverDeps,
+): Promise<HandoverOutcome> {
+  const t = new Timer();
+  // A hand-over not yet given back still holds what its records say: a new one would renumber
+  // and overwrite them, and the desktop would never come back.
+  const left = ((await loadState(deps.stateFile)).handovers ?? []).filter(
+    (h) => h.domain === domain && (deps.bootId === null || h.bootId === null || h.bootId === deps.bootId),
+  );
+  if (left.length > 0 && steps.length > 0)
+    return {
+      ok: false,
+      errors: [
+        `an earlier hand-over of ${domain} was not fully given back (${left.map((h) => h.target).join(', ')}): run qemu-hook recover first`,
+      ],
+      ms: t.total(),
+      hookMs: t.own(),
+    };
+  for (const step of steps) {
+    const record: HandoverRecord = {
+      domain,
+      step: step.step,
+      target: step.target,
+      bootId: deps.bootId,
+      phase: 'acting',
+      since: deps.clock.now().toISOString(),
+      timeoutMs: step.timeoutMs,
+      data: step.data as HandoverRecord['data'],
+    };
+    await update(deps, (s) => upsertHandover(s, record));
+    faultPoint(`handover-record-${step.kind}`);
+    try {
+      await act(step.data, step.timeoutMs, deps, t);
+    } catch (err) {
+      const why = `hand-over step ${step.step} (${step.action}) failed: ${errorMessage(err)}`;
+      deps.log.error(
+        { domain, step: step.step, kind: step.kind, err: errorMessage(err) },
+        'hand-over step failed; undoing',
+      );
+      // The failing step may have half acted: its inverse is safe either way.
+      const back = await giveBackHandover((r) => r.domain === domain, deps);
+      const left = back.failed.map((f) => `${f.target}: ${f.error}`);
+      return {
+        ok: false,
+        errors: [why, ...(left.length > 0 ? [`not undone (run qemu-hook recover): ${left.join('; ')}`] : [])],
+        ms: t.total(),
+        hookMs: t.own(),
+      };
+    }
+    faultPoint(`handover-${step.kind}`);
+    await update(deps, (s) =>
+      hasInverse(step.data)
+        ? upsertHandover(s, { ...record, phase: 'done', since: deps.clock.now().toISOString() })
+        : removeHandover(s, domain, step.step),
+    );
+    deps.log.info({ domain, step: step.step, kind: step.kind, target: step.target }, 'hand-over step done');
+  }
+  const out = { ok: true, errors: [], ms: t.total(), hookMs: t.own() };
+  if (steps.length > 0) deps.log.info({ domain, ms: out.ms, hookMs: out.hookMs }, 'hand-over done');
+  return out;
+}
+
+/**
+ * Runs the inverses of the recorded steps `select` picks (of this boot; earlier boots' are dropped:
+ * the reboot gave everything back), last step first. A record is dropped only once its inverse is
+ * verified; a failure is collected and the rest still run.
+ */
+export async function giveBackHandover(
+  select: (r: HandoverRecord) => boolean,
+  deps: HandoverDeps,
+  options: { only?: (r: HandoverRecord) => boolean; dryRun?: boolean } = {},
+): Promise<GiveBackOutcome> {
+  const t = new Timer();
+  let picked: HandoverRecord[] = [];
+  await update(deps, (s) => {
+    const stale = staleHandovers(s, deps.bootId);
+    for (const r of stale)
+      deps.log.warn({ domain: r.domain, step: r.step }, 'dropping hand-over record from an earlier boot');
+    picked = (s.handovers ?? []).filter(
+      (r) => !stale.includes(r) && select(r) && (options.only?.(r) ?? true),
+    );
+    return stale.length > 0 && !options.dryRun
+      ? withHandovers(
+          s,
+          (s.handovers ?? []).filter((r) => !stale.includes(r)),
+        )
+      : s;
+  });
+  const restored: string[] = [];
+  const failed: { step: number; target: string; error: string }[] = [];
+  for (const r of [...picked].sort((a, b) => b.step - a.step || a.domain.localeCompare(b.domain))) {
+    if (options.dryRun) {
+      restored.push(r.target);
+      continue;
+    }
+    try {
+      await undo(r.data, r.timeoutMs ?? deps.defaultTimeoutMs ?? 15_000, deps, t);
+      faultPoint(`handover-giveback-${r.data.kind}`);
+      await update(deps, (s) => removeHandover(s, r.domain, r.step));
+      restored.push(r.target);
+      deps.log.info({ domain: r.domain, step: r.step, target: r.target }, 'hand-over step given back');
+    } catch (err) {
+      failed.push({ step: r.step, target: r.target, error: errorMessage(err) });
+      deps.log.error(
+        { domain: r.domain, step: r.step, target: r.target, err: errorMessage(err) },
+        'hand-over give-back failed; record kept for qemu-hook recover',
+      );
+    }
+  }
+  if (picked.length > 0 && !options.dryRun)
+    deps.log.info({ ms: t.total(), hookMs: t.own(), failed: failed.length }, 'give-back done');
+  return { restored, failed, ms: t.total(), hookMs: t.own() };
+}
+
+/** The give-back of a domain around its devices' reattach: modules first, so the kernel's probe finds the original driver. */
+export function isModuleRecord(r: HandoverRecord): boolean {
+  return r.data.kind === 'unload-module';
+}
+
+// --- the steps ---------------------------------------------------------------------------------
+
+async function act(data: HandoverTarget, timeoutMs: number, deps: HandoverDeps, t: Timer): Promise<void> {
+  const { services, kernel, probe } = deps.host;
+  const deadline = Date.now() + timeoutMs;
+  const poll = deps.pollMs ?? DEFAULT_POLL_MS;
+  switch (data.kind) {
+    case 'stop-service':
+      await t.waiting(() => withTimeout(services.stop(data.unit), left(deadline), `stopping ${data.unit}`));
+      await until(
+        deadline,
+        poll,
+        t,
+        async () => !(await services.isActive(data.unit)),
+        `${data.unit} is still active`,
+      );
+      return;
+    case 'end-session': {
+      for (const unit of data.userUnits) {
+        // Best effort: the session's end stops them too; the user manager may already be gone.
+        await t
+          .waiting(() =>
+            withTimeout(
+              services.stopUserUnit(data.user, unit),
+              left(deadline),
+              `stopping ${data.user}'s ${unit}`,
+            ),
+          )
+          .catch((err) => deps.log.warn({ unit, err: errorMessage(err) }, 'user unit stop failed'));
+      }
+      await t.waiting(() =>
+        withTimeout(
+          services.terminateSession(data.session),
+          left(deadline),
+          `terminating session ${data.session}`,
+        ),
+      );
+      await until(
+        deadline,
+        poll,
+        t,
+        async () => !(await services.sessions()).some((s) => s.id === data.session),
+        `session ${data.session} is still there`,
+      );
+      return;
+    }
+    case 'wait-holders':
+      return waitForHolders(data, deadline, timeoutMs, deps, t);
+    case 'unbind-vtcon': {
+      const v = (await probe.vtcons()).find((c) => c.name === data.name);
+      if (!v?.bound) return;
+      await withTimeout(kernel.bindVtcon(v.vtcon, false), left(deadline), `unbinding ${v.vtcon}`);
+      await until(
+        deadline,
+        poll,
+        t,
+        async () => !(await probe.vtcons()).some((c) => c.name === data.name && c.bound),
+        `the vtcon "${data.name}" is still bound`,
+      );
+      return;
+    }
+    case 'release-firmware-fb': {
+      const now = await probe.platformDriver(data.device);
+      if (now === 'gone' || now === null) return;
+      try {
+        await withTimeout(
+          kernel.unbindPlatform(data.device, now),
+          left(deadline),
+          `unbinding ${data.device}`,
+        );
+      } catch (err) {
+        // The native driver unregistered it (aperture takeover): nothing left to release.
+        if (codeOf(err) !== 'ENODEV') throw err;
+      }
+      await until(
+        deadline,
+        poll,
+        t,
+        async () => {
+          const d = await probe.platformDriver(data.device);
+          return d === null || d === 'gone';
+        },
+        `${data.device} is still bound`,
+      );
+      return;
+    }
+    case 'unload-module':
+      await until(
+        deadline,
+        poll,
+        t,
+        async () => {
+          const m = await probe.module(data.module);
+          if (!m.loaded) return true;
+          try {
+            await withTimeout(kernel.unloadModule(data.module), left(deadline), `unloading ${data.module}`);
+          } catch (err) {
+            // In use: its refcount falls as the last holders close the card; try again.
+            if (['EAGAIN', 'EBUSY', 'EWOULDBLOCK'].includes(codeOf(err) ?? '')) return false;
+            throw err;
+          }
+          return !(await probe.module(data.module)).loaded;
+        },
+        async () => {
+          const m = await probe.module(data.module);
+          return `${data.module} is still in use (refcnt ${m.refcnt ?? '?'}${m.holders.length > 0 ? `, used by ${m.holders.join(', ')}` : ''})`;
+        },
+      );
+      return;
+  }
+}
+
+async function undo(data: HandoverTarget, timeoutMs: number, deps: HandoverDeps, t: Timer): Promise<void> {
+  const { services, kernel, probe } = deps.host;
+  const deadline = Date.now() + timeoutMs;
+  const poll = deps.pollMs ?? DEFAULT_POLL_MS;
+  switch (data.kind) {
+    case 'stop-service':
+      if (await services.isActive(data.unit)) return;
+      await t.waiting(() => withTimeout(services.start(data.unit), left(deadline), `starting ${data.unit}`));
+      await until(deadline, poll, t, () => services.isActive(data.unit), `${data.unit} is not active`);
+      return;
+    case 'unbind-vtcon':
+      // fbcon comes back with the first fb (bound by itself); find it by name, whatever its number.
+      await until(
+        deadline,
+        poll,
+        t,
+        async () => {
+          const v = (await probe.vtcons()).find((c) => c.name === data.name);
+          if (!v) return false;
+          if (v.bound) return true;
+          await withTimeout(kernel.bindVtcon(v.vtcon, true), left(deadline), `binding ${v.vtcon}`);
+          return (await probe.vtcons()).some((c) => c.name === data.name && c.bound);
+        },
+        `no vtcon named "${data.name}" is bound (is a framebuffer registered?)`,
+      );
+      return;
+    case 'release-firmware-fb': {
+      const now = await probe.platformDriver(data.device);
+      if (now === 'gone' || now !== null) return;
+      try {
+        await withTimeout(
+          kernel.bindPlatform(data.device, data.driver),
+          left(deadline),
+          `binding ${data.device}`,
+        );
+      } catch (err) {
+        if (codeOf(err) === 'ENODEV') return;
+        throw err;
+      }
+      await until(
+        deadline,
+        poll,
+        t,
+        async () => (await probe.platformDriver(data.device)) !== null,
+        `${data.device} is not bound to ${data.driver}`,
+      );
+      return;
+    }
+    case 'unload-module': {
+      if ((await probe.module(data.module)).loaded) return;
+      const params = Object.fromEntries(Object.entries(data.parameters).filter(([, v]) => passable(v)));
+      await withTimeout(kernel.loadModule(data.module, params), left(deadline), `loading ${data.module}`);
+      await until(
+        deadline,
+        poll,
+        t,
+        async () => (await probe.module(data.module)).loaded,
+        `${data.module} is not loaded`,
+      );
+      return;
+    }
+    case 'end-session':
+    case 'wait-holders':
+      return;
+  }
+}
+
+/** Polls until nobody holds the nodes; by policy, signals the stragglers; else names them. */
+async function waitForHolders(
+  data: Extract<HandoverTarget, { kind: 'wait-holders' }>,
+  deadline: number,
+  timeoutMs: number,
+  deps: HandoverDeps,
+  t: Timer,
+): Promise<void> {
+  const { probe, services } = deps.host;
+  const poll = deps.pollMs ?? DEFAULT_POLL_MS;
+  const start = Date.now();
+  let last: readonly GpuHolder[] = [];
+  let termed = false;
+  let killed = false;
+  for (;;) {
+    last = await probe.holders(data.nodes);
+    if (last.length === 0) return;
+    const elapsed = Date.now() - start;
+    if (data.policy !== 'refuse' && !termed && elapsed >= timeoutMs / 2) {
+      termed = true;
+      await signalAll(last, 'SIGTERM', services, deps.log);
+    }
+    if (data.policy === 'kill' && !killed && elapsed >= (timeoutMs * 3) / 4) {
+      killed = true;
+      await signalAll(last, 'SIGKILL', services, deps.log);
+    }
+    if (Date.now() >= deadline) break;
+    await t.sleep(Math.min(poll, Math.max(0, deadline - Date.now())));
+  }
+  throw new Error(
+    `still held after ${Math.round(timeoutMs / 1000)} s by ${last.map(holderText).join('; ')}${data.policy === 'refuse' ? ': stop them, or set handover.holders: term' : ''}`,
+  );
+}
+
+/** Never PID 1, never libvirt's daemons (they are starting this VM). */
+const UNTOUCHABLE = /^(libvirtd|virtqemud|virtlogd|systemd)$/;
+
+async function signalAll(
+  holders: readonly GpuHolder[],
+  signal: 'SIGTERM' | 'SIGKILL',
+  services: HandoverHost['services'],
+  log: HookLogger,
+): Promise<void> {
+  for (const h of holders) {
+    if (h.pid === 1 || UNTOUCHABLE.test(h.command)) continue;
+    log.warn(
+      { pid: h.pid, command: h.command, unit: h.unit, signal },
+      'signalling a process that still holds the GPU',
+    );
+    await services
+      .signal(h.pid, signal)
+      .catch((err) => log.warn({ pid: h.pid, err: errorMessage(err) }, 'signal failed'));
+  }
+}
+
+// --- helpers -----------------------------------------------------------------------------------
+
+/** Polls `ok` until it holds or the deadline passes, then throws with `why`. */
+async function until(
+  deadline: number,
+  pollMs: number,
+  t: Timer,
+  ok: () => Promise<boolean>,
+  why: string | (() => Promise<string>),
+): Promise<void> {
+  for (;;) {
+    if (await ok()) return;
+    if (Date.now() >= deadline) throw new Error(typeof why === 'string' ? why : await why());
+    await t.sleep(Math.min(pollMs, Math.max(0, deadline - Date.now())));
+  }
+}
+
+function left(deadline: number): number {
+  return Math.max(1, deadline - Date.now());
+}
+
+function codeOf(err: unknown): string | undefined {
+  return (err as { code?: string })?.code;
+}
+
+/** Read-modify-write of the state file under its lock: held only for the write, never while a step runs. */
+async function update(deps: HandoverDeps, change: (s: StateFile) => StateFile): Promise<void> {
+  await withStateLock(
+    deps.stateFile,
+    async () => {
+      const before = await loadState(deps.stateFile);
+      const after = change(before);
+      if (after !== before) await saveState(deps.stateFile, after);
+    },
+    { bootId: deps.bootId, ...deps.lock },
+  );
+}
+
+/** Wall time, and the part spent waiting on others (services, holders, polls): the rest is the hook's. */
+class Timer {
+  private readonly start = Date.now();
+  private waited = 0;
+
+  async waiting<T>(work: () => Promise<T>): Promise<T> {
+    const s = Date.now();
+    try {
+      return await work();
+    } finally {
+      this.waited += Date.now() - s;
+    }
+  }
+
+  sleep(ms: number): Promise<void> {
+    return this.waiting(() => new Promise((r) => setTimeout(r, ms)));
+  }
+
+  total(): number {
+    return Date.now() - this.start;
+  }
+
+  own(): number {
+    return Math.max(0, this.total() - this.waited);
+  }
+}
+
+/**
+ * A domain's whole give-back: modules first (so the reattach's probe finds the original driver
+ * loaded), then its devices (execute.ts), then the other hand-over steps in reverse: firmware fb,
+ * fbcon, display manager, services. Failures are collected; every part still runs.
+ */
+export async function releaseWithHandover(
+  select: (domain: string) => boolean,
+  devices: () => Promise<{ readonly failed: readonly { address: string; error: string }[] }>,
+  deps: HandoverDeps | null,
+  options: { dryRun?: boolean } = {},
+): Promise<{ failed: string[]; restored: string[] }> {
+  const failed: string[] = [];
+  const restored: string[] = [];
+  const pick = (r: HandoverRecord) => select(r.domain);
+  const collect = (o: GiveBackOutcome) => {
+    restored.push(...o.restored);
+    failed.push(...o.failed.map((f) => `${f.target}: ${f.error}`));
+  };
+  if (deps) collect(await giveBackHandover(pick, deps, { only: isModuleRecord, ...options }));
+  const d = await devices();
+  failed.push(...d.failed.map((f) => `${f.address}: ${f.error}`));
+  if (deps) collect(await giveBackHandover(pick, deps, { only: (r) => !isModuleRecord(r), ...options }));
+  return { failed, restored };
+}

@@ -1,0 +1,96 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { LoginSession } from '../../model/handover.js';
+import type { ServiceManager } from '../../model/ports.js';
+import { runChild } from './child.js';
+
+/** Names a hand-over never signals, whatever it holds. */
+const NEVER_SIGNALLED = /^(systemd|libvirtd|virtqemud|virtlogd)$/;
+
+/** systemd and logind through systemctl and loginctl, each call under a deadline. */
+export class SystemdServiceManager implements ServiceManager {
+  constructor(
+    private readonly timeoutMs: number,
+    private readonly proc: string,
+  ) {}
+
+  async isActive(unit: string): Promise<boolean> {
+    const r = await runChild('systemctl', ['is-active', '--quiet', unit], { timeoutMs: this.timeoutMs });
+    return r.code === 0;
+  }
+
+  async stop(unit: string): Promise<void> {
+    await this.ok('systemctl', ['stop', unit]);
+  }
+
+  async start(unit: string): Promise<void> {
+    await this.ok('systemctl', ['start', unit]);
+  }
+
+  async sessions(): Promise<readonly LoginSession[]> {
+    const list = await this.ok('loginctl', ['list-sessions', '--no-legend', '--no-pager']);
+    const ids = list
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/)[0])
+      .filter((id): id is string => !!id);
+    if (ids.length === 0) return [];
+    const shown = await this.ok('loginctl', [
+      'show-session',
+      ...ids,
+      '-p',
+      'Id',
+      '-p',
+      'Name',
+      '-p',
+      'User',
+      '-p',
+      'Seat',
+      '-p',
+      'Type',
+    ]);
+    return shown
+      .split(/\n\s*\n/)
+      .map((block) =>
+        Object.fromEntries(
+          block.split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+        ),
+      )
+      .filter((p) => p['Id'])
+      .map((p) => ({
+        id: p['Id']!,
+        user: p['Name'] ?? '',
+        uid: Number(p['User'] ?? -1),
+        seat: p['Seat'] || null,
+        type: p['Type'] || 'unspecified',
+      }));
+  }
+
+  async stopUserUnit(user: string, unit: string): Promise<void> {
+    await this.ok('systemctl', ['--user', '-M', `${user}@`, 'stop', unit]);
+  }
+
+  async terminateSession(id: string): Promise<void> {
+    await this.ok('loginctl', ['terminate-session', id]);
+  }
+
+  async signal(pid: number, signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
+    if (pid <= 1) throw new Error(`refusing to signal pid ${pid}`);
+    let comm = '';
+    try {
+      comm = readFileSync(join(this.proc, String(pid), 'comm'), 'utf8').trim();
+    } catch {
+      return; // gone already
+    }
+    if (NEVER_SIGNALLED.test(comm)) throw new Error(`refusing to signal ${comm} (pid ${pid})`);
+    process.kill(pid, signal);
+  }
+
+  private async ok(command: string, args: string[]): Promise<string> {
+    const r = await runChild(command, args, { timeoutMs: this.timeoutMs });
+    if (r.code !== 0)
+      throw new Error(
+        `${command} ${args.join(' ')}: ${(r.stderr || r.stdout).trim().split('\n')[0] || `exit status ${r.code}`}`,
+      );
+    return r.stdout;
+  }
+}
