@@ -29,7 +29,12 @@ export async function openRoot(root: string): Promise<OpenedRoot> {
     try {
       await unpackArchive(root, dir);
     } catch (err) {
-      if (err instanceof UnsafeArchiveError) throw new UsageError(`--root ${root}: refused: ${err.message}`);
+      if (err instanceof UnsafeArchiveError)
+        throw new UsageError(
+          err.message.startsWith('not a readable')
+            ? `--root ${root} is not a folder, nor a snapshot: ${err.message}`
+            : `--root ${root}: refused: ${err.message}`,
+        );
       throw err;
     }
   } catch (err) {

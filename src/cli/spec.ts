@@ -155,7 +155,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: 'validate the config and show what a start of each configured VM would do',
     details: [
       'Exit 2 on config problems (each with its path and fix), 1 when a configured start would be refused.',
-      'With --fleet DIR: one config against every snapshot in DIR (qemu-hook snapshot on each host), a table host × VM → ok or refused and why.',
+      'With --fleet DIR: one config against every snapshot in DIR (qemu-hook snapshot on each host), a table of host and VM: ok, or refused and why.',
     ],
     options: ['root', 'config', 'json', 'fleet'],
     examples: [

@@ -133,7 +133,7 @@ describe('check --fleet', { timeout: 240_000 }, () => {
     const b = cli(['check', '--fleet', bad, '--config', config]);
     expect(b.code).toBe(1);
     expect(b.stdout).toMatch(
-      /^ {2}\? +broken\.tar\.gz +- +REFUSED +--root .*broken\.tar\.gz: refused: not a readable \.tar\.gz/m,
+      /^ {2}\? +broken\.tar\.gz +- +REFUSED +--root .*broken\.tar\.gz is not a folder, nor a snapshot: not a readable \.tar\.gz/m,
     );
   });
 });

@@ -24,7 +24,12 @@ function findAddon(from: string): string {
   const candidates = ['..', '../..', '../../..'].map((up) =>
     resolve(from, up, 'native/build/Release/qemu_hook_libvirt.node'),
   );
-  return candidates.find((p) => existsSync(p)) ?? candidates[candidates.length - 1]!;
+  // Not built: name the place the build would put it (beside native/binding.gyp), not a guess.
+  return (
+    candidates.find((p) => existsSync(p)) ??
+    candidates.find((p) => existsSync(resolve(dirname(p), '../../binding.gyp'))) ??
+    candidates[0]!
+  );
 }
 
 export const BUILD_PREREQUISITES =
