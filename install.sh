@@ -303,7 +303,10 @@ install_extras() {
     put "$BASH_COMPLETION" "$NODE" "$DEST/dist/cli/main.cjs" completion bash
     put "$ZSH_COMPLETION" "$NODE" "$DEST/dist/cli/main.cjs" completion zsh
     put "$MAN_PAGE" "$NODE" "$DEST/dist/cli/main.cjs" man
-    put "$DOC_DIR/README.md" cat "$SRC/README.md"
+    # A checkout without its README (a trimmed copy) still installs; the program then points at a
+    # file that is not there, so say so.
+    if [ -f "$SRC/README.md" ]; then put "$DOC_DIR/README.md" cat "$SRC/README.md"
+    else say "no README.md in $SRC: $DOC_DIR/README.md not installed"; fi
     # Every hook run opens the log anew (O_APPEND) and closes it when it exits; nothing holds it
     # open for long, so a plain rename is safe: the next event creates a new file. copytruncate
     # could lose the lines written between its copy and its truncate, and there is no daemon to

@@ -158,6 +158,17 @@ export async function executeRelease(
       const restored: { address: string; driver: string | null }[] = [];
       const failed: { address: string; error: string }[] = [];
       for (const r of mine) {
+        // Already on its original driver (a hand-over's module reload probed it, or an earlier run
+        // gave it back and died before its save): nothing will be done to it, so nothing to check.
+        if (await alreadyBack(deps, r)) {
+          state = removeRecord(state, r.address);
+          restored.push({ address: r.address, driver: r.originalDriver });
+          deps.log.info(
+            { domain: r.domain, address: r.address, driver: r.originalDriver },
+            'already on its original driver; record dropped',
+          );
+          continue;
+        }
         const unsafe = await releaseRefusal(deps.safety, r);
         if (unsafe) {
           failed.push({ address: r.address, error: unsafe });
@@ -200,11 +211,26 @@ async function releaseDryRun(
   const restored: { address: string; driver: string | null }[] = [];
   const failed: { address: string; error: string }[] = [];
   for (const r of current.filter(select)) {
-    const unsafe = await releaseRefusal(deps.safety, r);
+    const unsafe = (await alreadyBack(deps, r)) ? null : await releaseRefusal(deps.safety, r);
     if (unsafe) failed.push({ address: r.address, error: unsafe });
     else restored.push({ address: r.address, driver: r.originalDriver });
   }
   return { restored, failed };
+}
+
+/** The device is on the driver its record names (not vfio-pci): giving it back would touch nothing. */
+async function alreadyBack(deps: ExecutorDeps, r: StateRecord): Promise<boolean> {
+  if (r.originalDriver === 'vfio-pci') return false;
+  try {
+    const now = await withTimeout(
+      deps.control.currentDriver(PciAddress.parse(r.address)),
+      deps.timeoutMs,
+      `read driver of ${r.address}`,
+    );
+    return now === r.originalDriver;
+  } catch {
+    return false; // the give-back reads it again and reports why
+  }
 }
 
 /**

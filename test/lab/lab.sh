@@ -124,7 +124,7 @@ prepare() {
 project_files() {
     cd "$REPO"
     local f
-    for f in package.json package-lock.json install.sh; do [ -e "$f" ] && echo "$f"; done
+    for f in package.json package-lock.json install.sh README.md; do [ -e "$f" ] && echo "$f"; done
     for f in dist hooks scripts examples; do [ -d "$f" ] && find "$f" -type f; done
     [ -d native ] && find native -type f -not -path 'native/build/*' -not -path 'native/node_modules/*'
     [ -d native/build/Release ] && find native/build/Release -maxdepth 1 -type f -name '*.node'
@@ -228,6 +228,8 @@ build_l1() {
     # bash: install.sh and the project's scripts may be bash scripts
     copy_with_libs "$s" /bin/bash
     ln -sf /bin/bash "$s/usr/bin/bash"
+    # coreutils' install: install.sh sets every mode with `install -m` (busybox has no install applet)
+    copy_with_libs "$s" /usr/bin/install
     # libvirt (daemon, client, the two connection drivers the lab uses) and qemu for the L2 domain
     copy_with_libs "$s" /usr/sbin/libvirtd /usr/bin/virsh \
         "$LIBVIRT_DRIVERS/libvirt_driver_qemu.so" "$LIBVIRT_DRIVERS/libvirt_driver_nodedev.so" \

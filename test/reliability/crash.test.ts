@@ -3,7 +3,7 @@
 // (libvirt's release after a failed start, `qemu-hook recover`). Every device must end on its
 // original driver, no moved device may lack its record at any moment, and `reconnect` must exit 0
 // in every state in between.
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FixtureDriverControl } from '../../src/host/fixture-driver-control.js';
@@ -12,6 +12,7 @@ import { PciAddress } from '../../src/model/pci-address.js';
 import { DomainXml } from '../../src/xml/domain-xml.js';
 import { addonBuilt } from '../host/libvirt/support.js';
 import { HOSTS } from '../support/cli.js';
+import { differencesFromStart } from '../support/handover-host.js';
 import { figure } from './support/figures.js';
 import { drivers, faultFile, hook, hosts, type Run, records, run, setFault } from './support/host.js';
 
@@ -39,6 +40,16 @@ const prepare = (root: string) => hook(root, 'win11', 'prepare', 'begin', WIN11)
 const release = (root: string) => hook(root, 'win11', 'release', 'end', WIN11);
 const recover = (root: string) => run(root, ['recover', '--root', root]);
 
+// The single-GPU hand-over (single-nvidia: a service and a daemon to stop, a graphical session to
+// end, holders to wait for, fbcon to unbind, efifb on the BAR, four modules to unload).
+const GPU_VM = readFileSync(join(HOSTS, 'single-nvidia/etc/libvirt/qemu/gpu-vm.xml'), 'utf8');
+const handoverPrepare = (root: string) => hook(root, 'gpu-vm', 'prepare', 'begin', GPU_VM);
+const handoverRelease = (root: string) => hook(root, 'gpu-vm', 'release', 'end', GPU_VM);
+/** The whole host, not only the drivers, is as it was: services, sessions aside, fbcon, modules. */
+const desktopBack = (name: 'single-nvidia' | 'single-amd') => async (root: string) => {
+  expect(await differencesFromStart(root, name)).toEqual([]);
+};
+
 interface Scenario {
   readonly name: string;
   /** The host before the run that dies; its drivers are what every device must end on. */
@@ -48,8 +59,10 @@ interface Scenario {
   readonly victim: (root: string) => Promise<Run>;
   /** What follows the crash on a real host; each must exit 0. */
   readonly after: readonly ((root: string) => Promise<Run>)[];
+  /** The domain the runs are about (default win11), for the reconnect probes. */
+  readonly domain?: { readonly name: string; readonly xml: string };
   /** Extra checks once recovered. */
-  readonly check?: (root: string) => void;
+  readonly check?: (root: string) => void | Promise<void>;
 }
 
 const ok = async (r: Promise<Run>) => {
@@ -124,6 +137,74 @@ if (addonBuilt) {
   });
 }
 
+const gpuVm = { name: 'gpu-vm', xml: GPU_VM };
+SCENARIOS.push(
+  {
+    name: 'a hand-over prepare (libvirt then calls release)',
+    host: async () => copy('single-nvidia'),
+    domain: gpuVm,
+    victim: handoverPrepare,
+    after: [handoverRelease, recover],
+    check: desktopBack('single-nvidia'),
+  },
+  {
+    name: 'a hand-over prepare undoing itself after a failed detach',
+    host: async () => {
+      const root = copy('single-amd');
+      writeFileSync(
+        join(root, 'var/lib/qemu-hook-fixture/faults.json'),
+        JSON.stringify([{ op: 'detach', address: '0000:01:00.1' }]),
+      );
+      return root;
+    },
+    domain: gpuVm,
+    victim: (root) => hook(root, 'gpu-vm', 'prepare', 'begin', readGpuVm(root)),
+    after: [(root) => hook(root, 'gpu-vm', 'release', 'end', readGpuVm(root)), recover],
+    check: desktopBack('single-amd'),
+  },
+  {
+    name: 'a hand-over release',
+    host: async () => copy('single-nvidia'),
+    domain: gpuVm,
+    before: (root) => ok(handoverPrepare(root)),
+    victim: handoverRelease,
+    after: [recover],
+    check: desktopBack('single-nvidia'),
+  },
+  {
+    name: 'recover of a hand-over (no release ever came)',
+    host: async () => copy('single-nvidia'),
+    domain: gpuVm,
+    before: (root) => ok(handoverPrepare(root)),
+    victim: recover,
+    after: [recover],
+    check: desktopBack('single-nvidia'),
+  },
+);
+
+// A step with no inverse (ending the sessions, waiting for holders) leaves a record only while it
+// acts: a release after a crash there meets its give-back point.
+for (const point of ['handover-record-end-session', 'handover-record-wait-holders']) {
+  SCENARIOS.push({
+    name: `a release after a hand-over killed at ${point}`,
+    host: async () => copy('single-nvidia'),
+    domain: gpuVm,
+    before: async (root) => {
+      setFault(root, point);
+      const died = await handoverPrepare(root);
+      setFault(root, null);
+      if (died.signal !== 'SIGKILL') throw new Error(`setup: the prepare did not die at ${point}`);
+    },
+    victim: handoverRelease,
+    after: [recover],
+    check: desktopBack('single-nvidia'),
+  });
+}
+
+function readGpuVm(root: string): string {
+  return readFileSync(join(root, 'etc/libvirt/qemu/gpu-vm.xml'), 'utf8');
+}
+
 /** The points a scenario's run meets, in order, as kill sites `point#n`. */
 async function killSites(s: Scenario): Promise<string[]> {
   const root = await s.host();
@@ -145,20 +226,47 @@ async function killSites(s: Scenario): Promise<string[]> {
 const sites = await Promise.all(SCENARIOS.map(killSites));
 const tally = { sites: 0, recovered: 0, met: new Set<string>() };
 
-/** Every moved device has its record, naming the driver to give it back to. */
+/**
+ * Every moved device has its record, naming the driver to give it back to; or, in a hand-over, the
+ * driver went with its module, and the record of that module's unload brings both back.
+ */
 function expectNothingLost(root: string, baseline: Record<string, string | null>, when: string) {
   const recs = records(root);
+  const unloaded = unloadedModules(root);
   for (const [address, was] of Object.entries(baseline)) {
     const now = drivers(root)[address];
     if (now === was) continue;
     const rec = recs.find((r) => r.address === address);
+    if (!rec && now === null && was !== null && unloaded.has(moduleOf(root, was))) continue;
     expect(rec, `${when}: ${address} is on ${now}, not ${was}, and has no record`).toBeDefined();
     expect(rec?.originalDriver, `${when}: the record of ${address}`).toBe(was);
   }
 }
 
-async function expectReconnectOk(root: string, when: string) {
-  const r = await hook(root, 'win11', 'reconnect', 'begin', WIN11);
+/** Modules a hand-over record says were (or are being) unloaded. */
+function unloadedModules(root: string): Set<string> {
+  const path = join(root, 'var/lib/qemu-hook/state.json');
+  if (!existsSync(path)) return new Set();
+  const s = JSON.parse(readFileSync(path, 'utf8')) as {
+    handovers?: { data: { kind: string; module?: string } }[];
+  };
+  return new Set(
+    (s.handovers ?? []).flatMap((h) =>
+      h.data.kind === 'unload-module' && h.data.module ? [h.data.module] : [],
+    ),
+  );
+}
+
+/** The module that provides a driver, as the fixture's simulated kernel knows it (else the same name). */
+function moduleOf(root: string, driver: string): string {
+  const path = join(root, 'var/lib/qemu-hook-fixture/kernel.json');
+  if (!existsSync(path)) return driver;
+  const k = JSON.parse(readFileSync(path, 'utf8')) as { drivers?: Record<string, string> };
+  return k.drivers?.[driver] ?? driver;
+}
+
+async function expectReconnectOk(root: string, when: string, domain = { name: 'win11', xml: WIN11 }) {
+  const r = await hook(root, domain.name, 'reconnect', 'begin', domain.xml);
   expect(r.code, `${when}: reconnect exited ${r.code}: ${r.stderr}`).toBe(0);
   expect(r.stdout).toBe('');
 }
@@ -181,7 +289,7 @@ SCENARIOS.forEach((s, i) => {
         setFault(root, null);
         expect(died.signal, `the run did not die at ${site}: ${died.code} ${died.stderr}`).toBe('SIGKILL');
         expectNothingLost(root, baseline, `after the crash at ${site}`);
-        await expectReconnectOk(root, `after the crash at ${site}`);
+        await expectReconnectOk(root, `after the crash at ${site}`, s.domain);
         for (const step of s.after) {
           const r = await step(root);
           expect(r.code, `recovery step exited ${r.code}: ${r.stderr}${r.stdout}`).toBe(0);
@@ -189,8 +297,8 @@ SCENARIOS.forEach((s, i) => {
         }
         expect(drivers(root)).toEqual(baseline);
         expect(JSON.stringify(records(root))).toBe(stateBefore);
-        await expectReconnectOk(root, 'once recovered');
-        s.check?.(root);
+        await expectReconnectOk(root, 'once recovered', s.domain);
+        await s.check?.(root);
         tally.recovered++;
       });
     }

@@ -253,6 +253,7 @@ function sysfsOddity(r: Random, root: string, address: string): string {
       );
       return 'a file among the devices';
     case 5:
+      rmSync(join(root, 'sys/bus/pci/devices', '0000:09:00.0'), { force: true });
       symlinkSync('../../../devices/pci0000:00/nowhere', join(root, 'sys/bus/pci/devices', '0000:09:00.0'));
       return 'a dangling device link';
     case 6:

@@ -113,6 +113,12 @@ function readOne(
   }
 
   const driver = linkName(`${dir}/driver`);
+  // A driver link that leads nowhere (a driver being unloaded this instant, or a damaged capture)
+  // names no driver a give-back could bind: such a device is not one we can take and return.
+  if (driver !== null && !existsSync(`${dir}/driver`)) {
+    warnings.add(`PCI device ${name}: its driver link names ${driver}, which is not there; skipped`);
+    return null;
+  }
   // driver_override decides what binds next; it matters for a device with no driver or on vfio-pci
   // (a detach that did not finish). Skipping it for the others saves three syscalls a device.
   const override = driver === null || driver === 'vfio-pci' ? attr('driver_override', false) : null;

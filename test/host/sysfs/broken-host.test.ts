@@ -50,6 +50,19 @@ describe('a broken PCI attribute', () => {
     });
   });
 
+  it('skips a device whose driver link leads nowhere: no give-back could bind that driver', async () => {
+    const root = copy();
+    const link = join(devDir(root, '0000:05:00.0'), 'driver');
+    unlinkSync(link);
+    symlinkSync('../../../bus/pci/drivers/gone', link);
+    const inv = await read(root);
+    expect(addresses(inv)).not.toContain('0000:05:00.0');
+    expect(addresses(inv)).toHaveLength(28);
+    expect(inv.warnings).toContain(
+      'PCI device 0000:05:00.0: its driver link names gone, which is not there; skipped',
+    );
+  });
+
   it('reports an unexpected class value', async () => {
     const root = copy();
     unlinkSync(join(devDir(root, '0000:02:00.0'), 'modalias'));

@@ -82,7 +82,7 @@ describe.skipIf(!isRoot || !built)('install.sh trusts nothing it finds', { timeo
 
   it('a link in the checkout is installed as a file, not as a link', () => {
     const src = tmp();
-    for (const p of ['install.sh', 'dist', 'hooks', 'package.json', 'examples'])
+    for (const p of ['install.sh', 'dist', 'hooks', 'package.json', 'examples', 'README.md'])
       cpSync(join(REPO, p), join(src, p), { recursive: true });
     mkdirSync(join(src, 'native/build/Release'), { recursive: true });
     copyFileSync(
