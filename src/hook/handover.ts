@@ -467,27 +467,46 @@ class Timer {
   }
 }
 
+/** What a domain's whole give-back did: its devices and its hand-over steps, each on its own. */
+export interface WholeReleaseOutcome<D extends DeviceReleaseOutcome> {
+  readonly devices: D;
+  /** Hand-over targets given back (or, dry run, that would be). */
+  readonly handoverRestored: readonly string[];
+  readonly handoverFailed: readonly { readonly target: string; readonly error: string }[];
+}
+
+export interface DeviceReleaseOutcome {
+  readonly failed: readonly { readonly address: string; readonly error: string }[];
+}
+
+/** Every failure of a whole give-back, one line each ("0000:01:00.0: …", "sddm.service: …"). */
+export function releaseFailures(o: WholeReleaseOutcome<DeviceReleaseOutcome>): string[] {
+  return [
+    ...o.devices.failed.map((f) => `${f.address}: ${f.error}`),
+    ...o.handoverFailed.map((f) => `${f.target}: ${f.error}`),
+  ];
+}
+
 /**
  * A domain's whole give-back: modules first (so the reattach's probe finds the original driver
  * loaded), then its devices (execute.ts), then the other hand-over steps in reverse: firmware fb,
  * fbcon, display manager, services. Failures are collected; every part still runs.
  */
-export async function releaseWithHandover(
+export async function releaseWithHandover<D extends DeviceReleaseOutcome>(
   select: (domain: string) => boolean,
-  devices: () => Promise<{ readonly failed: readonly { address: string; error: string }[] }>,
+  devices: () => Promise<D>,
   deps: HandoverDeps | null,
   options: { dryRun?: boolean } = {},
-): Promise<{ failed: string[]; restored: string[] }> {
-  const failed: string[] = [];
-  const restored: string[] = [];
+): Promise<WholeReleaseOutcome<D>> {
+  const handoverRestored: string[] = [];
+  const handoverFailed: { target: string; error: string }[] = [];
   const pick = (r: HandoverRecord) => select(r.domain);
   const collect = (o: GiveBackOutcome) => {
-    restored.push(...o.restored);
-    failed.push(...o.failed.map((f) => `${f.target}: ${f.error}`));
+    handoverRestored.push(...o.restored);
+    handoverFailed.push(...o.failed.map((f) => ({ target: f.target, error: f.error })));
   };
   if (deps) collect(await giveBackHandover(pick, deps, { only: isModuleRecord, ...options }));
   const d = await devices();
-  failed.push(...d.failed.map((f) => `${f.address}: ${f.error}`));
   if (deps) collect(await giveBackHandover(pick, deps, { only: (r) => !isModuleRecord(r), ...options }));
-  return { failed, restored };
+  return { devices: d, handoverRestored, handoverFailed };
 }

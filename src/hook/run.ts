@@ -4,7 +4,6 @@ import type { Inventory } from '../model/device.js';
 import { errorMessage } from '../model/errors.js';
 import type { HookEvent } from '../model/hook-event.js';
 import { type HostPaths, underRoot } from '../model/paths.js';
-import { PciAddress } from '../model/pci-address.js';
 import type { Plan } from '../model/plan.js';
 import type { Clock, DriverControl, HandoverHost, HostSafety, InventoryReader } from '../model/ports.js';
 import { correctMovedEntries } from '../plan/correct.js';
@@ -14,7 +13,13 @@ import { loadState } from '../state/file.js';
 import { handoversFor } from '../state/records.js';
 import { DomainXml } from '../xml/domain-xml.js';
 import { executePrepare, executeRelease } from './execute.js';
-import { executeHandover, giveBackHandover, type HandoverDeps, releaseWithHandover } from './handover.js';
+import {
+  executeHandover,
+  giveBackHandover,
+  type HandoverDeps,
+  releaseFailures,
+  releaseWithHandover,
+} from './handover.js';
 import type { HookLogger } from './logger.js';
 import { findScripts, runScripts, type ScriptResult, scriptsSucceeded } from './scripts.js';
 
@@ -255,31 +260,32 @@ async function release(event: HookEvent, xml: string, deps: HookDeps): Promise<H
   const mine = state.records.filter((r) => r.domain === event.domain);
   const handedOver = handoversFor(state, event.domain).length > 0;
   if (mine.length > 0 || handedOver) {
-    // Only the recorded devices: the rest of the host has no part in giving them back.
-    const inventory = await deps.inventory.readFor(mine.map((r) => PciAddress.parse(r.address)));
+    // No inventory: the records say which devices, and HostSafety checks each before it is touched.
+    const bootId = await deps.inventory.bootId();
     const devices = () =>
       mine.length > 0
         ? deps.control(config).then((control) =>
             executeRelease((r) => r.domain === event.domain, {
               control,
               stateFile,
-              bootId: inventory.bootId,
+              bootId,
               clock: deps.clock,
               log: deps.log,
               timeoutMs: deps.timeoutMs,
               ...(deps.safety ? { safety: deps.safety } : {}),
             }),
           )
-        : Promise.resolve({ failed: [] });
+        : Promise.resolve({ restored: [], failed: [] });
     const host = handedOver && deps.handoverHost ? await deps.handoverHost(15_000) : null;
     const out = await releaseWithHandover(
       (d) => d === event.domain,
       devices,
-      host ? handoverDeps(host, stateFile, inventory.bootId, deps) : null,
+      host ? handoverDeps(host, stateFile, bootId, deps) : null,
     );
-    if (out.failed.length > 0)
+    const failed = releaseFailures(out);
+    if (failed.length > 0)
       deps.log.error(
-        { domain: event.domain, failed: out.failed },
+        { domain: event.domain, failed },
         'some devices or hand-over steps were not given back; run qemu-hook recover',
       );
   }

@@ -15,12 +15,11 @@ import type { PciAddress } from './pci-address.js';
 export interface InventoryReader {
   read(): Promise<Inventory>;
   /**
-   * The inventory of these PCI functions only, for the events that act on devices already known
-   * (release, recover): their devices (absent ones left out), the protected devices, the boot id;
-   * no USB devices and no pci.ids names. What a host with hundreds of functions costs a full read,
-   * this does not.
+   * The boot id alone, for the events that act on devices already recorded (release): the records
+   * say which devices, HostSafety checks each of them; a full read of a host with hundreds of
+   * functions would be spent on nothing.
    */
-  readFor(addresses: readonly PciAddress[]): Promise<Inventory>;
+  bootId(): Promise<string | null>;
 }
 
 /**

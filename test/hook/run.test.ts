@@ -52,9 +52,9 @@ function deps(extra: Partial<HookDeps> = {}): HookDeps {
         reads.push('all');
         return workstation();
       },
-      readFor: async (addresses) => {
-        reads.push(addresses.join(' '));
-        return workstation();
+      bootId: async () => {
+        reads.push('boot id');
+        return workstation().bootId;
       },
     },
     control: async () => control,
@@ -94,12 +94,12 @@ describe('runHook', () => {
     expect((await loadState(stateFile())).records).toEqual([]);
   });
 
-  it('release reads only the recorded devices, never the whole host', async () => {
+  it('release reads the boot id only, never the inventory: the records say which devices', async () => {
     await runHook(ev('win11', 'prepare'), TAGGED, deps());
     expect(reads).toEqual(['all']);
     reads = [];
     await runHook(ev('win11', 'release', 'end'), TAGGED, deps());
-    expect(reads).toEqual(['0000:01:00.0 0000:01:00.1']);
+    expect(reads).toEqual(['boot id']);
     expect((await loadState(stateFile())).records).toEqual([]);
   });
 

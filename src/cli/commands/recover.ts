@@ -1,6 +1,6 @@
 import { defaultConfig, loadConfigFile } from '../../config/load.js';
 import { executeRelease } from '../../hook/execute.js';
-import { releaseWithHandover } from '../../hook/handover.js';
+import { releaseFailures, releaseWithHandover } from '../../hook/handover.js';
 import { SysfsHostSafety } from '../../host/sysfs/host-safety.js';
 import { errorMessage, UsageError } from '../../model/errors.js';
 import { loadState } from '../../state/file.js';
@@ -22,9 +22,9 @@ export async function recover(ctx: CliContext): Promise<number> {
   }
   checkTrust(ctx, cfg, !ctx.args.dryRun);
   // --dry-run only reads: a corrupt state file stays where it is.
-  const [state, inventory] = await Promise.all([
+  const [state, bootId] = await Promise.all([
     loadState(stateFile, { readOnly: ctx.args.dryRun }),
-    inventoryReader(ctx).read(),
+    inventoryReader(ctx).bootId(),
   ]);
   const vms = ctx.args.vms;
   const picked = (domain: string) => vms.length === 0 || vms.includes(domain);
@@ -66,14 +66,12 @@ export async function recover(ctx: CliContext): Promise<number> {
   };
   const clock = { now: () => new Date() };
   const chosen = (domain: string) => picked(domain) && !running.has(domain);
-  const restoredDevices: { address: string; driver: string | null }[] = [];
-  const failedDevices: { address: string; error: string }[] = [];
   const handedOver = (state.handovers ?? []).some((h) => chosen(h.domain));
   const handover = handedOver
     ? {
         host: await makeHandoverHost(ctx.paths, ctx.fixtureRoot, 60_000),
         stateFile,
-        bootId: inventory.bootId,
+        bootId,
         clock,
         log,
       }
@@ -81,44 +79,42 @@ export async function recover(ctx: CliContext): Promise<number> {
   const out = await releaseWithHandover(
     chosen,
     async () => {
-      if (!state.records.some((r) => chosen(r.domain))) return { failed: [] };
-      const r = await executeRelease(
+      if (!state.records.some((r) => chosen(r.domain))) return { restored: [], failed: [] };
+      return executeRelease(
         // The executor reads the state again under its lock: pick records by value, not identity.
         (rec) => chosen(rec.domain),
         {
           control: await driverControl(ctx, cfg),
           safety: new SysfsHostSafety(ctx.paths.sys, ctx.paths.proc),
           stateFile,
-          bootId: inventory.bootId,
+          bootId,
           clock,
           log,
           timeoutMs: 60_000,
         },
         { dryRun: ctx.args.dryRun },
       );
-      restoredDevices.push(...r.restored);
-      failedDevices.push(...r.failed);
-      return r;
     },
     handover,
     { dryRun: ctx.args.dryRun },
   );
-  const handoverFailed = out.failed.filter((f) => !failedDevices.some((d) => f.startsWith(`${d.address}:`)));
+  const status = releaseFailures(out).length === 0 ? EXIT.ok : EXIT.refused;
   if (ctx.args.json) {
     json({
       running: [...running],
-      restored: restoredDevices,
-      failed: [...failedDevices, ...handoverFailed.map((error) => ({ handover: true, error }))],
-      ...(out.restored.length > 0 ? { handoverRestored: [...out.restored] } : {}),
+      restored: [...out.devices.restored],
+      failed: [
+        ...out.devices.failed,
+        ...out.handoverFailed.map((f) => ({ handover: true, error: `${f.target}: ${f.error}` })),
+      ],
+      ...(out.handoverRestored.length > 0 ? { handoverRestored: [...out.handoverRestored] } : {}),
     });
-    return out.failed.length === 0 ? EXIT.ok : EXIT.refused;
+    return status;
   }
-  for (const r of restoredDevices)
-    ctx.out(
-      `${ctx.args.dryRun ? 'would give back' : 'given back'}: ${r.address} → ${r.driver ?? '(no driver)'}`,
-    );
-  for (const f of failedDevices) ctx.err(`not given back: ${f.address}: ${f.error}`);
-  for (const t of out.restored) ctx.out(`${ctx.args.dryRun ? 'would give back' : 'given back'}: ${t}`);
-  for (const f of handoverFailed) ctx.err(`not given back: ${f}`);
-  return out.failed.length === 0 ? EXIT.ok : EXIT.refused;
+  const given = ctx.args.dryRun ? 'would give back' : 'given back';
+  for (const r of out.devices.restored) ctx.out(`${given}: ${r.address} → ${r.driver ?? '(no driver)'}`);
+  for (const f of out.devices.failed) ctx.err(`not given back: ${f.address}: ${f.error}`);
+  for (const t of out.handoverRestored) ctx.out(`${given}: ${t}`);
+  for (const f of out.handoverFailed) ctx.err(`not given back: ${f.target}: ${f.error}`);
+  return status;
 }

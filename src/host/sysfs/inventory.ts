@@ -1,11 +1,10 @@
 import { join } from 'node:path';
-import type { Inventory, PciDevice } from '../../model/device.js';
+import type { Inventory } from '../../model/device.js';
 import type { HostPaths } from '../../model/paths.js';
-import type { PciAddress } from '../../model/pci-address.js';
 import type { InventoryReader } from '../../model/ports.js';
 import { NO_PCI_NAMES, PciIds, type PciNames } from '../pci-ids.js';
 import { readHostSupport } from './host-support.js';
-import { readPciDevice, readPciDevices } from './pci-devices.js';
+import { readPciDevices } from './pci-devices.js';
 import { protectedDevices } from './protected-devices.js';
 import { errnoCode, readSmall, Warnings } from './sysfs-files.js';
 import { readUsbDevices } from './usb-devices.js';
@@ -49,20 +48,8 @@ export class SysfsInventoryReader implements InventoryReader {
     };
   }
 
-  async readFor(addresses: readonly PciAddress[]): Promise<Inventory> {
-    const { sys, proc } = this.paths;
-    const warnings = new Warnings();
-    const pci = addresses
-      .map((a) => readPciDevice(sys, a, warnings))
-      .filter((d): d is PciDevice => d !== null)
-      .sort((a, b) => a.address.compare(b.address));
-    return {
-      pci,
-      usb: [],
-      protectedDevices: protectedDevices(sys, proc, pci, warnings),
-      bootId: bootId(proc, warnings),
-      warnings: warnings.list,
-    };
+  async bootId(): Promise<string | null> {
+    return bootId(this.paths.proc, new Warnings());
   }
 
   private names(): PciNames {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { PciDevice } from '../../model/device.js';
 import { type HexId, type PciClassCode, parseHexId, parsePciClass } from '../../model/ids.js';
 import { PciAddress } from '../../model/pci-address.js';
-import { NO_PCI_NAMES, type PciNames } from '../pci-ids.js';
+import type { PciNames } from '../pci-ids.js';
 import { errnoCode, linkName, listDir, readlinkOrNull, readSmall, type Warnings } from './sysfs-files.js';
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
@@ -28,31 +28,6 @@ export function readPciDevices(sys: string, names: PciNames, warnings: Warnings)
   // (a VF whose PF is not listed is on its way out with it, and reads as a plain function).
   for (const d of devices) d.physfn = vfOwners.get(d.address.toString()) ?? null;
   return devices;
-}
-
-/**
- * One PCI function, null when it is absent or unreadable (said in `warnings`). Without pci.ids
- * names: for the events that act on devices already recorded, where names serve nobody.
- */
-export function readPciDevice(sys: string, address: PciAddress, warnings: Warnings): PciDevice | null {
-  const name = address.toString();
-  const dir = join(sys, 'bus/pci/devices', name);
-  if (!existsSync(dir)) return null;
-  const d = readOne(dir, name, NO_PCI_NAMES, null, new Map(), warnings);
-  if (d) d.physfn = physfnOf(dir, name);
-  return d;
-}
-
-/** A VF's PF and its index among the PF's virtfnN links; null for any other function. */
-function physfnOf(dir: string, name: string): PciDevice['physfn'] {
-  const pf = PciAddress.tryParse(linkName(`${dir}/physfn`) ?? '');
-  if (!pf) return null;
-  const pfDir = join(dir, '..', pf.toString());
-  for (const link of listDir(pfDir) ?? []) {
-    if (/^virtfn\d+$/.test(link) && linkName(`${pfDir}/${link}`) === name)
-      return { address: pf, index: Number(link.slice(6)) };
-  }
-  return null;
 }
 
 function readOne(
