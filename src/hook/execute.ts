@@ -92,6 +92,7 @@ export async function executePrepare(plan: Plan, deps: ExecutorDeps): Promise<Pr
             'the start took longer than its time limit (limits.hookSeconds in the config); what it took was given back',
           ]);
         }
+        const detachStart = Date.now();
         try {
           await withTimeout(
             deps.control.detach(PciAddress.parse(d.address)),
@@ -117,7 +118,12 @@ export async function executePrepare(plan: Plan, deps: ExecutorDeps): Promise<Pr
           return refuse([why]);
         }
         log.info(
-          { domain: plan.domain, address: d.address, originalDriver: record.originalDriver },
+          {
+            domain: plan.domain,
+            address: d.address,
+            originalDriver: record.originalDriver,
+            ms: Date.now() - detachStart,
+          },
           'detached to vfio-pci',
         );
         faultPoint('detach');
@@ -178,12 +184,19 @@ export async function executeRelease(
           );
           continue;
         }
+        const giveBackStart = Date.now();
         const res = await giveBack(deps.control, r.address, r.originalDriver, deps.timeoutMs, deps.settleMs);
         if (res.ok) {
           state = removeRecord(state, r.address);
           restored.push({ address: r.address, driver: res.driver });
           deps.log.info(
-            { domain: r.domain, address: r.address, driver: res.driver, steps: res.steps },
+            {
+              domain: r.domain,
+              address: r.address,
+              driver: res.driver,
+              steps: res.steps,
+              ms: Date.now() - giveBackStart,
+            },
             'given back to original driver',
           );
         } else {

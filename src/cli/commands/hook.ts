@@ -104,6 +104,8 @@ export async function runHookFromCli(positionals: readonly string[]): Promise<nu
   });
   if (result.stdout) writeAll(STDOUT, result.stdout);
   for (const line of result.stderr) writeErr(line);
+  // From the process's start (Node's own start included): what this event cost libvirt's wait.
+  log.debug({ ms: Math.round(performance.now()), exitCode: result.exitCode }, 'hook run done');
   log.flush();
   return result.exitCode;
 }

@@ -628,12 +628,43 @@ function checkPerf(c) {
     );
   }
   c.expect(recordsOf(status(), 'perf-hook').length === 0, 'the state file still holds records for perf-hook');
+  hookShare(c);
   const m = (d, k) => medianOf(times[d][k]);
   const line = (k) =>
     `bare ${secs(m('perf-bare', k))}, managed ${secs(m('perf-managed', k))}, hook ${secs(m('perf-hook', k))}`;
   // One line for run-lab.mjs to repeat at the end (it looks for "LAB perf: ").
   console.log(
     `LAB perf: start ${line('start')} → device overhead ${overhead(m('perf-bare', 'start'), m('perf-managed', 'start'), m('perf-hook', 'start'))}; stop ${line('stop')} → ${overhead(m('perf-bare', 'stop'), m('perf-managed', 'stop'), m('perf-hook', 'stop'))} (medians of ${PERF_CYCLES}; node -e 0 ${secs(medianOf(nodeTimes))}; goals ≤ 1.2× / ≤ 2.0×)`,
+  );
+}
+
+/**
+ * Where the hook's part of a perf-hook start and stop goes, from its own log (level debug): the
+ * whole run from the process's start to its exit ('hook run done'), and within it libvirt's
+ * detach or the give-back (reattach and the wait for the driver). What is left is Node's start and
+ * the hook's own work.
+ */
+function hookShare(c) {
+  const lines = readFileSync(HOOK_LOG, 'utf8')
+    .split('\n')
+    .flatMap((l) => {
+      try {
+        const o = JSON.parse(l);
+        return o.domain === 'perf-hook' ? [o] : [];
+      } catch {
+        return [];
+      }
+    });
+  const msOf = (op, msg) =>
+    lines.filter((o) => o.op === op && o.msg === msg && typeof o.ms === 'number').map((o) => o.ms / 1000);
+  const part = (op, msg, what) => {
+    const whole = msOf(op, 'hook run done');
+    const inner = msOf(op, msg);
+    if (whole.length === 0) return `${op}: no 'hook run done' line`;
+    return `${op} ${secs(medianOf(whole))} from its process's start to its exit, of which ${what} ${inner.length ? secs(medianOf(inner)) : 'n/a'}`;
+  };
+  c.note(
+    `the hook's runs (medians, its log): ${part('prepare', 'detached to vfio-pci', "libvirt's detach")}; ${part('release', 'given back to original driver', 'the give-back')}`,
   );
 }
 
