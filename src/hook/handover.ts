@@ -107,7 +107,8 @@ export async function executeHandover(
     deps.log.info({ domain, step: step.step, kind: step.kind, target: step.target }, 'hand-over step done');
   }
   const out = { ok: true, errors: [], ms: t.total(), hookMs: t.own() };
-  if (steps.length > 0) deps.log.info({ domain, ms: out.ms, hookMs: out.hookMs }, 'hand-over done');
+  if (steps.length > 0)
+    deps.log.info({ domain, ms: out.ms, hookMs: out.hookMs, waitedMs: t.waited() }, 'hand-over done');
   return out;
 }
 
@@ -159,7 +160,10 @@ export async function giveBackHandover(
     }
   }
   if (picked.length > 0 && !options.dryRun)
-    deps.log.info({ ms: t.total(), hookMs: t.own(), failed: failed.length }, 'give-back done');
+    deps.log.info(
+      { ms: t.total(), hookMs: t.own(), waitedMs: t.waited(), failed: failed.length },
+      'give-back done',
+    );
   return { restored, failed, ms: t.total(), hookMs: t.own() };
 }
 
@@ -376,8 +380,13 @@ async function waitForHolders(
     if (Date.now() >= deadline) break;
     await t.sleep(Math.min(poll, Math.max(0, deadline - Date.now())));
   }
+  const units = [...new Set(last.filter((h) => h.unit && !h.userManager && !h.session).map((h) => h.unit!))];
+  const fix = [
+    ...(units.length > 0 ? [`list ${units.join(', ')} in handover.services`] : []),
+    ...(data.policy === 'refuse' ? ['stop them', 'set handover.holders: term'] : []),
+  ];
   throw new Error(
-    `still held after ${Math.round(timeoutMs / 1000)} s by ${last.map(holderText).join('; ')}${data.policy === 'refuse' ? ': stop them, or set handover.holders: term' : ''}`,
+    `still held after ${Math.round(timeoutMs / 1000)} s by ${last.map(holderText).join('; ')}${fix.length > 0 ? `: ${fix.join(', or ')}` : ''}`,
   );
 }
 
@@ -440,17 +449,22 @@ async function update(deps: HandoverDeps, change: (s: StateFile) => StateFile): 
   );
 }
 
-/** Wall time, and the part spent waiting on others (services, holders, polls): the rest is the hook's. */
+/**
+ * Wall time; the part spent waiting on others (services, holders, polls); and the hook's own share:
+ * the CPU time of this process (user and system, so the kernel work of its own sysfs writes too),
+ * not the service manager's, the children's or the time asleep.
+ */
 class Timer {
   private readonly start = Date.now();
-  private waited = 0;
+  private readonly cpu = process.cpuUsage();
+  private waitedMs = 0;
 
   async waiting<T>(work: () => Promise<T>): Promise<T> {
     const s = Date.now();
     try {
       return await work();
     } finally {
-      this.waited += Date.now() - s;
+      this.waitedMs += Date.now() - s;
     }
   }
 
@@ -462,8 +476,13 @@ class Timer {
     return Date.now() - this.start;
   }
 
+  waited(): number {
+    return this.waitedMs;
+  }
+
   own(): number {
-    return Math.max(0, this.total() - this.waited);
+    const used = process.cpuUsage(this.cpu);
+    return Math.round((used.user + used.system) / 1000);
   }
 }
 

@@ -9,6 +9,17 @@ export const NEVER_STOPPED: ReadonlySet<string> = new Set([
   'init.scope',
 ]);
 
+/**
+ * Daemons that exist only to hold a GPU: stopped (and started again after) when they are active and
+ * hold it, without being listed. Any other system unit holding the GPU is left running (it may be
+ * what started this VM, or a job the user would not want stopped): its processes are holders the
+ * hand-over waits for, and the refusal names the unit to list in `handover.services`.
+ */
+export const KNOWN_GPU_DAEMONS: ReadonlySet<string> = new Set([
+  'nvidia-persistenced.service',
+  'nvidia-powerd.service',
+]);
+
 /** Modules a hand-over never unloads: the DRM core (often built in) and the sound core of other cards. */
 export const NEVER_UNLOADED: ReadonlySet<string> = new Set(['drm', 'drm_kms_helper', 'snd_hda_intel']);
 

@@ -6,6 +6,7 @@ import {
   type HandoverSnapshot,
   type HandoverStep,
   type HandoverTarget,
+  KNOWN_GPU_DAEMONS,
   type LoginSession,
   NEVER_STOPPED,
 } from '../model/handover.js';
@@ -33,11 +34,16 @@ export function planHandover(snapshot: HandoverSnapshot, config: HandoverConfig)
   const active = new Map(snapshot.services.map((s) => [s.unit, s.active]));
   const dm = snapshot.displayManager;
 
-  // 1. Services: the configured ones, then system units whose processes hold the GPU.
-  const holderUnits = snapshot.holders
-    .filter((h) => h.unit && !h.userManager && !h.session && h.pid !== 1)
-    .map((h) => h.unit!);
+  // 1. Services: the configured ones, then known GPU daemons that hold the GPU. Other system units
+  // holding it are not stopped unasked: the wait for holders names them.
+  const systemHolders = snapshot.holders.filter((h) => h.unit && !h.userManager && !h.session && h.pid !== 1);
+  const holderUnits = systemHolders.map((h) => h.unit!).filter((u) => KNOWN_GPU_DAEMONS.has(u));
   const wanted = unique([...config.services, ...holderUnits]).filter((u) => u !== dm);
+  for (const unit of unique(systemHolders.map((h) => h.unit!)))
+    if (!wanted.includes(unit) && unit !== dm && !NEVER_STOPPED.has(unit))
+      warnings.push(
+        `${unit} holds the GPU and is not stopped by the hand-over: list it in handover.services to stop it for the VM and start it again after`,
+      );
   for (const unit of wanted) {
     if (NEVER_STOPPED.has(unit)) {
       warnings.push(`${unit} holds the GPU but is never stopped (libvirt runs through it)`);

@@ -137,7 +137,6 @@ function handoverQemuArgs() {
     'loglevel=4',
     'rdinit=/sbin/init',
     'systemd.show_status=0',
-    ...(process.env.LAB_HANDOVER_H4 === '1' ? ['lab.handover=h4'] : []),
   ].join(' ');
   return [
     ...['-machine', 'q35,kernel-irqchip=split', '-accel', 'tcg,thread=multi'],

@@ -90,6 +90,41 @@ describe('planHandover', () => {
     expect(plan.steps.every((x) => x.timeoutMs === 3000)).toBe(true);
   });
 
+  it('stops a known GPU daemon unlisted, but no other unit holding the GPU: that one is named with the fix', async () => {
+    const config = handoverOf('{}');
+    const s = await snapshotOf('single-nvidia', ['0000:01:00.0', '0000:01:00.1'], ['ollama.service']);
+    const withJob: HandoverSnapshot = {
+      ...s,
+      services: [...s.services, { unit: 'ollama.service', active: true }],
+      holders: [
+        ...s.holders,
+        {
+          pid: 4242,
+          command: 'ollama',
+          unit: 'ollama.service',
+          userManager: null,
+          session: null,
+          nodes: ['/dev/nvidia0'],
+        },
+      ],
+    };
+    const plan = planHandover(withJob, config);
+    const stopped = plan.steps.filter((x) => x.kind === 'stop-service').map((x) => x.target);
+    expect(stopped).toEqual(['nvidia-persistenced.service', 'sddm.service']);
+    expect(plan.warnings).toContain(
+      'ollama.service holds the GPU and is not stopped by the hand-over: list it in handover.services to stop it for the VM and start it again after',
+    );
+    expect(plan.steps.find((x) => x.kind === 'wait-holders')?.why).toContain(
+      'pid 4242 ollama (ollama.service)',
+    );
+    // Listed, it is stopped like the daemon.
+    const listed = planHandover(withJob, handoverOf('{ services: [ollama] }'));
+    expect(listed.steps.filter((x) => x.kind === 'stop-service').map((x) => x.target)).toContain(
+      'ollama.service',
+    );
+    expect(listed.warnings.join('\n')).not.toMatch(/ollama/);
+  });
+
   it('services that are not active, and modules not loaded, are left out', async () => {
     const config = handoverOf('{ services: [lactd], modules: [amdgpu_not_here] }');
     const s = await snapshotOf(
