@@ -7,7 +7,7 @@
 // a time.
 //
 // env: LAB_STAGE=boot|libvirt|addon|l2bench|full|handover (default: full, then handover),
-//      LAB_TIMEOUT seconds per guest (default 900 for full, 720 for handover), LAB_MEM MiB (3072),
+//      LAB_TIMEOUT seconds per guest (default 1200 for full, 720 for handover), LAB_MEM MiB (3072),
 //      LAB_SMP (2), LAB_CACHE (<repo>/.cache/lab), CI=true turns every "skipped" into a failure.
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, createWriteStream, existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -19,7 +19,7 @@ const repo = join(here, '..', '..');
 const cache = process.env.LAB_CACHE ?? join(repo, '.cache', 'lab');
 const out = join(cache, 'out');
 const stages = process.env.LAB_STAGE ? [process.env.LAB_STAGE] : ['full', 'handover'];
-const timeoutOf = (stage) => Number(process.env.LAB_TIMEOUT ?? (stage === 'handover' ? 720 : 900));
+const timeoutOf = (stage) => Number(process.env.LAB_TIMEOUT ?? (stage === 'handover' ? 720 : 1200));
 const inCi = process.env.CI === 'true' || process.env.CI === '1';
 // Debian's ovmf package (lab.sh prepare installs it)
 const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE.fd';
