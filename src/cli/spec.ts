@@ -212,7 +212,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     usage: 'snapshot [--output FILE] [--redact] [--root DIR|FILE] [--config FILE]',
     summary: 'capture what qemu-hook reads of this host into one .tar.gz, for a bug report or a fleet check',
     details: [
-      'The sysfs and /proc entries the program reads (PCI, USB, IOMMU, the single-GPU hand-over), the config, the domain definitions, the state file and the pci.ids lines in use. Replay it anywhere with --root FILE.tar.gz.',
+      'The sysfs and /proc entries the program reads (PCI, USB, IOMMU, the single-GPU hand-over), the config, the domain definitions, the state file and the pci.ids lines in use, and what the hand-over asks systemd and logind (the display manager and the units it would stop, the sessions). Replay it anywhere with --root FILE.tar.gz: devices, check and --simulate read it; the hook, recover and apply refuse it.',
     ],
     options: ['output', 'redact', 'root', 'config'],
     examples: ['qemu-hook snapshot --redact', 'qemu-hook devices --root qemu-hook-myhost-2026-12-02.tar.gz'],

@@ -1,8 +1,9 @@
 import { join } from 'node:path';
 import type { Config } from '../config/model.js';
 import { FileDefinitionStore } from '../host/definition-files.js';
+import { FIXTURE_STATE_DIR, hasFixtureState } from '../host/root-kind.js';
 import { SysfsInventoryReader } from '../host/sysfs/inventory.js';
-import { errorMessage } from '../model/errors.js';
+import { errorMessage, UsageError } from '../model/errors.js';
 import type { HostPaths } from '../model/paths.js';
 import type {
   DefinitionSource,
@@ -10,6 +11,7 @@ import type {
   DriverControl,
   HandoverHost,
   InventoryReader,
+  ServiceManager,
 } from '../model/ports.js';
 import type { CliContext } from './context.js';
 
@@ -77,8 +79,10 @@ export async function driverControl(ctx: CliContext, config: Config): Promise<Dr
 }
 
 /**
- * The hand-over's host: systemd, logind and the kernel's writes, or on a fixture root their
- * simulation (never the real machine's). `readOnly` for the commands that only report.
+ * The hand-over's host: systemd, logind and the kernel's writes; on a fixture root their
+ * simulation (never the real machine's); on a snapshot of a real host (a --root without a
+ * simulated kernel), what the snapshot captured of systemd and logind, and no writes at all.
+ * `readOnly` for the commands that only report.
  */
 export async function makeHandoverHost(
   paths: HostPaths,
@@ -86,6 +90,12 @@ export async function makeHandoverHost(
   timeoutMs: number,
   readOnly = false,
 ): Promise<HandoverHost> {
+  if (fixture && !hasFixtureState(paths.root)) {
+    const { ReadOnlyKernel, ReplayServiceManager } = await import('../host/handover/replay.js');
+    const { SysfsHandoverProbe } = await import('../host/handover/probe.js');
+    const services = new ReplayServiceManager(paths.root);
+    return { services, kernel: new ReadOnlyKernel(), probe: new SysfsHandoverProbe(paths, services) };
+  }
   if (fixture) {
     const { FixtureKernel } = await import('../host/handover/fixture-kernel.js');
     const { FixtureHandoverProbe, FixtureServiceManager } = await import(
@@ -107,4 +117,29 @@ export async function makeHandoverHost(
     kernel: new SysfsKernelWriter(paths.sys, timeoutMs),
     probe: new SysfsHandoverProbe(paths, services),
   };
+}
+
+/**
+ * Where `snapshot` asks systemd and logind: the real ones on the real host, the simulated ones on a
+ * fixture; null on a replayed snapshot, whose captured answers are copied as they are.
+ */
+export async function servicesToCapture(ctx: CliContext): Promise<ServiceManager | null> {
+  if (ctx.fixtureRoot && !hasFixtureState(ctx.paths.root)) return null;
+  return (await makeHandoverHost(ctx.paths, ctx.fixtureRoot, 5_000, true)).services;
+}
+
+/**
+ * A root with no simulated kernel is a snapshot of a real host: there is nothing to write to, and
+ * the commands that change a host refuse it (exit 2) rather than fail half-way.
+ */
+export function snapshotRootRefusal(root: string, what: string, named: string): string | null {
+  if (root === '/' || hasFixtureState(root)) return null;
+  return `${what} changes the host, and ${named} is a snapshot (it has no ${FIXTURE_STATE_DIR}, the simulated kernel of a fixture host): a snapshot is for reading (devices, check, --simulate, status); run ${what} on the host it was taken from`;
+}
+
+export function requireWritableRoot(ctx: CliContext, what: string): void {
+  if (!ctx.fixtureRoot) return;
+  // An unpacked archive's temp folder means nothing to the user: --root names it.
+  const refusal = snapshotRootRefusal(ctx.paths.root, what, 'this --root');
+  if (refusal) throw new UsageError(refusal);
 }

@@ -7,7 +7,7 @@ import { type CliContext, checkTrust, loadConfig, stateFileOf } from '../context
 import { EXIT } from '../exit.js';
 import { installFaultSwitch } from '../faults.js';
 import { confirm } from '../prompt.js';
-import { definitionStore, inventoryReader } from '../wiring.js';
+import { definitionStore, inventoryReader, requireWritableRoot } from '../wiring.js';
 
 /**
  * `qemu-hook apply`: make each configured domain's persistent definition name the devices where
@@ -27,6 +27,7 @@ export async function apply(ctx: CliContext): Promise<number> {
   // libvirt group through polkit); its refusal is explained where it happens.
   checkTrust(ctx, config, !ctx.args.dryRun);
   if (!ctx.args.dryRun) {
+    requireWritableRoot(ctx, 'apply');
     installFaultSwitch(ctx.paths);
     if (!ctx.args.yes && !ctx.isTty)
       throw new UsageError(

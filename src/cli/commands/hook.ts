@@ -16,6 +16,7 @@ import { childProcess } from '../../model/lazy-builtins.js';
 import { type HostPaths, hostPaths, underRoot } from '../../model/paths.js';
 import { installFaultSwitch } from '../faults.js';
 import { STDOUT, writeAll, writeErr } from '../output.js';
+import { snapshotRootRefusal } from '../wiring.js';
 
 const DEVICE_OP_TIMEOUT_MS = 60_000;
 /** After the deadline, the run's own checks (scripts stopped, a start rolled back) get this long to finish. */
@@ -34,6 +35,11 @@ export async function runHookFromCli(positionals: readonly string[]): Promise<nu
   }
   const event: HookEvent = { domain, op, subop, extra };
   const root = process.env['QEMU_HOOK_ROOT'] || '/';
+  const readOnly = snapshotRootRefusal(root, 'the hook', `QEMU_HOOK_ROOT ${root}`);
+  if (readOnly) {
+    writeErr(`qemu-hook: ${domain}: refused: ${readOnly}`);
+    return 2;
+  }
   const paths = hostPaths(root);
   const configOnce = once(() => loadConfigFile(paths.configFile, { host: hostName(paths) }));
   const cfg = (await configOnce().catch(() => null))?.config ?? defaultConfig();

@@ -7,7 +7,13 @@ import { loadState } from '../../state/file.js';
 import { type CliContext, checkTrust, requireRoot, stateFileOf } from '../context.js';
 import { EXIT } from '../exit.js';
 import { installFaultSwitch } from '../faults.js';
-import { definitionStore, driverControl, inventoryReader, makeHandoverHost } from '../wiring.js';
+import {
+  definitionStore,
+  driverControl,
+  inventoryReader,
+  makeHandoverHost,
+  requireWritableRoot,
+} from '../wiring.js';
 
 /**
  * `qemu-hook recover [--vm NAME]... [--dry-run] [--json]`: give back every device recorded for a domain that
@@ -17,6 +23,7 @@ export async function recover(ctx: CliContext): Promise<number> {
   const cfg = (await loadConfigFile(ctx.paths.configFile).catch(() => null))?.config ?? defaultConfig();
   const stateFile = stateFileOf(ctx, cfg);
   if (!ctx.args.dryRun) {
+    requireWritableRoot(ctx, 'recover');
     requireRoot(ctx, 'recover');
     installFaultSwitch(ctx.paths);
   }

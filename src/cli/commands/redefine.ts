@@ -18,6 +18,7 @@ import { loadState } from '../../state/file.js';
 import { writeRedefineReport } from '../../state/redefine-outcome.js';
 import { installFaultSwitch } from '../faults.js';
 import { writeErr } from '../output.js';
+import { snapshotRootRefusal } from '../wiring.js';
 
 /**
  * The helper gives up after this long: a libvirt that never lets go of the domain must not leave it
@@ -37,6 +38,11 @@ export async function runRedefineFromCli(positionals: readonly string[]): Promis
     return 2;
   }
   const root = process.env['QEMU_HOOK_ROOT'] || '/';
+  const readOnly = snapshotRootRefusal(root, 'redefine', `QEMU_HOOK_ROOT ${root}`);
+  if (readOnly) {
+    writeErr(`qemu-hook: ${domain}: refused: ${readOnly}`);
+    return 2;
+  }
   const paths = hostPaths(root);
   installFaultSwitch(paths);
   const { config } = await requireConfig(paths.configFile, { host: hostName(paths) });

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { errorMessage } from '../../model/errors.js';
 import type {
   GpuHolder,
   GpuNode,
@@ -57,19 +58,28 @@ export class SysfsHandoverProbe implements HandoverProbe {
     if (displayManager) units.add(displayManager);
     for (const h of holders) if (h.unit && !h.userManager && !h.session) units.add(h.unit);
     const services: ServiceState[] = [];
+    // What systemd or logind could not answer: one line when it is one reason (systemd not
+    // reachable, a snapshot that did not capture them), one per question otherwise.
+    const unknown: { what: string; why: string }[] = [];
     for (const unit of units) {
       try {
         services.push({ unit, active: await this.services.isActive(unit) });
       } catch (err) {
-        warnings.push(`cannot tell whether ${unit} is active: ${(err as Error).message}`);
+        unknown.push({ what: `whether ${unit} is active`, why: errorMessage(err) });
       }
     }
     let sessions: HandoverSnapshot['sessions'] = [];
     try {
       sessions = await this.services.sessions();
     } catch (err) {
-      warnings.push(`cannot list logind sessions: ${(err as Error).message}`);
+      unknown.push({ what: 'the logind sessions', why: errorMessage(err) });
     }
+    const reasons = [...new Set(unknown.map((u) => u.why))];
+    if (reasons.length === 1)
+      warnings.push(
+        `unknown: ${unknown.map((u) => u.what).join(', ')}: ${reasons[0]}; the steps that depend on them are left out`,
+      );
+    else for (const u of unknown) warnings.push(`cannot tell ${u.what}: ${u.why}`);
     return {
       functions,
       bootVga,

@@ -16,7 +16,13 @@ export class SystemdServiceManager implements ServiceManager {
 
   async isActive(unit: string): Promise<boolean> {
     const r = await runChild('systemctl', ['is-active', '--quiet', unit], { timeoutMs: this.timeoutMs });
-    return r.code === 0;
+    if (r.code === 0) return true;
+    // 3: not active (inactive, failed, no such unit), 4 on newer systemd for no such unit. Anything
+    // else (1: systemd not reachable) is no answer, and must not read as "inactive".
+    if (r.code === 3 || r.code === 4) return false;
+    throw new Error(
+      `systemctl is-active ${unit}: ${(r.stderr || r.stdout).trim().split('\n')[0] || `exit status ${r.code}`}`,
+    );
   }
 
   async stop(unit: string): Promise<void> {

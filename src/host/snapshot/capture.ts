@@ -9,6 +9,7 @@ import {
 } from 'node:fs';
 import { dirname, join, posix } from 'node:path';
 import type { HostPaths } from '../../model/paths.js';
+import { FIXTURE_STATE_DIR, SNAPSHOT_STATE_DIR } from '../root-kind.js';
 import { errnoCode } from '../sysfs/sysfs-files.js';
 import { usedPciIds } from './pci-ids-subset.js';
 import type { Redactor } from './redact.js';
@@ -290,8 +291,12 @@ class Capture {
     }
     // A fixture host's simulated kernel (drivers it prefers, services, modules): a snapshot of a
     // fixture replays as the fixture does. A real host has none.
-    for (const f of this.list('var/lib/qemu-hook-fixture') ?? [])
-      if (/\.json$/.test(f)) this.copyFile(`var/lib/qemu-hook-fixture/${f}`, {});
+    for (const f of this.list(FIXTURE_STATE_DIR) ?? [])
+      if (/\.json$/.test(f)) this.copyFile(`${FIXTURE_STATE_DIR}/${f}`, {});
+    // A snapshot of a snapshot keeps what the first one read of systemd and logind (the snapshot
+    // command captures them anew wherever they can be asked).
+    for (const f of this.list(SNAPSHOT_STATE_DIR) ?? [])
+      if (/\.json$/.test(f)) this.copyFile(`${SNAPSHOT_STATE_DIR}/${f}`, {});
     const state = rel(this.root, this.o.stateFile);
     if (this.copyFile(state, { optional: true }) !== null) this.count('state file');
   }
