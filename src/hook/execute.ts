@@ -164,9 +164,10 @@ export async function executeRelease(
       const restored: { address: string; driver: string | null }[] = [];
       const failed: { address: string; error: string }[] = [];
       for (const r of mine) {
+        const now = await driverNow(deps, r);
         // Already on its original driver (a hand-over's module reload probed it, or an earlier run
         // gave it back and died before its save): nothing will be done to it, so nothing to check.
-        if (await alreadyBack(deps, r)) {
+        if (isBack(r, now)) {
           state = removeRecord(state, r.address);
           restored.push({ address: r.address, driver: r.originalDriver });
           deps.log.info(
@@ -185,7 +186,14 @@ export async function executeRelease(
           continue;
         }
         const giveBackStart = Date.now();
-        const res = await giveBack(deps.control, r.address, r.originalDriver, deps.timeoutMs, deps.settleMs);
+        const res = await giveBack(
+          deps.control,
+          r.address,
+          r.originalDriver,
+          deps.timeoutMs,
+          deps.settleMs,
+          now,
+        );
         if (res.ok) {
           state = removeRecord(state, r.address);
           restored.push({ address: r.address, driver: res.driver });
@@ -224,26 +232,29 @@ async function releaseDryRun(
   const restored: { address: string; driver: string | null }[] = [];
   const failed: { address: string; error: string }[] = [];
   for (const r of current.filter(select)) {
-    const unsafe = (await alreadyBack(deps, r)) ? null : await releaseRefusal(deps.safety, r);
+    const unsafe = isBack(r, await driverNow(deps, r)) ? null : await releaseRefusal(deps.safety, r);
     if (unsafe) failed.push({ address: r.address, error: unsafe });
     else restored.push({ address: r.address, driver: r.originalDriver });
   }
   return { restored, failed };
 }
 
-/** The device is on the driver its record names (not vfio-pci): giving it back would touch nothing. */
-async function alreadyBack(deps: ExecutorDeps, r: StateRecord): Promise<boolean> {
-  if (r.originalDriver === 'vfio-pci') return false;
+/** The driver bound to the recorded device now; undefined when it cannot be read (the give-back reads it again and says why). */
+async function driverNow(deps: ExecutorDeps, r: StateRecord): Promise<string | null | undefined> {
   try {
-    const now = await withTimeout(
+    return await withTimeout(
       deps.control.currentDriver(PciAddress.parse(r.address)),
       deps.timeoutMs,
       `read driver of ${r.address}`,
     );
-    return now === r.originalDriver;
   } catch {
-    return false; // the give-back reads it again and reports why
+    return undefined;
   }
+}
+
+/** On the driver its record names (not vfio-pci): giving it back would touch nothing. */
+function isBack(r: StateRecord, now: string | null | undefined): boolean {
+  return now !== undefined && now === r.originalDriver && now !== 'vfio-pci';
 }
 
 /**

@@ -33,6 +33,8 @@ export async function giveBack(
   originalDriver: string | null,
   timeoutMs: number,
   settleMs = DRIVER_SETTLE_MS,
+  /** The driver the caller just read (null: none); read here when not given. */
+  current?: string | null,
 ): Promise<GiveBackResult> {
   const addr = PciAddress.parse(address);
   const steps: string[] = [];
@@ -43,7 +45,7 @@ export async function giveBack(
     return result;
   };
   try {
-    let now = await step('read driver', () => control.currentDriver(addr));
+    let now = current !== undefined ? current : await step('read driver', () => control.currentDriver(addr));
     if (now === originalDriver && now !== 'vfio-pci') return { ok: true, driver: now, steps };
     if (now === 'vfio-pci') {
       await step('reattach', () => control.reattach(addr), 'reattach');

@@ -14,7 +14,17 @@ import { addonBuilt } from '../host/libvirt/support.js';
 import { HOSTS } from '../support/cli.js';
 import { differencesFromStart } from '../support/handover-host.js';
 import { figure } from './support/figures.js';
-import { drivers, faultFile, hook, hosts, type Run, records, run, setFault } from './support/host.js';
+import {
+  drivers,
+  faultFile,
+  hook,
+  hosts,
+  type Run,
+  records,
+  run,
+  setFault,
+  statePath,
+} from './support/host.js';
 
 const copy = hosts();
 const WIN11 = readFileSync(join(HOSTS, 'workstation/etc/libvirt/qemu/win11.xml'), 'utf8');
@@ -245,7 +255,7 @@ function expectNothingLost(root: string, baseline: Record<string, string | null>
 
 /** Modules a hand-over record says were (or are being) unloaded. */
 function unloadedModules(root: string): Set<string> {
-  const path = join(root, 'var/lib/qemu-hook/state.json');
+  const path = statePath(root);
   if (!existsSync(path)) return new Set();
   const s = JSON.parse(readFileSync(path, 'utf8')) as {
     handovers?: { data: { kind: string; module?: string } }[];

@@ -63,21 +63,11 @@ export class ReplayServiceManager implements ServiceManager {
     throw new Error(`the snapshot could not read logind${why ? ` (${why})` : ''}`);
   }
 
-  async stop(): Promise<void> {
-    throw new UsageError(READ_ONLY);
-  }
-  async start(): Promise<void> {
-    throw new UsageError(READ_ONLY);
-  }
-  async stopUserUnit(): Promise<void> {
-    throw new UsageError(READ_ONLY);
-  }
-  async terminateSession(): Promise<void> {
-    throw new UsageError(READ_ONLY);
-  }
-  async signal(): Promise<void> {
-    throw new UsageError(READ_ONLY);
-  }
+  readonly stop = refuseWrite;
+  readonly start = refuseWrite;
+  readonly stopUserUnit = refuseWrite;
+  readonly terminateSession = refuseWrite;
+  readonly signal = refuseWrite;
 
   private require(): CapturedServices {
     if (this.captured) return this.captured;
@@ -87,21 +77,16 @@ export class ReplayServiceManager implements ServiceManager {
   }
 }
 
+/** Every write to a snapshot's services or kernel: refused, with the one line that says why. */
+async function refuseWrite(): Promise<never> {
+  throw new UsageError(READ_ONLY);
+}
+
 /** The kernel of a snapshot: it has none to write to. */
 export class ReadOnlyKernel implements KernelWriter {
-  async bindVtcon(): Promise<void> {
-    throw new UsageError(READ_ONLY);
-  }
-  async unbindPlatform(): Promise<void> {
-    throw new UsageError(READ_ONLY);
-  }
-  async bindPlatform(): Promise<void> {
-    throw new UsageError(READ_ONLY);
-  }
-  async unloadModule(): Promise<void> {
-    throw new UsageError(READ_ONLY);
-  }
-  async loadModule(): Promise<void> {
-    throw new UsageError(READ_ONLY);
-  }
+  readonly bindVtcon = refuseWrite;
+  readonly unbindPlatform = refuseWrite;
+  readonly bindPlatform = refuseWrite;
+  readonly unloadModule = refuseWrite;
+  readonly loadModule = refuseWrite;
 }

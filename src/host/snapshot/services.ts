@@ -73,19 +73,13 @@ class Recorder implements ServiceManager {
     }
   }
 
-  async stop(): Promise<void> {
-    throw new Error('a snapshot only reads');
-  }
-  async start(): Promise<void> {
-    throw new Error('a snapshot only reads');
-  }
-  async stopUserUnit(): Promise<void> {
-    throw new Error('a snapshot only reads');
-  }
-  async terminateSession(): Promise<void> {
-    throw new Error('a snapshot only reads');
-  }
-  async signal(): Promise<void> {
-    throw new Error('a snapshot only reads');
-  }
+  readonly stop = refuseWrite;
+  readonly start = refuseWrite;
+  readonly stopUserUnit = refuseWrite;
+  readonly terminateSession = refuseWrite;
+  readonly signal = refuseWrite;
+}
+
+async function refuseWrite(): Promise<never> {
+  throw new Error('a snapshot only reads');
 }
