@@ -9,7 +9,16 @@ import { describe, expect, it } from 'vitest';
 import { copyHost } from '../support/cli.js';
 import { figure } from './support/figures.js';
 import { breakStructure, breakText, breakYaml, type Json, Random } from './support/generate.js';
-import { drivers, hasStackTrace, hook, type Run, run, statePath, treeHash } from './support/host.js';
+import {
+  drivers,
+  hasStackTrace,
+  hook,
+  type Run,
+  removeHost,
+  run,
+  statePath,
+  treeHash,
+} from './support/host.js';
 
 const SEED = Number(process.env['RELIABILITY_SEED']) || 20261202;
 const rnd = new Random(SEED);
@@ -458,7 +467,7 @@ describe(`malformed input (seed ${SEED})`, () => {
       } catch (err) {
         throw new Error(`${c.kind} case ${i} (${c.label}), seed ${SEED}: ${(err as Error).message}`);
       } finally {
-        rmSync(root, { recursive: true, force: true });
+        await removeHost(root);
       }
       passed.set(c.kind, (passed.get(c.kind) ?? 0) + 1);
     });

@@ -56,11 +56,39 @@ export function hook(root: string, domain: string, op: string, subop: string, xm
   return run(root, ['hook', domain, op, subop, '-'], { input: xml });
 }
 
+/**
+ * Removes a fixture root once nothing works on it any more: a hook run may have started the
+ * detached redefine helper, which outlives the hook and writes its log and the definition under
+ * the root (removing the folder under it fails with ENOTEMPTY, or it makes the folder again).
+ */
+export async function removeHost(root: string, waitMs = 30_000): Promise<void> {
+  const mark = `QEMU_HOOK_ROOT=${root}\0`;
+  const deadline = Date.now() + waitMs;
+  while (Date.now() < deadline && processesOn(mark).length > 0) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  rmSync(root, { recursive: true, force: true, maxRetries: 5 });
+}
+
+/** Pids whose environment carries `mark` (our own children only: others' environ is unreadable). */
+function processesOn(mark: string): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      if (`${readFileSync(`/proc/${name}/environ`, 'latin1')}\0`.includes(mark)) pids.push(Number(name));
+    } catch {
+      // Gone, or not ours.
+    }
+  }
+  return pids;
+}
+
 /** Private fixture-host copies, removed when the file's tests are done. */
 export function hosts(): (name: string) => string {
   const made: string[] = [];
-  afterAll(() => {
-    for (const d of made.splice(0)) rmSync(d, { recursive: true, force: true });
+  afterAll(async () => {
+    for (const d of made.splice(0)) await removeHost(d);
   });
   return (name) => {
     const dir = copyHost(name);
