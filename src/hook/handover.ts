@@ -67,7 +67,11 @@ export async function executeHandover(
       ms: t.total(),
       hookMs: t.own(),
     };
+  // A step's "done" is written with the next step's "acting" (one state write per step, not two):
+  // a crash in between leaves the finished step recorded as acting, and its inverse is safe either way.
+  let finish: ((s: StateFile) => StateFile) | null = null;
   for (const step of steps) {
+    const lap = t.lap();
     const record: HandoverRecord = {
       domain,
       step: step.step,
@@ -78,7 +82,9 @@ export async function executeHandover(
       timeoutMs: step.timeoutMs,
       data: step.data as HandoverRecord['data'],
     };
-    await update(deps, (s) => upsertHandover(s, record));
+    const finished = finish;
+    finish = null;
+    await update(deps, (s) => upsertHandover(finished ? finished(s) : s, record));
     faultPoint(`handover-record-${step.kind}`);
     try {
       await act(step.data, step.timeoutMs, deps, t);
@@ -99,13 +105,18 @@ export async function executeHandover(
       };
     }
     faultPoint(`handover-${step.kind}`);
-    await update(deps, (s) =>
+    const doneAt = deps.clock.now().toISOString();
+    finish = (s) =>
       hasInverse(step.data)
-        ? upsertHandover(s, { ...record, phase: 'done', since: deps.clock.now().toISOString() })
-        : removeHandover(s, domain, step.step),
+        ? upsertHandover(s, { ...record, phase: 'done', since: doneAt })
+        : removeHandover(s, domain, step.step);
+    deps.log.info(
+      { domain, step: step.step, kind: step.kind, target: step.target, ...lap() },
+      'hand-over step done',
     );
-    deps.log.info({ domain, step: step.step, kind: step.kind, target: step.target }, 'hand-over step done');
   }
+  const last = finish;
+  if (last) await update(deps, last);
   const out = { ok: true, errors: [], ms: t.total(), hookMs: t.own() };
   if (steps.length > 0)
     deps.log.info({ domain, ms: out.ms, hookMs: out.hookMs, waitedMs: t.waited() }, 'hand-over done');
@@ -145,12 +156,16 @@ export async function giveBackHandover(
       restored.push(r.target);
       continue;
     }
+    const lap = t.lap();
     try {
       await undo(r.data, r.timeoutMs ?? deps.defaultTimeoutMs ?? 15_000, deps, t);
       faultPoint(`handover-giveback-${r.data.kind}`);
       await update(deps, (s) => removeHandover(s, r.domain, r.step));
       restored.push(r.target);
-      deps.log.info({ domain: r.domain, step: r.step, target: r.target }, 'hand-over step given back');
+      deps.log.info(
+        { domain: r.domain, step: r.step, target: r.target, ...lap() },
+        'hand-over step given back',
+      );
     } catch (err) {
       failed.push({ step: r.step, target: r.target, error: errorMessage(err) });
       deps.log.error(
@@ -366,7 +381,14 @@ async function waitForHolders(
   let termed = false;
   let killed = false;
   for (;;) {
-    last = await probe.holders(data.nodes);
+    // Known holders are rechecked alone (a full scan reads every process's fds and maps, the
+    // costliest probe of a hand-over); once they are gone, a full scan confirms nobody else is.
+    if (last.length > 0)
+      last = await probe.holders(
+        data.nodes,
+        last.map((h) => h.pid),
+      );
+    if (last.length === 0) last = await probe.holders(data.nodes);
     if (last.length === 0) return;
     const elapsed = Date.now() - start;
     if (data.policy !== 'refuse' && !termed && elapsed >= timeoutMs / 2) {
@@ -380,6 +402,9 @@ async function waitForHolders(
     if (Date.now() >= deadline) break;
     await t.sleep(Math.min(poll, Math.max(0, deadline - Date.now())));
   }
+  // The refusal names everyone holding the nodes now, not only those being waited for.
+  last = await probe.holders(data.nodes);
+  if (last.length === 0) return;
   const units = [...new Set(last.filter((h) => h.unit && !h.userManager && !h.session).map((h) => h.unit!))];
   const fix = [
     ...(units.length > 0 ? [`list ${units.join(', ')} in handover.services`] : []),
@@ -483,6 +508,16 @@ class Timer {
   own(): number {
     const used = process.cpuUsage(this.cpu);
     return Math.round((used.user + used.system) / 1000);
+  }
+
+  /** From now to when the returned function is called: one step's wall, own and waited time. */
+  lap(): () => { ms: number; hookMs: number; waitedMs: number } {
+    const at = { ms: this.total(), hookMs: this.own(), waitedMs: this.waitedMs };
+    return () => ({
+      ms: this.total() - at.ms,
+      hookMs: this.own() - at.hookMs,
+      waitedMs: this.waitedMs - at.waitedMs,
+    });
   }
 }
 

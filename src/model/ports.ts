@@ -108,8 +108,11 @@ export interface HandoverProbe {
   ): Promise<HandoverSnapshot>;
   /** The GPU functions' device nodes (cheap: sysfs only). */
   nodes(functions: readonly string[]): Promise<readonly GpuNode[]>;
-  /** The processes holding any of `nodes` now: polled while waiting for them to leave. */
-  holders(nodes: readonly GpuNode[]): Promise<readonly GpuHolder[]>;
+  /**
+   * The processes holding any of `nodes` now: polled while waiting for them to leave. `among`:
+   * look at these pids only (a recheck of known holders), not at every process.
+   */
+  holders(nodes: readonly GpuNode[], among?: readonly number[]): Promise<readonly GpuHolder[]>;
   vtcons(): Promise<readonly VirtualConsole[]>;
   /** The platform device's driver; null when unbound, 'gone' when the device is unregistered. */
   platformDriver(device: string): Promise<string | null | 'gone'>;

@@ -145,8 +145,11 @@ export class FixtureHandoverProbe extends SysfsHandoverProbe {
     this.root = fixtureRoot(paths.root);
   }
 
-  override async holders(nodes: readonly GpuNode[]): Promise<readonly GpuHolder[]> {
-    if (this.readOnly) return super.holders(nodes);
+  override async holders(
+    nodes: readonly GpuNode[],
+    among?: readonly number[],
+  ): Promise<readonly GpuHolder[]> {
+    if (this.readOnly) return super.holders(nodes, among);
     const path = join(this.root, LINGERING);
     const lingering = readJson<Record<string, number>>(path, {});
     let changed = false;
@@ -160,7 +163,7 @@ export class FixtureHandoverProbe extends SysfsHandoverProbe {
       } else lingering[pid] = n - 1;
     }
     if (changed) writeInside(this.root, path, `${JSON.stringify(lingering)}\n`);
-    return super.holders(nodes);
+    return super.holders(nodes, among);
   }
 
   override async module(name: string): Promise<KernelModule> {

@@ -8,13 +8,14 @@ import { numericEntries, rdevOf } from './device-nodes.js';
  * Processes that hold any of `nodes`: an open fd (/proc/<pid>/fd) or a mapping (/proc/<pid>/maps)
  * of a /dev path whose "major:minor" is one of the nodes' (or, for nodes known by path only, the
  * path itself). Each with its unit or session from /proc/<pid>/cgroup. Processes that vanish while
- * being read are skipped: they hold nothing any more.
+ * being read are skipped: they hold nothing any more. `among`: only these pids, not every process.
  */
 export function findHolders(
   root: string,
   proc: string,
   nodes: readonly GpuNode[],
   self: number,
+  among?: readonly number[],
 ): GpuHolder[] {
   if (nodes.length === 0) return [];
   const byRdev = new Map<string, string>();
@@ -36,7 +37,7 @@ export function findHolders(
   };
 
   const out: GpuHolder[] = [];
-  for (const pid of numericEntries(proc)) {
+  for (const pid of among ? [...new Set(among)].sort((a, b) => a - b) : numericEntries(proc)) {
     if (pid === self) continue;
     const dir = join(proc, String(pid));
     const held = new Set<string>();

@@ -116,8 +116,8 @@ export class SysfsHandoverProbe implements HandoverProbe {
     );
   }
 
-  async holders(nodes: readonly GpuNode[]): Promise<readonly GpuHolder[]> {
-    return findHolders(this.paths.root, this.paths.proc, nodes, this.self);
+  async holders(nodes: readonly GpuNode[], among?: readonly number[]): Promise<readonly GpuHolder[]> {
+    return findHolders(this.paths.root, this.paths.proc, nodes, this.self, among);
   }
 
   async vtcons(): Promise<readonly VirtualConsole[]> {

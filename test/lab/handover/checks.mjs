@@ -351,7 +351,9 @@ function h1(c) {
   const lines = hookLines(from);
   const t0Hook = lines.find((l) => l.op === 'prepare')?.time;
   for (const l of lines.filter((x) => x.msg === 'hand-over step done'))
-    c.note(`hook: step ${l.step} ${l.kind} ${l.target} done at +${secs(l.time - t0Hook)} s`);
+    c.note(
+      `hook: step ${l.step} ${l.kind} ${l.target} done at +${secs(l.time - t0Hook)} s (took ${secs(l.ms)} s, hook's share ${secs(l.hookMs)} s, waited ${secs(l.waitedMs)} s)`,
+    );
   const done = lines.find((l) => l.msg === 'hand-over done');
   console.log(
     done
@@ -375,7 +377,12 @@ function h2(c) {
   for (const p of missing) c.expect(false, p);
   expectNothingHeld(c, true);
   // the give-back may run in parts (modules before the reattach, the rest after): add them up
-  const parts = hookLines(from).filter((l) => l.msg === 'give-back done');
+  const stopLines = hookLines(from);
+  for (const l of stopLines.filter((x) => x.msg === 'hand-over step given back'))
+    c.note(
+      `hook: step ${l.step} ${l.target} given back (took ${secs(l.ms)} s, hook's share ${secs(l.hookMs)} s, waited ${secs(l.waitedMs)} s)`,
+    );
+  const parts = stopLines.filter((l) => l.msg === 'give-back done');
   const sum = (k) => parts.reduce((n, l) => n + Number(l[k] ?? 0), 0);
   console.log(
     parts.length > 0
