@@ -123,3 +123,26 @@ describe.skipIf(!existsSync(join(REPO, 'dist/qemu-hook.blob')))(
     });
   },
 );
+
+describe("the hook's account of its time", () => {
+  it("logs at debug where a run's time went: Node's start, its CPU, and the phases the event had", () => {
+    const root = copy('workstation');
+    const xml = readFileSync(join(root, 'etc/libvirt/qemu/win11.xml'), 'utf8');
+    const env = { QEMU_HOOK_ROOT: root, QEMU_HOOK_LOG_LEVEL: 'debug' };
+    expect(cli(['hook', 'win11', 'prepare', 'begin', '-'], { input: xml, env }).code).toBe(0);
+    expect(cli(['hook', 'win11', 'release', 'end', '-'], { input: xml, env }).code).toBe(0);
+    const done = readFileSync(join(root, 'var/log/libvirt/qemu-hook.log'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l['msg'] === 'hook run done');
+    const prepare = done.find((l) => l['op'] === 'prepare');
+    const release = done.find((l) => l['op'] === 'release');
+    for (const k of ['ms', 'cpuMs', 'startMs', 'configMs', 'inventoryMs', 'controlMs'])
+      expect(prepare?.[k], `prepare's ${k}`).toEqual(expect.any(Number));
+    expect(prepare!['ms']).toBeGreaterThanOrEqual(prepare!['startMs'] as number);
+    // A release acts on the recorded devices only: it reads the boot id, never the inventory.
+    expect(release?.['bootIdMs']).toEqual(expect.any(Number));
+    expect(release).not.toHaveProperty('inventoryMs');
+  });
+});

@@ -16,6 +16,7 @@ import { childProcess } from '../../model/lazy-builtins.js';
 import { type HostPaths, hostPaths, underRoot } from '../../model/paths.js';
 import { installFaultSwitch } from '../faults.js';
 import { STDOUT, writeAll, writeErr } from '../output.js';
+import { RunPhases } from '../run-phases.js';
 import { snapshotRootRefusal } from '../wiring.js';
 
 const DEVICE_OP_TIMEOUT_MS = 60_000;
@@ -34,6 +35,7 @@ export async function runHookFromCli(positionals: readonly string[]): Promise<nu
     return 2;
   }
   const event: HookEvent = { domain, op, subop, extra };
+  const phases = new RunPhases();
   const root = process.env['QEMU_HOOK_ROOT'] || '/';
   const readOnly = snapshotRootRefusal(root, 'the hook', `QEMU_HOOK_ROOT ${root}`);
   if (readOnly) {
@@ -41,7 +43,9 @@ export async function runHookFromCli(positionals: readonly string[]): Promise<nu
     return 2;
   }
   const paths = hostPaths(root);
-  const configOnce = once(() => loadConfigFile(paths.configFile, { host: hostName(paths) }));
+  const configOnce = once(
+    phases.timed('config', () => loadConfigFile(paths.configFile, { host: hostName(paths) })),
+  );
   const cfg = (await configOnce().catch(() => null))?.config ?? defaultConfig();
   const strict = STRICT_OPS.has(op);
   // Nothing is logged, run or touched on the word of files someone other than root can change.
@@ -83,18 +87,18 @@ export async function runHookFromCli(positionals: readonly string[]): Promise<nu
   const xml = readStdin();
   const result = await runHook(event, xml, {
     paths,
-    inventory: new SysfsInventoryReader(paths),
+    inventory: phases.inventory(new SysfsInventoryReader(paths)),
     safety: new SysfsHostSafety(paths.sys, paths.proc),
     // Under a fixture root its owner stands for root (the trust check above succeeded, so it reads).
     scriptOwnerUid: trustedUid(paths.root),
-    control: async (config) => {
+    control: phases.timed('control', async (config) => {
       if (root !== '/') {
         const { FixtureDriverControl } = await import('../../host/fixture-driver-control.js');
         return new FixtureDriverControl(root);
       }
       const { LibvirtDriverControl } = await import('../../host/libvirt/driver-control.js');
       return new LibvirtDriverControl(config.libvirtUri, paths.sys);
-    },
+    }),
     clock: { now: () => new Date() },
     log: log as HookLogger,
     timeoutMs: DEVICE_OP_TIMEOUT_MS,
@@ -111,7 +115,7 @@ export async function runHookFromCli(positionals: readonly string[]): Promise<nu
   if (result.stdout) writeAll(STDOUT, result.stdout);
   for (const line of result.stderr) writeErr(line);
   // From the process's start (Node's own start included): what this event cost libvirt's wait.
-  log.debug({ ms: Math.round(performance.now()), exitCode: result.exitCode }, 'hook run done');
+  log.debug({ ...phases.fields(), exitCode: result.exitCode }, 'hook run done');
   log.flush();
   return result.exitCode;
 }

@@ -666,6 +666,18 @@ function hookShare(c) {
   c.note(
     `the hook's runs (medians, its log): ${part('prepare', 'detached to vfio-pci', "libvirt's detach")}; ${part('release', 'given back to original driver', 'the give-back')}`,
   );
+  // The run's phases as its 'hook run done' line has them: Node's start (to the program's first
+  // line), its CPU time, the config, the inventory, the driver control's making.
+  const phases = (op) => {
+    const runs = lines.filter((o) => o.op === op && o.msg === 'hook run done');
+    const keys = ['startMs', 'cpuMs', 'configMs', 'inventoryMs', 'bootIdMs', 'controlMs'];
+    return keys
+      .map((k) => [k, runs.map((o) => o[k]).filter((v) => typeof v === 'number')])
+      .filter(([, v]) => v.length > 0)
+      .map(([k, v]) => `${k.replace(/Ms$/, '')} ${secs(medianOf(v) / 1000)}`)
+      .join(', ');
+  };
+  c.note(`the hook's phases (medians): prepare: ${phases('prepare')}; release: ${phases('release')}`);
 }
 
 /** Issue 11: a snapshot of a real kernel's sysfs (not a fixture) replays as the host it was taken on. */

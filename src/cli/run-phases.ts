@@ -1,0 +1,38 @@
+import type { InventoryReader } from '../model/ports.js';
+
+/**
+ * Where a hook run's time goes, for the debug line at its end (the lab prints the medians): how
+ * long Node took to reach the program's first line, then the time spent in each named phase.
+ */
+export class RunPhases {
+  private readonly ms: Record<string, number> = { startMs: Math.round(performance.now()) };
+
+  /** `f`, with the time it takes added to the phase `name` at each call. */
+  timed<A extends unknown[], T>(name: string, f: (...a: A) => Promise<T>): (...a: A) => Promise<T> {
+    return async (...a: A): Promise<T> => {
+      const s = performance.now();
+      try {
+        return await f(...a);
+      } finally {
+        this.ms[`${name}Ms`] = Math.round((this.ms[`${name}Ms`] ?? 0) + performance.now() - s);
+      }
+    };
+  }
+
+  inventory(reader: InventoryReader): InventoryReader {
+    return {
+      read: this.timed('inventory', () => reader.read()),
+      bootId: this.timed('bootId', () => reader.bootId()),
+    };
+  }
+
+  /** The phases, and the process's whole wall and CPU time so far. */
+  fields(): Record<string, number> {
+    const cpu = process.cpuUsage();
+    return {
+      ms: Math.round(performance.now()),
+      cpuMs: Math.round((cpu.user + cpu.system) / 1000),
+      ...this.ms,
+    };
+  }
+}
