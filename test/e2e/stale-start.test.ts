@@ -264,9 +264,10 @@ describe.skipIf(!canRunLibvirtd())(
 );
 
 /** The helpers' pid files (one per domain being redefined); none when the folder does not exist. */
+/** The helpers' pid files (the folder also keeps their outcome reports, redefine-<vm>.json). */
 function pidFiles(dir: string): string[] {
   try {
-    return readdirSync(dir);
+    return readdirSync(dir).filter((n) => n.endsWith('.pid'));
   } catch {
     return [];
   }
