@@ -115,8 +115,7 @@ export async function executeHandover(
       'hand-over step done',
     );
   }
-  const last = finish;
-  if (last) await update(deps, last);
+  if (finish) await update(deps, finish);
   const out = { ok: true, errors: [], ms: t.total(), hookMs: t.own() };
   if (steps.length > 0)
     deps.log.info({ domain, ms: out.ms, hookMs: out.hookMs, waitedMs: t.waited() }, 'hand-over done');

@@ -263,8 +263,10 @@ describe.skipIf(!canRunLibvirtd())(
   },
 );
 
-/** The helpers' pid files (one per domain being redefined); none when the folder does not exist. */
-/** The helpers' pid files (the folder also keeps their outcome reports, redefine-<vm>.json). */
+/**
+ * The helpers' pid files (one per domain being redefined; the folder also keeps their outcome
+ * reports, redefine-<vm>.json); none when the folder does not exist.
+ */
 function pidFiles(dir: string): string[] {
   try {
     return readdirSync(dir).filter((n) => n.endsWith('.pid'));

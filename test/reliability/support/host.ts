@@ -64,24 +64,22 @@ export function hook(root: string, domain: string, op: string, subop: string, xm
 export async function removeHost(root: string, waitMs = 30_000): Promise<void> {
   const mark = `QEMU_HOOK_ROOT=${root}\0`;
   const deadline = Date.now() + waitMs;
-  while (Date.now() < deadline && processesOn(mark).length > 0) {
+  while (Date.now() < deadline && anyProcessOn(mark)) {
     await new Promise((r) => setTimeout(r, 50));
   }
   rmSync(root, { recursive: true, force: true, maxRetries: 5 });
 }
 
-/** Pids whose environment carries `mark` (our own children only: others' environ is unreadable). */
-function processesOn(mark: string): number[] {
-  const pids: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+/** Whether a process's environment carries `mark` (our own children only: others' environ is unreadable). */
+function anyProcessOn(mark: string): boolean {
+  return readdirSync('/proc').some((name) => {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) return false;
     try {
-      if (`${readFileSync(`/proc/${name}/environ`, 'latin1')}\0`.includes(mark)) pids.push(Number(name));
+      return `${readFileSync(`/proc/${name}/environ`, 'latin1')}\0`.includes(mark);
     } catch {
-      // Gone, or not ours.
+      return false; // gone, or not ours
     }
-  }
-  return pids;
+  });
 }
 
 /** Private fixture-host copies, removed when the file's tests are done. */
