@@ -70,28 +70,36 @@ export async function executeHandover(
   // A step's "done" is written with the next step's "acting" (one state write per step, not two):
   // a crash in between leaves the finished step recorded as acting, and its inverse is safe either way.
   let finish: ((s: StateFile) => StateFile) | null = null;
-  for (const step of steps) {
+  for (const batch of batches(steps)) {
     const lap = t.lap();
-    const record: HandoverRecord = {
+    const since = deps.clock.now().toISOString();
+    const records: HandoverRecord[] = batch.map((step) => ({
       domain,
       step: step.step,
       target: step.target,
       bootId: deps.bootId,
       phase: 'acting',
-      since: deps.clock.now().toISOString(),
+      since,
       timeoutMs: step.timeoutMs,
       data: step.data as HandoverRecord['data'],
-    };
+    }));
     const finished = finish;
     finish = null;
-    await update(deps, (s) => upsertHandover(finished ? finished(s) : s, record));
-    faultPoint(`handover-record-${step.kind}`);
+    const written = t.lap();
+    await update(deps, (s) => records.reduce(upsertHandover, finished ? finished(s) : s));
+    const stateMs = written().hookMs;
+    const first = batch[0]!;
+    faultPoint(`handover-record-${first.kind}`);
     try {
-      await act(step.data, step.timeoutMs, deps, t);
+      await act(batch, first.timeoutMs, deps, t);
     } catch (err) {
-      const why = `hand-over step ${step.step} (${step.action}) failed: ${errorMessage(err)}`;
+      const which =
+        batch.length === 1
+          ? `step ${first.step} (${first.action})`
+          : `steps ${batch.map((s) => s.step).join(', ')} (${batch.map((s) => s.action).join(', ')})`;
+      const why = `hand-over ${which} failed: ${errorMessage(err)}`;
       deps.log.error(
-        { domain, step: step.step, kind: step.kind, err: errorMessage(err) },
+        { domain, step: first.step, kind: first.kind, err: errorMessage(err) },
         'hand-over step failed; undoing',
       );
       // The failing step may have half acted: its inverse is safe either way.
@@ -104,14 +112,26 @@ export async function executeHandover(
         hookMs: t.own(),
       };
     }
-    faultPoint(`handover-${step.kind}`);
+    faultPoint(`handover-${first.kind}`);
     const doneAt = deps.clock.now().toISOString();
     finish = (s) =>
-      hasInverse(step.data)
-        ? upsertHandover(s, { ...record, phase: 'done', since: doneAt })
-        : removeHandover(s, domain, step.step);
+      batch.reduce(
+        (acc, step, i) =>
+          hasInverse(step.data)
+            ? upsertHandover(acc, { ...records[i]!, phase: 'done', since: doneAt })
+            : removeHandover(acc, domain, step.step),
+        s,
+      );
     deps.log.info(
-      { domain, step: step.step, kind: step.kind, target: step.target, ...lap() },
+      {
+        domain,
+        step: first.step,
+        ...(batch.length > 1 ? { steps: batch.map((s) => s.step) } : {}),
+        kind: first.kind,
+        target: batch.map((s) => s.target).join(', '),
+        ...lap(),
+        stateMs,
+      },
       'hand-over step done',
     );
   }
@@ -159,10 +179,12 @@ export async function giveBackHandover(
     try {
       await undo(r.data, r.timeoutMs ?? deps.defaultTimeoutMs ?? 15_000, deps, t);
       faultPoint(`handover-giveback-${r.data.kind}`);
+      const written = t.lap();
       await update(deps, (s) => removeHandover(s, r.domain, r.step));
+      const stateMs = written().hookMs;
       restored.push(r.target);
       deps.log.info(
-        { domain: r.domain, step: r.step, target: r.target, ...lap() },
+        { domain: r.domain, step: r.step, target: r.target, ...lap(), stateMs },
         'hand-over step given back',
       );
     } catch (err) {
@@ -188,21 +210,48 @@ export function isModuleRecord(r: HandoverRecord): boolean {
 
 // --- the steps ---------------------------------------------------------------------------------
 
-async function act(data: HandoverTarget, timeoutMs: number, deps: HandoverDeps, t: Timer): Promise<void> {
+/**
+ * Steps carried out together: services stopped one after the other are stopped in one transaction
+ * and verified with one question (a child process each, not two per service); any other step alone.
+ */
+function batches(steps: readonly HandoverStep[]): HandoverStep[][] {
+  const out: HandoverStep[][] = [];
+  for (const step of steps) {
+    const last = out.at(-1)?.[0];
+    if (step.kind === 'stop-service' && last?.kind === 'stop-service' && last.timeoutMs === step.timeoutMs)
+      out.at(-1)!.push(step);
+    else out.push([step]);
+  }
+  return out;
+}
+
+async function act(
+  batch: readonly HandoverStep[],
+  timeoutMs: number,
+  deps: HandoverDeps,
+  t: Timer,
+): Promise<void> {
   const { services, kernel, probe } = deps.host;
   const deadline = Date.now() + timeoutMs;
   const poll = deps.pollMs ?? DEFAULT_POLL_MS;
+  const data = batch[0]!.data;
   switch (data.kind) {
-    case 'stop-service':
-      await t.waiting(() => withTimeout(services.stop(data.unit), left(deadline), `stopping ${data.unit}`));
+    case 'stop-service': {
+      const units = batch.map((s) => (s.data as typeof data).unit);
+      const named = units.join(', ');
+      await t.waiting(() => withTimeout(services.stop(units), left(deadline), `stopping ${named}`));
       await until(
         deadline,
         poll,
         t,
-        async () => !(await services.isActive(data.unit)),
-        `${data.unit} is still active`,
+        async () => (await services.activeAmong(units)).size === 0,
+        async () => {
+          const up = [...(await services.activeAmong(units))];
+          return `${up.join(', ')} ${up.length === 1 ? 'is' : 'are'} still active`;
+        },
       );
       return;
+    }
     case 'end-session': {
       for (const unit of data.userUnits) {
         // Best effort: the session's end stops them too; the user manager may already be gone.

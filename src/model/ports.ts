@@ -71,8 +71,10 @@ export interface Clock {
 /** systemd and logind: units of the system and of users, sessions, and signals to processes. */
 export interface ServiceManager {
   isActive(unit: string): Promise<boolean>;
-  /** Returns when the stop job finished (or failed). */
-  stop(unit: string): Promise<void>;
+  /** Those of the units that are active now: one question for all of them. */
+  activeAmong(units: readonly string[]): Promise<ReadonlySet<string>>;
+  /** Stops the units in one transaction; returns when every stop job finished (or failed). */
+  stop(units: readonly string[]): Promise<void>;
   start(unit: string): Promise<void>;
   sessions(): Promise<readonly LoginSession[]>;
   /** Stops a unit of a user's manager (`systemctl --user -M <user>@ stop <unit>`). */

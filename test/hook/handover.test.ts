@@ -241,3 +241,58 @@ describe('give-back', () => {
     expect(await differencesFromStart(root, 'single-nvidia')).toEqual([]);
   });
 });
+
+describe('services stopped one after the other', () => {
+  // single-nvidia with a second GPU daemon listed next to nvidia-persistenced: steps 1 and 2.
+  const twoDaemons = (root: string) => {
+    tweak(root, 'services', (s) => {
+      (s['units'] as Record<string, string>)['nvidia-powerd.service'] = 'active';
+    });
+    const cfg = join(root, 'etc/qemu-hook/config.yaml');
+    writeFileSync(
+      cfg,
+      readFileSync(cfg, 'utf8').replace(
+        'services: [nvidia-persistenced]',
+        'services: [nvidia-persistenced, nvidia-powerd]',
+      ),
+    );
+  };
+
+  it('are stopped together: one state write records both before either stops, and both come back', async () => {
+    const root = host('single-nvidia');
+    twoDaemons(root);
+    let recorded: string[] | undefined;
+    const r = await prepare(root, {
+      faults: (p) => {
+        if (p === 'handover-record-stop-service' && recorded === undefined)
+          recorded = (stateOf(root).handovers ?? []).map((h) => `${h.step} ${h.target} ${h.phase}`);
+      },
+    });
+    expect(r.stderr).toEqual([]);
+    expect(r.exitCode).toBe(0);
+    expect(recorded).toEqual(['1 nvidia-persistenced.service acting', '2 nvidia-powerd.service acting']);
+    expect(services(root)['nvidia-powerd.service']).toBe('inactive');
+    expect(services(root)['nvidia-persistenced.service']).toBe('inactive');
+
+    expect((await release(root)).exitCode).toBe(0);
+    expect(services(root)['nvidia-powerd.service']).toBe('active');
+    expect(await differencesFromStart(root, 'single-nvidia')).toEqual([]);
+  });
+
+  it('one of them failing to stop refuses the start naming both steps, and the other is started again', async () => {
+    const root = host('single-nvidia');
+    twoDaemons(root);
+    tweak(root, 'services', (s) => {
+      s['fail'] = { 'stop:nvidia-powerd.service': 'fail' };
+    });
+    const r = await prepare(root);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr[0]).toMatch(
+      /hand-over steps 1, 2 \(stop nvidia-persistenced\.service, stop nvidia-powerd\.service\) failed/,
+    );
+    expect(services(root)['nvidia-persistenced.service']).toBe('active');
+    expect(services(root)['nvidia-powerd.service']).toBe('active');
+    expect(await differencesFromStart(root, 'single-nvidia')).toEqual([]);
+    expect(stateOf(root).handovers).toBeUndefined();
+  });
+});

@@ -38,7 +38,17 @@ export class FixtureServiceManager implements ServiceManager {
     return this.read().units[unit] === 'active';
   }
 
-  async stop(unit: string): Promise<void> {
+  async activeAmong(units: readonly string[]): Promise<ReadonlySet<string>> {
+    const s = this.read();
+    return new Set(units.filter((u) => s.units[u] === 'active'));
+  }
+
+  /** One by one, in the order given: what systemd's transaction does for units without ordering between them. */
+  async stop(units: readonly string[]): Promise<void> {
+    for (const unit of units) await this.stopOne(unit);
+  }
+
+  private async stopOne(unit: string): Promise<void> {
     await this.gate('stop', unit);
     const s = this.read();
     if (!(unit in s.units)) throw errno('ENOENT', `Unit ${unit} not loaded`);

@@ -61,13 +61,19 @@ export class SysfsHandoverProbe implements HandoverProbe {
     // What systemd or logind could not answer: one line when it is one reason (systemd not
     // reachable, a snapshot that did not capture them), one per question otherwise.
     const unknown: { what: string; why: string }[] = [];
-    for (const unit of units) {
-      try {
-        services.push({ unit, active: await this.services.isActive(unit) });
-      } catch (err) {
-        unknown.push({ what: `whether ${unit} is active`, why: errorMessage(err) });
+    // One question for all (a child process, not one per unit); unit by unit only when it fails,
+    // so that each unknown unit is named with its own reason.
+    const asked = [...units];
+    const active = await this.services.activeAmong(asked).catch(() => null);
+    if (active) for (const unit of asked) services.push({ unit, active: active.has(unit) });
+    else
+      for (const unit of asked) {
+        try {
+          services.push({ unit, active: await this.services.isActive(unit) });
+        } catch (err) {
+          unknown.push({ what: `whether ${unit} is active`, why: errorMessage(err) });
+        }
       }
-    }
     let sessions: HandoverSnapshot['sessions'] = [];
     try {
       sessions = await this.services.sessions();

@@ -56,6 +56,12 @@ export class ReplayServiceManager implements ServiceManager {
     throw new Error(why ? `the snapshot could not read it (${why})` : 'the snapshot did not record it');
   }
 
+  async activeAmong(units: readonly string[]): Promise<ReadonlySet<string>> {
+    const active = new Set<string>();
+    for (const u of units) if (await this.isActive(u)) active.add(u);
+    return active;
+  }
+
   async sessions(): Promise<readonly LoginSession[]> {
     const c = this.require();
     if (c.sessions) return c.sessions;

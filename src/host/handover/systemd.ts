@@ -2,7 +2,24 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LoginSession } from '../../model/handover.js';
 import type { ServiceManager } from '../../model/ports.js';
-import { runChild } from './child.js';
+import { type ChildResult, runChild } from './child.js';
+
+/** The states `systemctl is-active` prints for a unit that is up, or on its way up or down. */
+const STILL_UP = new Set(['active', 'reloading', 'refreshing', 'activating', 'deactivating']);
+
+/**
+ * The units `systemctl is-active <units…>` says are up: one state per unit, in order; exit status 0
+ * when one is active, 3 (4 on newer systemd) when none is. Any other answer (systemd not reachable)
+ * is no answer, and must not read as "inactive".
+ */
+export function activeFromIsActive(units: readonly string[], r: ChildResult): ReadonlySet<string> {
+  const states = r.stdout.trim().split('\n');
+  if (![0, 3, 4].includes(r.code ?? -1) || states.length !== units.length)
+    throw new Error(
+      `systemctl is-active ${units.join(' ')}: ${(r.stderr || r.stdout).trim().split('\n')[0] || `exit status ${r.code}`}`,
+    );
+  return new Set(units.filter((_, i) => STILL_UP.has(states[i]!.trim())));
+}
 
 /** Names a hand-over never signals, whatever it holds. */
 const NEVER_SIGNALLED = /^(systemd|libvirtd|virtqemud|virtlogd)$/;
@@ -25,8 +42,16 @@ export class SystemdServiceManager implements ServiceManager {
     );
   }
 
-  async stop(unit: string): Promise<void> {
-    await this.ok('systemctl', ['stop', unit]);
+  async activeAmong(units: readonly string[]): Promise<ReadonlySet<string>> {
+    if (units.length === 0) return new Set();
+    return activeFromIsActive(
+      units,
+      await runChild('systemctl', ['is-active', ...units], { timeoutMs: this.timeoutMs }),
+    );
+  }
+
+  async stop(units: readonly string[]): Promise<void> {
+    await this.ok('systemctl', ['stop', ...units]);
   }
 
   async start(unit: string): Promise<void> {

@@ -63,6 +63,12 @@ class Recorder implements ServiceManager {
     }
   }
 
+  async activeAmong(units: readonly string[]): Promise<ReadonlySet<string>> {
+    const active = new Set<string>();
+    for (const u of units) if (await this.isActive(u)) active.add(u);
+    return active;
+  }
+
   async sessions(): Promise<readonly LoginSession[]> {
     try {
       this.sessionList = [...(await this.inner.sessions())];
