@@ -3,9 +3,10 @@
 #
 #   lab.sh prepare   install the host tools the lab needs (root), apt-get download the kernel and
 #                    busybox-static into the cache, unpack what the guest uses
-#   lab.sh build     assemble the two initramfs images (L1: busybox, kernel modules, the host's own
-#                    node binary, libvirtd/virsh/qemu, the project checkout, test/lab/guest/*;
-#                    L2: busybox + e1000e), skipped when the hash of every input is unchanged;
+#   lab.sh build     assemble the initramfs images (L1: busybox, kernel modules, the host's own
+#                    node binary, libvirtd/virsh/qemu with the firmware the nested guest boots:
+#                    SeaBIOS and iPXE's e1000e ROM, the project checkout, test/lab/guest/*),
+#                    skipped when the hash of every input is unchanged;
 #                    and the hand-over stage's image: L1's plus an overlay (systemd, dbus, bochs,
 #                    test/lab/handover/*), see test/lab/handover/README.md
 #   lab.sh inputs    print what the build hash covers
@@ -22,13 +23,13 @@ CACHE=${LAB_CACHE:-$REPO/.cache/lab}
 NODE_BIN=$(readlink -f "${LAB_NODE:-$(command -v node)}")
 NODE_PATH_AS_RUN=${LAB_NODE:-$(command -v node)}
 DEBS=$CACHE/debs KPKG=$CACHE/kernel BB=$CACHE/busybox OUT=$CACHE/out
-L1=$CACHE/stage-l1 L2=$CACHE/stage-l2
+L1=$CACHE/stage-l1
 # pci-stub: check 5a parks the edu on a driver the kernel would not pick for it.
 L1_MODULES="e1000e e1000 8139cp pci-stub vfio-pci vfio_iommu_type1"
-L2_MODULES="e1000e"
 LIBVIRT_DRIVERS=/usr/lib/x86_64-linux-gnu/libvirt/connection-driver
-# firmware the nested QEMU loads: SeaBIOS, the -kernel option ROMs (pvh.bin for the PVH entry)
-QEMU_FILES="/usr/share/seabios/bios-256k.bin /usr/share/qemu/linuxboot_dma.bin /usr/share/qemu/pvh.bin /usr/share/qemu/kvmvapic.bin"
+# firmware the nested QEMU loads: SeaBIOS and its vapic ROM; the L2 domain's network boot ROM
+QEMU_FILES="/usr/share/seabios/bios-256k.bin /usr/share/qemu/kvmvapic.bin"
+IPXE_ROM=/usr/lib/ipxe/qemu/pxe-e1000e.rom
 # The hand-over stage (test/lab/handover): systemd as PID 1 with a D-Bus system bus (logind), from
 # Debian's packages, unpacked into an overlay; the host provides the remaining libraries (ldd).
 HO_DEBS="systemd systemd-sysv libsystemd-shared libsystemd0 libip4tc2 libkmod2 libseccomp2 dbus dbus-daemon dbus-bin dbus-system-bus-common libdbus-1-3 libexpat1 libapparmor1"
@@ -54,6 +55,7 @@ prepare() {
     command -v cpio >/dev/null || need+=(cpio)
     command -v xz >/dev/null || need+=(xz-utils)
     [ -e "$OVMF_CODE" ] && [ -e "$OVMF_VARS" ] || need+=(ovmf)
+    [ -e "$IPXE_ROM" ] || need+=(ipxe-qemu)
     command -v gcc >/dev/null && [ -e /usr/include/linux/kd.h ] || need+=(gcc libc6-dev)
     local pkg; pkg=$(kernel_pkg)
     if [ -z "$pkg" ] || [ ${#need[@]} -gt 0 ]; then apt-get update -qq || missing "apt-get update failed"; pkg=$(kernel_pkg); fi
@@ -109,7 +111,6 @@ prepare() {
         echo "$hodebs" > "$HO_ROOT/.from"
     fi
     local kv; kv=$(ls "$KPKG/lib/modules")
-    [ -s "$KPKG/vmlinux" ] || extract_vmlinux "$KPKG/boot/vmlinuz-$kv" "$KPKG/vmlinux" || true
     # the package ships no modules.dep (its postinst makes it)
     [ -s "$KPKG/lib/modules/$kv/modules.dep" ] || "$BB/bin/busybox" depmod -b "$KPKG" "$kv"
     local o; for o in VFIO_PCI VFIO_IOMMU_TYPE1 INTEL_IOMMU IRQ_REMAP E1000E PCI_STUB DRM_BOCHS FB_EFI FRAMEBUFFER_CONSOLE; do
@@ -134,9 +135,8 @@ inputs() {
     local kv; kv=$(ls "$KPKG/lib/modules")
     echo "kernel $(cat "$KPKG/.from") $kv"
     echo "busybox $(cat "$BB/.from")"
-    echo "l2 kernel $([ -s "$KPKG/vmlinux" ] && echo vmlinux-pvh || echo bzImage)"
     echo "node $NODE_PATH_AS_RUN $(sha256sum < "$NODE_BIN" | cut -c1-16)"
-    dpkg-query -W -f '${Package} ${Version}\n' qemu-system-x86 libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt0 bash gcc libc6-dev 2>/dev/null || true
+    dpkg-query -W -f '${Package} ${Version}\n' qemu-system-x86 ipxe-qemu seabios libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt0 bash gcc libc6-dev 2>/dev/null || true
     echo "handover debs $(cat "$HO_ROOT/.from" 2>/dev/null)"
     ( cd "$HERE" && find . -type f -not -name '*.md' | LC_ALL=C sort | xargs sha256sum )
     ( cd "$REPO" && project_files | LC_ALL=C sort | xargs -r sha256sum )
@@ -189,33 +189,9 @@ copy_with_libs() {  # $1 = stage; host executables/libraries themselves and thei
     copy_libs "$dir" "$@"
 }
 
-# The L2 domain boots the kernel's uncompressed ELF through its PVH entry point (CONFIG_PVH): no
-# decompressor and no real-mode setup, which under TCG-in-TCG saves about 40% of L2's boot.
-# Like the kernel's scripts/extract-vmlinux: try each xz/zstd/gzip header until one yields an ELF.
-extract_vmlinux() {  # $1 = bzImage, $2 = output
-    local magic off tool
-    for magic in 'xz:\xfd7zXZ\x00' 'zstd:\x28\xb5\x2f\xfd' 'gzip:\x1f\x8b\x08'; do
-        tool=${magic%%:*}
-        command -v "$tool" >/dev/null || continue
-        for off in $(LC_ALL=C grep -obUaP "${magic#*:}" "$1" | cut -d: -f1); do
-            tail -c +$((off + 1)) "$1" | "$tool" -dcq 2>/dev/null > "$2.tmp" || true
-            if [ "$(head -c 4 "$2.tmp" | od -An -c | tr -d ' ')" = '177ELF' ]; then mv "$2.tmp" "$2"; return 0; fi
-        done
-    done
-    rm -f "$2.tmp"
-    return 1
-}
-
 pack() {  # $1 = folder, $2 = image; uncompressed cpio: the guest unpacks it faster than gzip under TCG
     ( cd "$1" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet ) > "$2.tmp"
     mv "$2.tmp" "$2"
-}
-
-build_l2() {
-    stage_base "$L2" $L2_MODULES
-    install -m755 "$HERE/guest/lib.sh" "$L2/lib.sh"
-    install -m755 "$HERE/guest/l2-init.sh" "$L2/init"
-    ( cd "$L2" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -1 ) > "$OUT/l2-initrd.gz"
 }
 
 build_l1() {
@@ -251,13 +227,11 @@ build_l1() {
     install -m755 "$HERE/guest/lib.sh" "$s/lib.sh"
     install -m755 "$HERE/guest/init.sh" "$s/init"
     mkdir -p "$s/lab/guest"; cp -r "$HERE"/guest/. "$s/lab/guest/"
-    mkdir -p "$s/lab/l2"; cp "$OUT/l2-initrd.gz" "$s/lab/l2/initrd.gz"
-    if [ -s "$KPKG/vmlinux" ]; then cp "$KPKG/vmlinux" "$s/lab/l2/kernel"
-    else log "no uncompressed kernel: L2 boots the bzImage (slower)"; cp "$KPKG/boot/vmlinuz-$KV" "$s/lab/l2/kernel"; fi
+    install -D -m644 "$IPXE_ROM" "$s/lab/l2/pxe-e1000e.rom"
     pack "$s" "$OUT/initrd.cpio"
 }
 
-# The hand-over stage's image (test/lab/handover): L1's tree (less the L2 guest) followed by an
+# The hand-over stage's image (test/lab/handover): L1's tree (less the L2 guest's ROM) followed by an
 # overlay archive (the kernel unpacks concatenated cpio archives in order, later files win):
 # Debian's systemd and dbus, the bochs module, the stand-in desktop's units and programs, the checks.
 build_handover() {
@@ -297,7 +271,7 @@ build_handover() {
     ln -s fake-dm.service "$s/etc/systemd/system/display-manager.service"
     for f in "$HERE"/handover/*.sh "$HERE"/handover/*.mjs; do install -m755 "$f" "$s/lab/handover/"; done
     cp "$HERE"/handover/domains/*.xml "$s/lab/handover/domains/"
-    # L1's tree without the nested guest's kernel (a quarter of the image, unused here), then this
+    # L1's tree without the nested guest's ROM (unused here), then this
     pack "$s" "$OUT/handover-overlay.cpio"
     ( cd "$L1" && find . -path ./lab/l2 -prune -o -print | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet ) > "$OUT/initrd-handover.cpio.tmp"
     cat "$OUT/handover-overlay.cpio" >> "$OUT/initrd-handover.cpio.tmp"
@@ -315,13 +289,12 @@ build() {
     fi
     rm -f "$OUT/inputs.hash"
     local t0=$SECONDS
-    build_l2
     build_l1
     build_handover
     cp "$KPKG/boot/vmlinuz-$KV" "$OUT/vmlinuz"
     inputs > "$OUT/inputs.txt"
     echo "$hash" > "$OUT/inputs.hash"
-    rm -rf "$L1" "$L2" "$HO"   # the images are what the runs use; the staging trees only double the cache
+    rm -rf "$L1" "$HO"   # the images are what the runs use; the staging trees only double the cache
     log "guest images built in $((SECONDS - t0))s: initramfs $(du -h "$OUT/initrd.cpio" | cut -f1), hand-over $(du -h "$OUT/initrd-handover.cpio" | cut -f1) ($hash)"
 }
 

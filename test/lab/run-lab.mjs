@@ -6,7 +6,7 @@
 // inside a guest; this process only starts (and, on timeout, kills) the QEMUs it spawned, one at
 // a time.
 //
-// env: LAB_STAGE=boot|libvirt|addon|l2bench|full|handover (default: full, then handover),
+// env: LAB_STAGE=boot|libvirt|addon|full|handover (default: full, then handover),
 //      LAB_TIMEOUT seconds per guest (default 1200 for full, 720 for handover), LAB_MEM MiB (3072),
 //      LAB_SMP (2), LAB_CACHE (<repo>/.cache/lab), CI=true turns every "skipped" into a failure.
 import { spawn, spawnSync } from 'node:child_process';
@@ -32,6 +32,8 @@ const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS.fd';
 //   00:05.0 edu                                          no Linux driver
 // The hand-over guest (test/lab/handover/README.md): OVMF, intel-iommu, and only
 //   00:01.0 QEMU standard VGA (boot VGA; efifb at boot, then bochs-drm)   alone in its group
+/** Environment variables of the host's run that the full stage's checks read (test/lab/README.md). */
+const GUEST_KNOBS = ['LAB_PERF_CYCLES', 'LAB_PERF_CODE_CACHE', 'LAB_L2_SECONDS'];
 const modules = ['e1000e', 'e1000', '8139cp', 'pci-stub', 'vfio-pci', 'vfio_iommu_type1'];
 
 function say(line) {
@@ -73,7 +75,7 @@ function preflight() {
   if (process.platform !== 'linux' || process.arch !== 'x64')
     skip(`needs Linux on x86-64, not ${process.platform}/${process.arch}`);
   if (process.getuid?.() !== 0) skip('needs root (apt-get, and the guest copy of libvirt runs as root)');
-  if (stages.every((stage) => stage === 'boot' || stage === 'libvirt' || stage === 'l2bench')) return;
+  if (stages.every((stage) => stage === 'boot' || stage === 'libvirt')) return;
   // The guest gets the project exactly as the host built it.
   if (!existsSync(join(repo, 'dist'))) skip('no dist/: run `npm ci` (it builds) first');
   const release = join(repo, 'native', 'build', 'Release');
@@ -103,9 +105,13 @@ function qemuArgs(stage) {
     'no_timer_check',
     `lab.stage=${stage}`,
     `lab.modules=${modules.join(',')}`,
-    ...(process.env.LAB_L2BENCH ? [`lab.l2bench=${process.env.LAB_L2BENCH}`] : []),
+    // the checks' knobs, from the host's environment into the guest's (init.sh exports them)
+    ...GUEST_KNOBS.filter((k) => /^[\w.-]+$/.test(process.env[k] ?? '')).map(
+      (k) => `lab.env.${k}=${process.env[k]}`,
+    ),
   ].join(' ');
-  // romfile= drops the iPXE option ROMs (a shorter firmware phase).
+  // romfile= drops the iPXE option ROMs (a shorter firmware phase). The e1000e's network is QEMU's
+  // user mode, restricted (no way out of the lab): its DHCP answers the nested guest's iPXE.
   return [
     ...['-machine', 'q35,kernel-irqchip=split', '-accel', 'tcg,thread=multi'],
     ...(process.env.LAB_CPU ? ['-cpu', process.env.LAB_CPU] : []),
@@ -114,7 +120,8 @@ function qemuArgs(stage) {
     ...['-device', 'intel-iommu,intremap=on'],
     ...['-device', 'pcie-root-port,id=rp1,chassis=1,slot=1,bus=pcie.0,addr=0x2'],
     ...['-device', 'pcie-root-port,id=rp2,chassis=2,slot=2,bus=pcie.0,addr=0x3'],
-    ...['-device', 'e1000e,bus=rp1,addr=0x0,id=nic0,romfile='],
+    ...['-netdev', 'user,id=lan0,restrict=on'],
+    ...['-device', 'e1000e,bus=rp1,addr=0x0,id=nic0,romfile=,netdev=lan0'],
     ...['-device', 'pcie-pci-bridge,bus=rp2,addr=0x0,id=br0'],
     ...['-device', 'e1000,bus=br0,addr=0x1,id=nic1,romfile='],
     ...['-device', 'rtl8139,bus=br0,addr=0x2,id=nic2,romfile='],

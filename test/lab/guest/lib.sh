@@ -1,4 +1,4 @@
-# Shared by the L1 and L2 init scripts (sourced; busybox sh). Runs only inside a lab guest.
+# Shared by the lab guest's init scripts (sourced; busybox sh). Runs only inside a lab guest.
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root
 mount -t proc proc /proc

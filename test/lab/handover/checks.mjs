@@ -352,7 +352,7 @@ function h1(c) {
   const t0Hook = lines.find((l) => l.op === 'prepare')?.time;
   for (const l of lines.filter((x) => x.msg === 'hand-over step done'))
     c.note(
-      `hook: step ${l.step} ${l.kind} ${l.target} done at +${secs(l.time - t0Hook)} s (took ${secs(l.ms)} s, hook's share ${secs(l.hookMs)} s, waited ${secs(l.waitedMs)} s)`,
+      `hook: step ${l.step} ${l.kind} ${l.target} done at +${secs(l.time - t0Hook)} s (took ${secs(l.ms)} s, hook's share ${secs(l.hookMs)} s, of it the state write ${secs(l.stateMs ?? 0)} s, waited ${secs(l.waitedMs)} s)`,
     );
   const done = lines.find((l) => l.msg === 'hand-over done');
   console.log(
@@ -380,7 +380,7 @@ function h2(c) {
   const stopLines = hookLines(from);
   for (const l of stopLines.filter((x) => x.msg === 'hand-over step given back'))
     c.note(
-      `hook: step ${l.step} ${l.target} given back (took ${secs(l.ms)} s, hook's share ${secs(l.hookMs)} s, waited ${secs(l.waitedMs)} s)`,
+      `hook: step ${l.step} ${l.target} given back (took ${secs(l.ms)} s, hook's share ${secs(l.hookMs)} s, of it the state write ${secs(l.stateMs ?? 0)} s, waited ${secs(l.waitedMs)} s)`,
     );
   const parts = stopLines.filter((l) => l.msg === 'give-back done');
   const sum = (k) => parts.reduce((n, l) => n + Number(l[k] ?? 0), 0);
