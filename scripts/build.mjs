@@ -148,6 +148,12 @@ if (warm.status !== 1 || !warm.stdout.includes('"ok": false')) {
 // qemu-hook.blob.node records both (`stat -L -c '%s %Y'` of the binary, then the first "flags" line
 // of /proc/cpuinfo), the front checks them, and install.sh makes a new snapshot where they differ.
 // A Node that cannot make one: the program works as before, from the code cache.
+/** The fixture hosts the snapshot's warm-up runs a start and a stop on (src/cli/snapshot.ts). */
+const WARM_UPS = [
+  { host: 'workstation', domain: 'win11' }, // a managed VM's devices
+  { host: 'single-amd', domain: 'gpu-vm' }, // a single GPU's hand-over
+];
+
 const snapshotProblem = await buildSnapshot();
 if (snapshotProblem) {
   rmSync('dist/qemu-hook.blob', { force: true });
@@ -159,36 +165,51 @@ if (snapshotProblem) {
 async function buildSnapshot() {
   const entry = 'dist/qemu-hook-snapshot.cjs';
   await build({ ...bundleOptions, entryPoints: ['src/cli/snapshot.ts'], outfile: entry });
-  const warmHost = mkdtempSync(join(tmpdir(), 'qemu-hook-snapshot-'));
+  const warmDir = mkdtempSync(join(tmpdir(), 'qemu-hook-snapshot-'));
   try {
-    cpSync('fixtures/hosts/workstation', warmHost, { recursive: true, verbatimSymlinks: true });
-    return snapshotFrom(entry, warmHost);
+    for (const w of WARM_UPS)
+      cpSync(join('fixtures/hosts', w.host), join(warmDir, w.host), {
+        recursive: true,
+        verbatimSymlinks: true,
+      });
+    return snapshotFrom(entry, warmDir);
   } finally {
-    rmSync(warmHost, { recursive: true, force: true });
+    rmSync(warmDir, { recursive: true, force: true });
   }
 }
 
-function snapshotFrom(entry, warmHost) {
+function snapshotFrom(entry, warmDir) {
   const r = spawnSync(
     process.execPath,
     ['--snapshot-blob', 'dist/qemu-hook.blob', '--build-snapshot', entry],
     {
       encoding: 'utf8',
-      input: readFileSync(join(warmHost, 'etc/libvirt/qemu/win11.xml')),
-      env: { ...process.env, QEMU_HOOK_ROOT: warmHost, QEMU_HOOK_SNAPSHOT_WARMUP: 'win11' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        ...process.env,
+        QEMU_HOOK_SNAPSHOT_WARMUP: WARM_UPS.map((w) => `${w.domain}@${join(warmDir, w.host)}`).join(','),
+      },
     },
   );
   // Node warns that some built-ins are "not yet fully verified" in a snapshot; only failures matter.
   if (r.status !== 0)
     return `node --build-snapshot exited ${r.status}: ${r.stderr.trim().split('\n').slice(-3).join(' ')}`;
-  // The warm-up must have done the work it is there for: detached, then given back.
-  let calls = '';
-  try {
-    calls = readFileSync(join(warmHost, 'var/lib/qemu-hook-fixture/driver-calls.jsonl'), 'utf8');
-  } catch {}
-  const state = readFileSync(join(warmHost, 'var/lib/qemu-hook/state.json'), 'utf8');
-  if (!calls.includes('"detach"') || !calls.includes('"reattach"') || JSON.parse(state).records.length > 0)
-    return 'the warm-up prepare and release on fixtures/hosts/workstation did not detach and give back';
+  // The warm-up must have done the work it is there for: detached, then given back, on each host.
+  for (const w of WARM_UPS) {
+    const root = join(warmDir, w.host);
+    let calls = '';
+    try {
+      calls = readFileSync(join(root, 'var/lib/qemu-hook-fixture/driver-calls.jsonl'), 'utf8');
+    } catch {}
+    const state = JSON.parse(readFileSync(join(root, 'var/lib/qemu-hook/state.json'), 'utf8'));
+    if (
+      !calls.includes('"detach"') ||
+      !calls.includes('"reattach"') ||
+      state.records.length > 0 ||
+      state.handovers
+    )
+      return `the warm-up prepare and release of ${w.domain} on fixtures/hosts/${w.host} did not detach and give back`;
+  }
   const node = statSync(realpathSync(process.execPath));
   const cpu =
     readFileSync('/proc/cpuinfo', 'utf8')

@@ -5,6 +5,7 @@
 // heap instead of compiling and running them again. Only Node's built-ins may be required here, and
 // nothing read at build time may stand for the host the program later runs on (see
 // host/program-location.ts).
+import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { startupSnapshot } from 'node:v8';
 import '../host/libvirt/driver-control.js';
@@ -12,14 +13,24 @@ import { setProgramFile } from '../host/program-location.js';
 import { runHookFromCli } from './commands/hook.js';
 import { runProgram } from './program.js';
 
-// The build may hand us a fixture host to run a prepare and a release on (QEMU_HOOK_ROOT, the
-// domain's XML on stdin, QEMU_HOOK_SNAPSHOT_WARMUP=<domain>): the functions they run are then
-// compiled into the snapshot, as the code cache holds those of its warm-up run.
-const warmUp = process.env['QEMU_HOOK_SNAPSHOT_WARMUP'];
-if (warmUp) {
+// The build (and install.sh, where the checkout has the fixture hosts) may hand us fixture hosts
+// to run a prepare and a release on, QEMU_HOOK_SNAPSHOT_WARMUP=<domain>@<root>[,…]: the functions
+// they run (a managed VM's devices, a single GPU's hand-over) are then compiled into the snapshot,
+// as the code cache holds those of its warm-up run. Only ever fixture roots: their copies.
+const warmUps = (process.env['QEMU_HOOK_SNAPSHOT_WARMUP'] ?? '')
+  .split(',')
+  .filter((w) => w.includes('@'))
+  .map((w) => ({ domain: w.slice(0, w.indexOf('@')), root: w.slice(w.indexOf('@') + 1) }));
+if (warmUps.length > 0) {
   void (async () => {
-    await runHookFromCli([warmUp, 'prepare', 'begin', '-']);
-    await runHookFromCli([warmUp, 'release', 'end', '-']);
+    for (const { domain, root } of warmUps) {
+      if (!root.startsWith('/') || resolve(root) === '/') continue;
+      process.env['QEMU_HOOK_ROOT'] = root;
+      const xml = readFileSync(join(root, 'etc/libvirt/qemu', `${domain}.xml`), 'utf8');
+      await runHookFromCli([domain, 'prepare', 'begin', '-'], { xml });
+      await runHookFromCli([domain, 'release', 'end', '-'], { xml });
+    }
+    delete process.env['QEMU_HOOK_ROOT'];
   })();
 }
 

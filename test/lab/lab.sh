@@ -129,6 +129,9 @@ project_files() {
     for f in dist hooks scripts examples; do [ -d "$f" ] && find "$f" -type f; done
     [ -d native ] && find native -type f -not -path 'native/build/*' -not -path 'native/node_modules/*'
     [ -d native/build/Release ] && find native/build/Release -maxdepth 1 -type f -name '*.node'
+    # the fixture hosts install.sh warms the startup snapshot up on (symbolic links and empty
+    # folders are part of a fixture's sysfs)
+    for f in fixtures/hosts/workstation fixtures/hosts/single-amd; do [ -d "$f" ] && find "$f"; done
     true
 }
 inputs() {
@@ -139,7 +142,9 @@ inputs() {
     dpkg-query -W -f '${Package} ${Version}\n' qemu-system-x86 ipxe-qemu seabios libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt0 bash gcc libc6-dev 2>/dev/null || true
     echo "handover debs $(cat "$HO_ROOT/.from" 2>/dev/null)"
     ( cd "$HERE" && find . -type f -not -name '*.md' | LC_ALL=C sort | xargs sha256sum )
-    ( cd "$REPO" && project_files | LC_ALL=C sort | xargs -r sha256sum )
+    ( cd "$REPO" && project_files | LC_ALL=C sort | while read -r f; do
+        if [ -L "$f" ]; then echo "link $f -> $(readlink "$f")"; elif [ -f "$f" ]; then sha256sum "$f"; else echo "dir $f"; fi
+    done )
 }
 
 # ------------------------------------------------------------------------------------------- build

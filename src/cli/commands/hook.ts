@@ -28,7 +28,11 @@ const DEADLINE_GRACE_MS = 5_000;
  * from QEMU_HOOK_ROOT, which only hooks/qemu sets (baked in by `install.sh --root`): libvirt
  * clears the environment, so nothing else can select a fixture host.
  */
-export async function runHookFromCli(positionals: readonly string[]): Promise<number> {
+/** `xml`: the domain's definition when it is not on stdin (the startup snapshot's warm-up runs). */
+export async function runHookFromCli(
+  positionals: readonly string[],
+  input: { xml?: string } = {},
+): Promise<number> {
   const [domain, op, subop = '-', extra = '-'] = positionals;
   if (!domain || !op) {
     writeErr('qemu-hook: hook mode needs <domain> <op> <subop> <extra>, as libvirt passes them');
@@ -84,7 +88,7 @@ export async function runHookFromCli(positionals: readonly string[]): Promise<nu
     cfg.limits.hookSeconds * 1000 + DEADLINE_GRACE_MS,
   ).unref();
 
-  const xml = readStdin();
+  const xml = input.xml ?? readStdin();
   const result = await runHook(event, xml, {
     paths,
     inventory: phases.inventory(new SysfsInventoryReader(paths)),
