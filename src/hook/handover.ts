@@ -86,7 +86,7 @@ export async function executeHandover(
     const finished = finish;
     finish = null;
     const written = t.lap();
-    await update(deps, (s) => records.reduce(upsertHandover, finished ? finished(s) : s));
+    await update(deps, (s) => records.reduce((acc, r) => upsertHandover(acc, r), finished ? finished(s) : s));
     const stateMs = written().hookMs;
     const first = batch[0]!;
     faultPoint(`handover-record-${first.kind}`);
@@ -237,7 +237,7 @@ async function act(
   const data = batch[0]!.data;
   switch (data.kind) {
     case 'stop-service': {
-      const units = batch.map((s) => (s.data as typeof data).unit);
+      const units = batch.flatMap((s) => (s.data.kind === 'stop-service' ? [s.data.unit] : []));
       const named = units.join(', ');
       await t.waiting(() => withTimeout(services.stop(units), left(deadline), `stopping ${named}`));
       await until(
