@@ -189,9 +189,9 @@ copy_program() {
 # The hook's startup snapshot fits one node binary on one CPU (see hooks/qemu). The build's is kept
 # when it fits the node installed for and this CPU; otherwise it is made again here, with that node.
 # Where the checkout has the fixture hosts, the snapshot's warm-up (src/cli/snapshot.ts) runs a
-# start and a stop on copies of two of them (QEMU_HOOK_ROOT is the copy: nothing of this host is
-# read or touched), so that their functions are compiled into it, as in the build's; otherwise
-# they compile at their first use. Without a snapshot, the hook starts from the code cache.
+# start and a stop on copies of those scripts/snapshot-warmup.mjs names (QEMU_HOOK_ROOT is the
+# copy: nothing of this host is read or touched), so that their functions are compiled into it, as
+# in the build's; otherwise they compile at their first use. Without a snapshot, the hook starts from the code cache.
 fit_snapshot() {
     d=$DEST/dist
     [ -f "$d/qemu-hook-snapshot.cjs" ] || return 0
@@ -201,14 +201,12 @@ $(grep -m1 '^flags' /proc/cpuinfo)"
     rm -f "$d/qemu-hook.blob" "$d/qemu-hook.blob.node"
     warm=$(mktemp -d 2>/dev/null) || warm=
     list=
-    for pair in win11@workstation gpu-vm@single-amd; do
-        host=${pair#*@}
-        [ -n "$warm" ] && [ -d "$SRC/fixtures/hosts/$host" ] || continue
-        (umask 022 && cp -RP "$SRC/fixtures/hosts/$host" "$warm/$host") 2>/dev/null || continue
-        list="$list${list:+,}${pair%@*}@$warm/$host"
-    done
+    if [ -n "$warm" ] && [ -d "$SRC/fixtures/hosts" ]; then
+        list=$("$NODE" "$SRC/scripts/snapshot-warmup.mjs" copy "$SRC/fixtures/hosts" "$warm" 2>/dev/null) || list=
+    fi
     how=
-    if [ -n "$list" ] && make_snapshot "$d" "$list" && warmed_up "$list"; then
+    if [ -n "$list" ] && make_snapshot "$d" "$list" \
+        && "$NODE" "$SRC/scripts/snapshot-warmup.mjs" check "$warm" 2>/dev/null; then
         how=" (warmed up on copies of fixtures/hosts)"
     elif ! make_snapshot "$d" ""; then
         how=failed
@@ -226,18 +224,6 @@ $(grep -m1 '^flags' /proc/cpuinfo)"
 make_snapshot() {  # $1 = dist folder, $2 = warm-up list (domain@root,…) or empty
     rm -f "$1/qemu-hook.blob"
     (cd "$1" && QEMU_HOOK_SNAPSHOT_WARMUP=$2 "$NODE" --snapshot-blob qemu-hook.blob --build-snapshot qemu-hook-snapshot.cjs) </dev/null >/dev/null 2>&1
-}
-
-warmed_up() {  # $1 = warm-up list: every copy saw a detach and a reattach, and nothing is left held
-    # shellcheck disable=SC2016
-    "$NODE" -e '
-        const fs = require("fs");
-        for (const w of process.argv[1].split(",")) {
-            const root = w.slice(w.indexOf("@") + 1);
-            const s = JSON.parse(fs.readFileSync(root + "/var/lib/qemu-hook/state.json", "utf8"));
-            const c = fs.readFileSync(root + "/var/lib/qemu-hook-fixture/driver-calls.jsonl", "utf8");
-            if (s.records.length > 0 || s.handovers || !c.includes("\"detach\"") || !c.includes("\"reattach\"")) process.exit(1);
-        }' "$1" 2>/dev/null
 }
 
 install_command() {

@@ -12,7 +12,6 @@
 import { spawnSync } from 'node:child_process';
 import {
   chmodSync,
-  cpSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -25,6 +24,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { build } from 'esbuild';
+import { copyWarmUpHosts, WARM_UPS, warmUpProblem } from './snapshot-warmup.mjs';
 
 // xmldom builds its table of 2,200 HTML entities (each copied through property descriptors and
 // frozen) when it loads: 13-15 ms of every start, for a table only HTML parsing reads. Domain XML
@@ -148,12 +148,6 @@ if (warm.status !== 1 || !warm.stdout.includes('"ok": false')) {
 // qemu-hook.blob.node records both (`stat -L -c '%s %Y'` of the binary, then the first "flags" line
 // of /proc/cpuinfo), the front checks them, and install.sh makes a new snapshot where they differ.
 // A Node that cannot make one: the program works as before, from the code cache.
-/** The fixture hosts the snapshot's warm-up runs a start and a stop on (src/cli/snapshot.ts). */
-const WARM_UPS = [
-  { host: 'workstation', domain: 'win11' }, // a managed VM's devices
-  { host: 'single-amd', domain: 'gpu-vm' }, // a single GPU's hand-over
-];
-
 const snapshotProblem = await buildSnapshot();
 if (snapshotProblem) {
   rmSync('dist/qemu-hook.blob', { force: true });
@@ -167,49 +161,32 @@ async function buildSnapshot() {
   await build({ ...bundleOptions, entryPoints: ['src/cli/snapshot.ts'], outfile: entry });
   const warmDir = mkdtempSync(join(tmpdir(), 'qemu-hook-snapshot-'));
   try {
-    for (const w of WARM_UPS)
-      cpSync(join('fixtures/hosts', w.host), join(warmDir, w.host), {
-        recursive: true,
-        verbatimSymlinks: true,
-      });
     return snapshotFrom(entry, warmDir);
   } finally {
     rmSync(warmDir, { recursive: true, force: true });
   }
 }
 
+/** The snapshot, warmed up on copies of the fixture hosts in scripts/snapshot-warmup.mjs (all of them: the checkout has them). */
 function snapshotFrom(entry, warmDir) {
+  const warmUps = copyWarmUpHosts('fixtures/hosts', warmDir);
+  if (warmUps.split(',').length !== WARM_UPS.length)
+    return 'fixtures/hosts lacks a warm-up host of the snapshot';
   const r = spawnSync(
     process.execPath,
     ['--snapshot-blob', 'dist/qemu-hook.blob', '--build-snapshot', entry],
     {
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: {
-        ...process.env,
-        QEMU_HOOK_SNAPSHOT_WARMUP: WARM_UPS.map((w) => `${w.domain}@${join(warmDir, w.host)}`).join(','),
-      },
+      env: { ...process.env, QEMU_HOOK_SNAPSHOT_WARMUP: warmUps },
     },
   );
   // Node warns that some built-ins are "not yet fully verified" in a snapshot; only failures matter.
   if (r.status !== 0)
     return `node --build-snapshot exited ${r.status}: ${r.stderr.trim().split('\n').slice(-3).join(' ')}`;
   // The warm-up must have done the work it is there for: detached, then given back, on each host.
-  for (const w of WARM_UPS) {
-    const root = join(warmDir, w.host);
-    let calls = '';
-    try {
-      calls = readFileSync(join(root, 'var/lib/qemu-hook-fixture/driver-calls.jsonl'), 'utf8');
-    } catch {}
-    const state = JSON.parse(readFileSync(join(root, 'var/lib/qemu-hook/state.json'), 'utf8'));
-    if (
-      !calls.includes('"detach"') ||
-      !calls.includes('"reattach"') ||
-      state.records.length > 0 ||
-      state.handovers
-    )
-      return `the warm-up prepare and release of ${w.domain} on fixtures/hosts/${w.host} did not detach and give back`;
-  }
+  const problem = warmUpProblem(warmDir);
+  if (problem) return problem;
   const node = statSync(realpathSync(process.execPath));
   const cpu =
     readFileSync('/proc/cpuinfo', 'utf8')

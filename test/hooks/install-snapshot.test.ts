@@ -6,29 +6,18 @@ import { spawnSync } from 'node:child_process';
 import {
   cpSync,
   existsSync,
-  mkdtempSync,
   readdirSync,
   readFileSync,
   realpathSync,
-  rmSync,
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { isRoot } from '../support/attack.js';
-import { REPO } from '../support/cli.js';
+import { REPO, tempDirs } from '../support/cli.js';
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'qh-install-snapshot-'));
-  dirs.push(d);
-  return d;
-}
+const tmp = tempDirs('install-snapshot');
 
 /** A checkout with the build's output, its snapshot marked as made by another node. */
 function checkout(withFixtures: boolean): string {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { activeFromIsActive } from '../../src/host/handover/systemd.js';
+import { ACTIVE_STATES, activeFromIsActive } from '../../src/host/handover/systemd.js';
 
 // `systemctl is-active a b c` answers for all units at once: one state per line, in order.
 describe('activeFromIsActive', () => {
@@ -8,6 +8,11 @@ describe('activeFromIsActive', () => {
   it('reads each unit state from its line, counting units on their way up or down as up', () => {
     const r = { code: 0, stdout: 'active\ndeactivating\ninactive\n', stderr: '' };
     expect([...activeFromIsActive(units, r)]).toEqual(['gdm.service', 'nvidia-persistenced.service']);
+  });
+
+  it("in is-active's own sense (a give-back's check), a unit on its way up or down is not up yet", () => {
+    const r = { code: 0, stdout: 'active\ndeactivating\nactivating\n', stderr: '' };
+    expect([...activeFromIsActive(units, r, ACTIVE_STATES)]).toEqual(['gdm.service']);
   });
 
   it('none active: exit status 3 (4 on newer systemd for a unit it does not know)', () => {

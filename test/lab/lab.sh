@@ -142,9 +142,13 @@ inputs() {
     dpkg-query -W -f '${Package} ${Version}\n' qemu-system-x86 ipxe-qemu seabios libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt0 bash gcc libc6-dev 2>/dev/null || true
     echo "handover debs $(cat "$HO_ROOT/.from" 2>/dev/null)"
     ( cd "$HERE" && find . -type f -not -name '*.md' | LC_ALL=C sort | xargs sha256sum )
+    # regular files by content, links by target, folders by name: one sha256sum and one stat for all
     ( cd "$REPO" && project_files | LC_ALL=C sort | while read -r f; do
-        if [ -L "$f" ]; then echo "link $f -> $(readlink "$f")"; elif [ -f "$f" ]; then sha256sum "$f"; else echo "dir $f"; fi
-    done )
+        if [ -f "$f" ] && [ ! -L "$f" ]; then printf '%s\0' "$f"; fi
+    done | xargs -0 -r sha256sum )
+    ( cd "$REPO" && project_files | LC_ALL=C sort | while read -r f; do
+        if [ -L "$f" ] || [ -d "$f" ]; then printf '%s\0' "$f"; fi
+    done | xargs -0 -r stat -c '%F %N' )
 }
 
 # ------------------------------------------------------------------------------------------- build

@@ -26,6 +26,19 @@ export function copyHost(name: string): string {
   return dir;
 }
 
+/** Temporary folders for one test file (`qh-<prefix>-…`): every one is removed after each test. */
+export function tempDirs(prefix: string): () => string {
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  });
+  return () => {
+    const dir = mkdtempSync(join(tmpdir(), `qh-${prefix}-`));
+    dirs.push(dir);
+    return dir;
+  };
+}
+
 /** copyHost for one test file: every copy is removed after each test. */
 export function hostCopies(): (name: string) => string {
   const copies: string[] = [];

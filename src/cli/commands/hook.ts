@@ -26,9 +26,9 @@ const DEADLINE_GRACE_MS = 5_000;
 /**
  * `qemu-hook hook <domain> <op> <subop> <extra>`, run by hooks/qemu for libvirt. The root comes
  * from QEMU_HOOK_ROOT, which only hooks/qemu sets (baked in by `install.sh --root`): libvirt
- * clears the environment, so nothing else can select a fixture host.
+ * clears the environment, so nothing else can select a fixture host. `input.xml`: the domain's
+ * definition when it is not on stdin (the startup snapshot's warm-up runs).
  */
-/** `xml`: the domain's definition when it is not on stdin (the startup snapshot's warm-up runs). */
 export async function runHookFromCli(
   positionals: readonly string[],
   input: { xml?: string } = {},

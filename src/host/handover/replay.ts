@@ -56,10 +56,8 @@ export class ReplayServiceManager implements ServiceManager {
     throw new Error(why ? `the snapshot could not read it (${why})` : 'the snapshot did not record it');
   }
 
-  async activeAmong(units: readonly string[]): Promise<ReadonlySet<string>> {
-    const active = new Set<string>();
-    for (const u of units) if (await this.isActive(u)) active.add(u);
-    return active;
+  activeAmong(units: readonly string[]): Promise<ReadonlySet<string>> {
+    return activeOneByOne(this, units);
   }
 
   async sessions(): Promise<readonly LoginSession[]> {
@@ -81,6 +79,16 @@ export class ReplayServiceManager implements ServiceManager {
       `systemd and logind were not captured (no ${SNAPSHOT_SERVICES_FILE}: a snapshot by an older qemu-hook, or a folder made by hand)`,
     );
   }
+}
+
+/** activeAmong for a manager that answers unit by unit: the first unit it cannot answer fails it all. */
+export async function activeOneByOne(
+  manager: Pick<ServiceManager, 'isActive'>,
+  units: readonly string[],
+): Promise<ReadonlySet<string>> {
+  const active = new Set<string>();
+  for (const u of units) if (await manager.isActive(u)) active.add(u);
+  return active;
 }
 
 /** Every write to a snapshot's services or kernel: refused, with the one line that says why. */

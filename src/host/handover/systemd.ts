@@ -4,21 +4,28 @@ import type { LoginSession } from '../../model/handover.js';
 import type { ServiceManager } from '../../model/ports.js';
 import { type ChildResult, runChild } from './child.js';
 
-/** The states `systemctl is-active` prints for a unit that is up, or on its way up or down. */
-const STILL_UP = new Set(['active', 'reloading', 'refreshing', 'activating', 'deactivating']);
+/** The states `systemctl is-active` exits 0 for: the unit is up. */
+export const ACTIVE_STATES: ReadonlySet<string> = new Set(['active', 'reloading', 'refreshing']);
+/** Those, and the units on their way up or down: not stopped yet, nor to be taken for stopped. */
+const STILL_UP: ReadonlySet<string> = new Set([...ACTIVE_STATES, 'activating', 'deactivating']);
 
 /**
- * The units `systemctl is-active <units…>` says are up: one state per unit, in order; exit status 0
- * when one is active, 3 (4 on newer systemd) when none is. Any other answer (systemd not reachable)
- * is no answer, and must not read as "inactive".
+ * The units `systemctl is-active <units…>` says are in one of `up` (by default: up, or on their way
+ * up or down): one state per unit, in order; exit status 0 when one is active, 3 (4 on newer
+ * systemd) when none is. Any other answer (systemd not reachable) is no answer, and must not read
+ * as "inactive".
  */
-export function activeFromIsActive(units: readonly string[], r: ChildResult): ReadonlySet<string> {
+export function activeFromIsActive(
+  units: readonly string[],
+  r: ChildResult,
+  up: ReadonlySet<string> = STILL_UP,
+): ReadonlySet<string> {
   const states = r.stdout.trim().split('\n');
   if (![0, 3, 4].includes(r.code ?? -1) || states.length !== units.length)
     throw new Error(
       `systemctl is-active ${units.join(' ')}: ${(r.stderr || r.stdout).trim().split('\n')[0] || `exit status ${r.code}`}`,
     );
-  return new Set(units.filter((_, i) => STILL_UP.has(states[i]!.trim())));
+  return new Set(units.filter((_, i) => up.has(states[i]!.trim())));
 }
 
 /** Names a hand-over never signals, whatever it holds. */
@@ -31,23 +38,18 @@ export class SystemdServiceManager implements ServiceManager {
     private readonly proc: string,
   ) {}
 
+  /** Up in systemd's own sense (what `is-active` exits 0 for): a give-back verified by it is done. */
   async isActive(unit: string): Promise<boolean> {
-    const r = await runChild('systemctl', ['is-active', '--quiet', unit], { timeoutMs: this.timeoutMs });
-    if (r.code === 0) return true;
-    // 3: not active (inactive, failed, no such unit), 4 on newer systemd for no such unit. Anything
-    // else (1: systemd not reachable) is no answer, and must not read as "inactive".
-    if (r.code === 3 || r.code === 4) return false;
-    throw new Error(
-      `systemctl is-active ${unit}: ${(r.stderr || r.stdout).trim().split('\n')[0] || `exit status ${r.code}`}`,
-    );
+    return activeFromIsActive([unit], await this.isActiveAnswer([unit]), ACTIVE_STATES).has(unit);
   }
 
   async activeAmong(units: readonly string[]): Promise<ReadonlySet<string>> {
     if (units.length === 0) return new Set();
-    return activeFromIsActive(
-      units,
-      await runChild('systemctl', ['is-active', ...units], { timeoutMs: this.timeoutMs }),
-    );
+    return activeFromIsActive(units, await this.isActiveAnswer(units));
+  }
+
+  private isActiveAnswer(units: readonly string[]): Promise<ChildResult> {
+    return runChild('systemctl', ['is-active', ...units], { timeoutMs: this.timeoutMs });
   }
 
   async stop(units: readonly string[]): Promise<void> {

@@ -3,7 +3,7 @@ import type { LoginSession } from '../../model/handover.js';
 import type { HostPaths } from '../../model/paths.js';
 import type { ServiceManager } from '../../model/ports.js';
 import { SysfsHandoverProbe } from '../handover/probe.js';
-import type { CapturedServices } from '../handover/replay.js';
+import { activeOneByOne, type CapturedServices } from '../handover/replay.js';
 
 // What the hand-over plan reads from systemd and logind, which sysfs and proc do not hold: asked
 // through the plan's own probe (so the display manager, and the units of processes holding the
@@ -63,10 +63,8 @@ class Recorder implements ServiceManager {
     }
   }
 
-  async activeAmong(units: readonly string[]): Promise<ReadonlySet<string>> {
-    const active = new Set<string>();
-    for (const u of units) if (await this.isActive(u)) active.add(u);
-    return active;
+  activeAmong(units: readonly string[]): Promise<ReadonlySet<string>> {
+    return activeOneByOne(this, units);
   }
 
   async sessions(): Promise<readonly LoginSession[]> {

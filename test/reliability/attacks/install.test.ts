@@ -9,27 +9,16 @@ import {
   existsSync,
   lstatSync,
   mkdirSync,
-  mkdtempSync,
-  rmSync,
   statSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { isRoot } from '../../support/attack.js';
-import { REPO } from '../../support/cli.js';
+import { REPO, tempDirs } from '../../support/cli.js';
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'qh-attack-install-'));
-  dirs.push(d);
-  return d;
-}
+const tmp = tempDirs('attack-install');
 const mode = (p: string) => statSync(p).mode & 0o7777;
 
 function install(root: string, opts: { env?: NodeJS.ProcessEnv; umask?: string; src?: string } = {}) {
