@@ -8,6 +8,7 @@
 #                           host path below DIR at run time and moves only the fixture's driver
 #                           links (how the tests give a real libvirtd a fixture host)
 #            --no-build     use the checkout as it is (npm ci and the build already done)
+#            --no-resident  no resident hook (qemu-hook.socket/.service): Node starts at every event
 #   NODE=/path/to/node ./install.sh   the Node.js the hook runs (default: node on PATH); it must be
 #            root's: owned by root, in folders only root can write
 #
@@ -20,6 +21,7 @@ umask 022
 PREFIX=/usr/local/lib/qemu-hook
 ROOT=/
 BUILD=1
+RESIDENT=1
 ACTION=install
 while [ $# -gt 0 ]; do
     case $1 in
@@ -28,8 +30,9 @@ while [ $# -gt 0 ]; do
         --root) ROOT=${2:?--root needs a folder}; shift 2 ;;
         --root=*) ROOT=${1#*=}; shift ;;
         --no-build) BUILD=; shift ;;
+        --no-resident) RESIDENT=; shift ;;
         --uninstall) ACTION=uninstall; shift ;;
-        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -121,6 +124,7 @@ reload_libvirt() {
 }
 
 uninstall() {
+    uninstall_resident
     if [ -f "$HOOK" ] && is_ours "$HOOK"; then
         if [ -f "$SAVED" ]; then mv -f "$SAVED" "$HOOK"; say "restored the previous hook to $HOOK"
         elif [ -f "$REPLACED" ]; then mv -f "$REPLACED" "$HOOK"; say "restored the VFIO-Tools dispatcher to $HOOK"
@@ -174,11 +178,14 @@ copy_program() {
     cp -RL "$SRC/dist" "$SRC/hooks" "$SRC/package.json" "$stage/"
     install -d -m 755 "$stage/native" "$stage/native/build" "$stage/native/build/Release" "$stage/examples"
     install -m 644 "$SRC/native/build/Release/qemu_hook_libvirt.node" "$stage/native/build/Release/"
+    client=native/build/Release/qemu-hook-client
+    if [ -f "$SRC/$client" ]; then install -m 755 "$SRC/$client" "$stage/$client"; fi
     install -m 644 "$SRC/examples/config.yaml" "$stage/examples/"
     # Modes said, not left to the umask or the checkout: folders 755, files 644, the hook 755.
     find "$stage" -type d -exec chmod 755 {} +
     find "$stage" -type f -exec chmod 644 {} +
     chmod 755 "$stage/hooks/qemu"
+    if [ -f "$stage/$client" ]; then chmod 755 "$stage/$client"; fi
     # Swap in the new tree in one rename; the old one goes only after.
     rm -rf "$DEST.old"
     if [ -e "$DEST" ]; then mv "$DEST" "$DEST.old"; fi
@@ -280,6 +287,92 @@ check_mac() {
     fi
 }
 
+# --- the resident hook: qemu-hook.socket and qemu-hook.service ----------------------------------
+# The hook front hands events to `qemu-hook serve` through the socket when it is there (a worker
+# with Node already started runs them), else starts Node itself: the units are an optimisation the
+# hook never depends on. Started only on this host's own systemd (not under --root).
+UNITS=$R/etc/systemd/system
+SOCKET_PATH=$R/run/qemu-hook/hook.sock
+
+service_unit() {
+    cat <<EOF
+# qemu-hook's resident hook; installed by qemu-hook's install.sh (removed by install.sh --uninstall).
+[Unit]
+Description=qemu-hook resident hook (answers libvirt's hook events without starting Node.js each time)
+Documentation=man:qemu-hook(8)
+Requires=qemu-hook.socket
+After=qemu-hook.socket
+Before=libvirtd.service virtqemud.service
+
+[Service]
+Type=simple
+Environment=QEMU_HOOK_ROOT=$ROOT
+ExecStart=$NODE $DEST/dist/cli/main.cjs serve
+# Only the server is stopped: a worker in the middle of an event finishes it (its own process).
+KillMode=process
+Restart=on-failure
+RestartSec=2s
+
+[Install]
+WantedBy=multi-user.target
+EOF
+}
+
+socket_unit() {
+    cat <<EOF
+# qemu-hook's resident hook; installed by qemu-hook's install.sh (removed by install.sh --uninstall).
+[Unit]
+Description=qemu-hook resident hook socket
+
+[Socket]
+ListenStream=$SOCKET_PATH
+SocketUser=root
+SocketMode=0600
+DirectoryMode=0700
+RemoveOnStop=yes
+
+[Install]
+WantedBy=sockets.target
+EOF
+}
+
+host_systemd() { [ "$R" = "" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; }
+
+install_resident() {
+    if [ -z "$RESIDENT" ]; then uninstall_resident; say "--no-resident: Node.js starts at every hook event"; return; fi
+    if [ ! -x "$DEST/native/build/Release/qemu-hook-client" ]; then
+        say "no resident hook: the hook client was not built (it is built with the libvirt binding: npm ci)"
+        return
+    fi
+    put "$UNITS/qemu-hook.service" service_unit
+    put "$UNITS/qemu-hook.socket" socket_unit
+    if ! host_systemd; then
+        if [ "$R" != "" ]; then why="installed below $ROOT"; else why="no systemd here"; fi
+        say "wrote $UNITS/qemu-hook.socket and .service, not started ($why): Node.js starts at every hook event"
+        return
+    fi
+    systemctl daemon-reload
+    # A running server still has the program that was there before: start it anew.
+    systemctl stop qemu-hook.service >/dev/null 2>&1 || true
+    if systemctl enable qemu-hook.socket qemu-hook.service >/dev/null 2>&1 \
+        && systemctl restart qemu-hook.socket && systemctl start qemu-hook.service; then
+        say "resident hook running (qemu-hook.service on $SOCKET_PATH): events no longer wait for Node.js to start"
+    else
+        say "could not start qemu-hook.service (see journalctl -u qemu-hook): the hook starts Node.js at every event"
+    fi
+}
+
+uninstall_resident() {
+    if host_systemd && [ -f "$UNITS/qemu-hook.socket" ]; then
+        systemctl disable --now qemu-hook.service qemu-hook.socket >/dev/null 2>&1 || true
+    fi
+    if [ -f "$UNITS/qemu-hook.socket" ] || [ -f "$UNITS/qemu-hook.service" ]; then
+        rm -f "$UNITS/qemu-hook.socket" "$UNITS/qemu-hook.service"
+        if host_systemd; then systemctl daemon-reload; fi
+        say "removed the resident hook's units"
+    fi
+}
+
 # --- qemu-hook:extras: shell completion, man page, README, logrotate rule -----------------------
 # The completions and the man page are made by the installed program from its own --help tables
 # (qemu-hook completion bash|zsh, qemu-hook man), so they always match the program installed.
@@ -351,6 +444,7 @@ install_command
 install_hook
 install_config
 install_extras
+install_resident
 check_mac
 reload_libvirt
 say "done: try qemu-hook devices, then qemu-hook --simulate <vm> prepare"

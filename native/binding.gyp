@@ -22,5 +22,12 @@
       'cflags_cc!': ['-fno-exceptions'],
       'cflags_cc': ['-Wall', '-Wextra'],
     },
+    {
+      # hooks/qemu's way to the resident hook (qemu-hook serve): one small process instead of Node.
+      'target_name': 'qemu-hook-client',
+      'type': 'executable',
+      'sources': ['hook-client.c'],
+      'cflags': ['-Wall', '-Wextra', '-O2'],
+    },
   ],
 }

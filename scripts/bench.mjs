@@ -4,13 +4,15 @@
 //     reads stdin and looks for qemu.d/<vm>/<op>/<subop>.
 //  3. a 200-domain reconnect storm (a daemon restart) through the hook vs the same dispatcher.
 //  4. a managed VM's release and prepare through the installed hook (hooks/qemu; fixture driver
-//     control) vs `node -e 0`: Node started from the V8 startup snapshot (what the front does when
-//     the snapshot fits its node) and from the code-cached entry (the fallback), side by side.
+//     control) vs `node -e 0`: handed to the resident hook (`qemu-hook serve`, a worker with Node
+//     already started), and run by a Node the front starts, from the V8 startup snapshot (what the
+//     front does when the snapshot fits its node) and from the code-cached entry (the fallback).
 // usage: npm run bench [-- --runs N]
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import {
   chmodSync,
   cpSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -100,46 +102,68 @@ try {
   );
   writeFileSync(join(host, 'etc/qemu-hook/config.yaml'), configured);
 
-  // 4. A managed VM's release and prepare, snapshot vs code cache vs node -e 0, interleaved. The
-  // code-cache hook is the same front with a program folder that has no snapshot.
-  const codeCacheOnly = programWithoutSnapshot();
-  const hookCodeCache = installHook(host, codeCacheOnly, 'qemu-code-cache');
+  // 4. A managed VM's release and prepare: resident vs snapshot vs code cache vs node -e 0,
+  // interleaved. The per-event fronts have program folders without the client, so they start Node
+  // although the resident hook listens on the host's socket.
+  const resident = hook;
+  const hookSnapshot = installHook(host, perEventProgram('per-event', true), 'qemu-snapshot');
+  const hookCodeCache = installHook(host, perEventProgram('code-cache', false), 'qemu-code-cache');
+  const server = await serve(host);
   const hookRuns = Math.max(7, Math.floor(RUNS / 2));
   const prepare = (h) =>
     spawnSync(h, ['win11', 'prepare', 'begin', '-'], { input: xml, encoding: 'utf8', env: HOOK_ENV });
   const release = (h) =>
     spawnSync(h, ['win11', 'release', 'end', '-'], { input: xml, encoding: 'utf8', env: HOOK_ENV });
   const stateFile = join(host, 'var/lib/qemu-hook/state.json');
-  const timesOf = { node: [], relSnap: [], relCache: [], prepSnap: [], prepCache: [] };
-  for (let i = 0; i < hookRuns + 1; i++) {
-    const keep = i > 0; // the first round warms the page cache
-    const t = (key, f, check) => {
-      const t0 = process.hrtime.bigint();
-      const r = f();
-      const dt = Number(process.hrtime.bigint() - t0) / 1e6;
-      if (r.status !== 0) throw new Error(`${key} exited ${r.status}: ${r.stderr}`);
-      check?.();
-      if (keep) timesOf[key].push(dt);
-    };
-    const held = () => {
-      if (!readFileSync(stateFile, 'utf8').includes('"win11"')) throw new Error('prepare recorded nothing');
-    };
-    const free = () => {
-      if (readFileSync(stateFile, 'utf8').includes('"win11"')) throw new Error('release gave nothing back');
-    };
-    t('node', () => spawnSync('node', ['-e', '0'], { env: HOOK_ENV }));
-    t('prepSnap', () => prepare(hook), held);
-    t('relSnap', () => release(hook), free);
-    t('prepCache', () => prepare(hookCodeCache), held);
-    t('relCache', () => release(hookCodeCache), free);
+  const timesOf = {
+    node: [],
+    relRes: [],
+    relSnap: [],
+    relCache: [],
+    prepRes: [],
+    prepSnap: [],
+    prepCache: [],
+  };
+  try {
+    for (let i = 0; i < hookRuns + 1; i++) {
+      const keep = i > 0; // the first round warms the page cache
+      const t = (key, f, check) => {
+        const t0 = process.hrtime.bigint();
+        const r = f();
+        const dt = Number(process.hrtime.bigint() - t0) / 1e6;
+        if (r.status !== 0) throw new Error(`${key} exited ${r.status}: ${r.stderr}`);
+        check?.();
+        if (keep) timesOf[key].push(dt);
+      };
+      const held = () => {
+        if (!readFileSync(stateFile, 'utf8').includes('"win11"')) throw new Error('prepare recorded nothing');
+      };
+      const free = () => {
+        if (readFileSync(stateFile, 'utf8').includes('"win11"')) throw new Error('release gave nothing back');
+      };
+      t('node', () => spawnSync('node', ['-e', '0'], { env: HOOK_ENV }));
+      t('prepRes', () => prepare(resident), held);
+      t('relRes', () => release(resident), free);
+      t('prepSnap', () => prepare(hookSnapshot), held);
+      t('relSnap', () => release(hookSnapshot), free);
+      t('prepCache', () => prepare(hookCodeCache), held);
+      t('relCache', () => release(hookCodeCache), free);
+    }
+  } finally {
+    server.kill('SIGTERM');
   }
+  const residentRuns = hookRunsLogged(host).filter((r) => r.resident).length;
+  if (residentRuns !== 2 * (hookRuns + 1))
+    throw new Error(`the resident hook ran ${residentRuns} of ${2 * (hookRuns + 1)} events`);
   const m = Object.fromEntries(Object.entries(timesOf).map(([k, v]) => [k, median(v)]));
   const fits = snapshotFits();
+  const three = (res, snap, cache) =>
+    `resident ${ms(m[res])}, snapshot ${ms(m[snap])}, code cache ${ms(m[cache])} vs node -e 0 ${ms(m.node)} → ${ratio(m[res], m.node)}× / ${ratio(m[snap], m.node)}× / ${ratio(m[cache], m.node)}×`;
   log(
-    `hook release of a managed VM (5 devices): snapshot ${ms(m.relSnap)}, code cache ${ms(m.relCache)} vs node -e 0 ${ms(m.node)} → ${ratio(m.relSnap, m.node)}× / ${ratio(m.relCache, m.node)}× (target ≤ 1.3×)${fits ? '' : ' [no usable snapshot: both ran from the code cache]'}`,
+    `hook release of a managed VM (5 devices): ${three('relRes', 'relSnap', 'relCache')} (target ≤ 1.3×)${fits ? '' : ' [no usable snapshot: the snapshot column ran from the code cache]'}`,
   );
   log(
-    `hook prepare of a managed VM (5 devices): snapshot ${ms(m.prepSnap)}, code cache ${ms(m.prepCache)} vs node -e 0 ${ms(m.node)} → ${ratio(m.prepSnap, m.node)}× / ${ratio(m.prepCache, m.node)}× (target ≤ 1.5×)`,
+    `hook prepare of a managed VM (5 devices): ${three('prepRes', 'prepSnap', 'prepCache')} (target ≤ 1.5×)`,
   );
 } finally {
   rmSync(work, { recursive: true, force: true });
@@ -158,17 +182,49 @@ function installHook(root, program = repo, name = 'qemu') {
 }
 
 /** A program folder like the checkout's, without the startup snapshot: the front then uses the code cache. */
-function programWithoutSnapshot() {
-  const dir = join(work, 'program');
+/**
+ * A program folder for a front that starts Node itself: this checkout's dist/ (without the startup
+ * snapshot unless `snapshot`) and libvirt binding, but no resident hook client.
+ */
+function perEventProgram(name, snapshot) {
+  const dir = join(work, name);
   mkdirSync(join(dir, 'dist'), { recursive: true });
-  for (const f of ['cli', 'qemu-hook.cjs', 'qemu-hook.cache'])
-    cpSync(join(repo, 'dist', f), join(dir, 'dist', f), { recursive: true });
-  symlinkSync(join(repo, 'native'), join(dir, 'native'));
+  const files = ['cli', 'qemu-hook.cjs', 'qemu-hook.cache'];
+  if (snapshot) files.push('qemu-hook.blob', 'qemu-hook.blob.node', 'qemu-hook-snapshot.cjs');
+  for (const f of files)
+    if (existsSync(join(repo, 'dist', f)))
+      cpSync(join(repo, 'dist', f), join(dir, 'dist', f), { recursive: true });
+  mkdirSync(join(dir, 'native/build/Release'), { recursive: true });
+  const addon = join(repo, 'native/build/Release/qemu_hook_libvirt.node');
+  if (existsSync(addon)) symlinkSync(addon, join(dir, 'native/build/Release/qemu_hook_libvirt.node'));
   symlinkSync(join(repo, 'package.json'), join(dir, 'package.json'));
   return dir;
 }
 
-/** Whether the checkout's snapshot fits the node running this, on this CPU (what the front checks). */
+/** `qemu-hook serve` for the fixture host `root`, listening. */
+function serve(root) {
+  const child = spawn('node', [join(repo, 'dist/cli/main.cjs'), 'serve'], {
+    env: { ...HOOK_ENV, QEMU_HOOK_ROOT: root, QEMU_HOOK_LOG_LEVEL: 'debug' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  return new Promise((resolve, reject) => {
+    let said = '';
+    child.stderr.on('data', (d) => {
+      said += d;
+      if (said.includes('answering hook events')) resolve(child);
+    });
+    child.on('exit', (code) => reject(new Error(`qemu-hook serve exited ${code}: ${said}`)));
+  });
+}
+
+/** The "hook run done" lines of the fixture host's log. */
+function hookRunsLogged(root) {
+  return readFileSync(join(root, 'var/log/libvirt/qemu-hook.log'), 'utf8')
+    .split('\n')
+    .filter((l) => l.includes('"hook run done"'))
+    .map((l) => JSON.parse(l));
+}
+
 function snapshotFits() {
   try {
     const made = readFileSync(join(repo, 'dist/qemu-hook.blob.node'), 'utf8');

@@ -16,7 +16,7 @@ import {
 // mode throws its own text, and reads `--simulate --help` as a value that looks like an option).
 
 export interface Args {
-  readonly command: CommandName | 'hook' | 'redefine' | 'version';
+  readonly command: CommandName | 'hook' | 'redefine' | 'serve' | 'version';
   readonly positionals: readonly string[];
   readonly root: string | null;
   readonly config: string | null;
@@ -65,6 +65,8 @@ export function parseCliArgs(argv: readonly string[]): Args {
   if (argv[0] === 'hook') return { ...base('hook'), positionals: argv.slice(1) };
   // Internal: the detached helper the hook starts after refusing a stale definition.
   if (argv[0] === 'redefine') return { ...base('redefine'), positionals: argv.slice(1) };
+  // Internal: the resident hook (qemu-hook.service), and its workers (serve --worker).
+  if (argv[0] === 'serve') return { ...base('serve'), positionals: argv.slice(1) };
 
   const { given, positionals, unknown } = tokenize(argv);
   const has = (name: OptionName) => given.some((g) => g.spec.name === name);

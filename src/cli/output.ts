@@ -10,25 +10,44 @@ import { tty } from '../model/lazy-builtins.js';
 export const STDOUT = 1;
 export const STDERR = 2;
 
+/**
+ * Where the resident hook's worker sends the program's output instead (cli/commands/serve.ts): to
+ * the hook front's connection, as frames. Null: descriptors 1 and 2 of this process.
+ */
+type OutputSink = (fd: typeof STDOUT | typeof STDERR, data: Buffer) => void;
+let sink: OutputSink | null = null;
+
+export function redirectOutput(to: OutputSink): void {
+  sink = to;
+}
+
 /** Writes all of `text` to `fd`. A reader that went away (EPIPE) ends the program quietly. */
 export function writeAll(fd: number, text: string): void {
-  let data = Buffer.from(text, 'utf8');
+  const data = Buffer.from(text, 'utf8');
+  if (sink && (fd === STDOUT || fd === STDERR)) {
+    sink(fd, data);
+    return;
+  }
+  try {
+    writeFully(fd, data);
+  } catch (err) {
+    // `qemu-hook devices | head`: not an error of ours.
+    if ((err as NodeJS.ErrnoException).code === 'EPIPE') exitProcess(Number(process.exitCode ?? 0));
+    throw err;
+  }
+}
+
+/** Writes all of `bytes` to the descriptor `fd`, waiting out a non-blocking one's EAGAIN. */
+export function writeFully(fd: number, bytes: Buffer): void {
+  let data = bytes;
   while (data.length > 0) {
-    let written: number;
     try {
-      written = writeSync(fd, data);
+      data = data.subarray(writeSync(fd, data));
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      // `qemu-hook devices | head`: not an error of ours.
-      if (code === 'EPIPE') exitProcess(Number(process.exitCode ?? 0));
-      // A descriptor left non-blocking by whoever opened it: wait for the reader.
-      if (code === 'EAGAIN') {
-        pause(1);
-        continue;
-      }
-      throw err;
+      // A descriptor left non-blocking by whoever opened it (or a socket): wait for the reader.
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+      pause(1);
     }
-    data = data.subarray(written);
   }
 }
 

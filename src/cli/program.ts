@@ -35,6 +35,10 @@ async function run(argv: readonly string[]): Promise<number> {
       const { runHookFromCli } = await import('./commands/hook.js');
       return await runHookFromCli(args.positionals);
     }
+    if (args.command === 'serve') {
+      const { runServe } = await import('./commands/serve.js');
+      return await runServe(args.positionals);
+    }
     if (args.command === 'redefine') {
       const { runRedefineFromCli } = await import('./commands/redefine.js');
       return await runRedefineFromCli(args.positionals);

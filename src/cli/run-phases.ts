@@ -3,9 +3,19 @@ import type { InventoryReader } from '../model/ports.js';
 /**
  * Where a hook run's time goes, for the debug line at its end (the lab prints the medians): how
  * long Node took to reach the program's first line, then the time spent in each named phase.
+ * A resident worker's run (qemu-hook serve) counts from the event's arrival instead: its Node
+ * started before the event, off libvirt's wait (startMs 0).
  */
 export class RunPhases {
-  private readonly ms: Record<string, number> = { startMs: Math.round(performance.now()) };
+  private readonly originMs: number;
+  private readonly originCpu: NodeJS.CpuUsage | undefined;
+  private readonly ms: Record<string, number>;
+
+  constructor(resident = false) {
+    this.originMs = resident ? performance.now() : 0;
+    this.originCpu = resident ? process.cpuUsage() : undefined;
+    this.ms = { startMs: Math.round(performance.now() - this.originMs) };
+  }
 
   /** `f`, with the time it takes added to the phase `name` at each call. */
   timed<A extends unknown[], T>(name: string, f: (...a: A) => Promise<T>): (...a: A) => Promise<T> {
@@ -26,11 +36,11 @@ export class RunPhases {
     };
   }
 
-  /** The phases, and the process's whole wall and CPU time so far. */
+  /** The phases, and the run's whole wall and CPU time so far (the process's, unless resident). */
   fields(): Record<string, number> {
-    const cpu = process.cpuUsage();
+    const cpu = process.cpuUsage(this.originCpu);
     return {
-      ms: Math.round(performance.now()),
+      ms: Math.round(performance.now() - this.originMs),
       cpuMs: Math.round((cpu.user + cpu.system) / 1000),
       ...this.ms,
     };

@@ -11,6 +11,25 @@ export function defaultConfig(): Config {
   return parseConfig('').config!;
 }
 
+/**
+ * A parse done before the event, while the resident hook's worker waited for one (see
+ * cli/commands/serve.ts). The parse is a function of the text and the host's name alone, so it is
+ * used, once, when the file reads the same byte for byte for the same host: it is what parsing the
+ * file now would give.
+ */
+let parsedAhead: { path: string; host: string | null; text: string; result: ConfigResult } | null = null;
+
+export function parseConfigAhead(path: string, options: ParseOptions = {}): ConfigResult | null {
+  try {
+    const text = readFileSync(path, 'utf8');
+    parsedAhead = { path, host: options.host ?? null, text, result: parseConfig(text, options) };
+    return parsedAhead.result;
+  } catch {
+    parsedAhead = null; // the event reads (and reports) it itself
+    return null;
+  }
+}
+
 /** Read and validate the config file. A missing file is reported as such (`missing: true`). */
 export async function loadConfigFile(
   path: string,
@@ -25,6 +44,10 @@ export async function loadConfigFile(
     }
     throw HostError.from('read config', path, err);
   }
+  const ahead = parsedAhead;
+  parsedAhead = null;
+  if (ahead && ahead.path === path && ahead.host === (options.host ?? null) && ahead.text === text)
+    return { ...ahead.result, missing: false };
   return { ...parseConfig(text, options), missing: false };
 }
 

@@ -28,12 +28,14 @@ interface Span {
  * pci.ids (about 1.3 MB, 38 000 lines) indexed lazily: the first lookup indexes only the vendor
  * lines (about 7 ms for a file that size); a vendor's device lines, and a device's subsystem lines, are indexed when first asked for.
  */
+let indexedAhead: PciIds | null = null;
+
 export class PciIds implements PciNames {
   private vendors: Map<string, Span> | null = null;
   private readonly devices = new Map<string, Map<string, Span>>();
 
   constructor(
-    private readonly text: string,
+    readonly text: string,
     readonly source: string | null = null,
   ) {}
 
@@ -46,9 +48,22 @@ export class PciIds implements PciNames {
       } catch {
         continue;
       }
+      // The same file, read again: the index made ahead of time is the index of this text.
+      if (indexedAhead?.source === path && indexedAhead.text === text) return indexedAhead;
       return new PciIds(text, path);
     }
     return NO_PCI_NAMES;
+  }
+
+  /**
+   * For the resident hook's waiting worker (cli/commands/serve.ts): reads the file and indexes its
+   * vendors before the event, which `load` then uses if the file still reads the same.
+   */
+  static indexAhead(candidates: readonly string[]): void {
+    const names = PciIds.load(candidates);
+    if (!(names instanceof PciIds)) return;
+    names.vendorIndex();
+    indexedAhead = names;
   }
 
   vendorName(vendor: HexId): string | null {

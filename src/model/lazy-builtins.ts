@@ -13,3 +13,4 @@ const builtin = <T>(id: string): T => {
 
 export const childProcess = (): typeof import('node:child_process') => builtin('node:child_process');
 export const tty = (): typeof import('node:tty') => builtin('node:tty');
+export const net = (): typeof import('node:net') => builtin('node:net');

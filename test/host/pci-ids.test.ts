@@ -93,3 +93,26 @@ describe('PciIds on other shapes of the file', () => {
 function hex(n: number): string {
   return (n & 0xffff).toString(16).padStart(4, '0');
 }
+
+describe('pci.ids indexed ahead of an event (the resident hook)', () => {
+  it('is what load gives while the file reads the same, and a fresh read once it changed', async () => {
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(join(tmpdir(), 'qh-pciids-'));
+    try {
+      const file = join(dir, 'pci.ids');
+      const text = readFileSync(FIXTURE, 'utf8');
+      writeFileSync(file, text);
+      PciIds.indexAhead([join(dir, 'missing'), file]);
+      const first = PciIds.load([join(dir, 'missing'), file]);
+      expect(PciIds.load([file])).toBe(first);
+      expect(first.deviceName(h('10de'), h('2204'))).toBe('GA102 [GeForce RTX 3090]');
+      writeFileSync(file, text.replace('GA102 [GeForce RTX 3090]', 'GA102 [renamed]'));
+      const fresh = PciIds.load([file]);
+      expect(fresh).not.toBe(first);
+      expect(fresh.deviceName(h('10de'), h('2204'))).toBe('GA102 [renamed]');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

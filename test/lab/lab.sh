@@ -129,6 +129,8 @@ project_files() {
     for f in dist hooks scripts examples; do [ -d "$f" ] && find "$f" -type f; done
     [ -d native ] && find native -type f -not -path 'native/build/*' -not -path 'native/node_modules/*'
     [ -d native/build/Release ] && find native/build/Release -maxdepth 1 -type f -name '*.node'
+    # the resident hook's client (hooks/qemu hands events to qemu-hook serve through it)
+    [ -f native/build/Release/qemu-hook-client ] && echo native/build/Release/qemu-hook-client
     # the fixture hosts install.sh warms the startup snapshot up on (symbolic links and empty
     # folders are part of a fixture's sysfs)
     for f in fixtures/hosts/workstation fixtures/hosts/single-amd; do [ -d "$f" ] && find "$f"; done
@@ -229,7 +231,7 @@ build_l1() {
     ( cd "$REPO" && project_files | cpio -pdm --quiet "$p" )
     # the native addon links libvirt: its ldd closure goes in too
     local addon
-    for addon in "$REPO"/native/build/Release/*.node; do
+    for addon in "$REPO"/native/build/Release/*.node "$REPO"/native/build/Release/qemu-hook-client; do
         [ -e "$addon" ] && copy_libs "$s" "$addon"
     done
     # the guest side of the lab

@@ -9,8 +9,9 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { REPO } from '../support/cli.js';
 import { domainXml, pciHostdev } from '../support/domain.js';
+import { installFront, residentBuilt, residentServers } from '../support/resident.js';
 import { figure } from './support/figures.js';
-import { drivers, hook, journal, records } from './support/host.js';
+import { drivers, hook, hookFront, journal, type Run, records } from './support/host.js';
 
 const made: string[] = [];
 afterAll(() => {
@@ -51,6 +52,12 @@ const prepare = (d: { name: string; vf: string }) =>
   hook(root, d.name, 'prepare', 'begin', xmlOf(d.name, d.vf));
 const release = (d: { name: string; vf: string }) =>
   hook(root, d.name, 'release', 'end', xmlOf(d.name, d.vf));
+/** The "hook run done" lines of the root's hook log (level debug). */
+const hookRunLines = (dir: string) =>
+  readFileSync(join(dir, 'var/log/libvirt/qemu-hook.log'), 'utf8')
+    .split('\n')
+    .filter((l) => l.includes('"hook run done"'))
+    .map((l) => JSON.parse(l) as { pid: number; resident?: boolean });
 const detachCounts = (from: number) => {
   const counts = new Map<string, number>();
   for (const c of journal(root).slice(from))
@@ -58,50 +65,83 @@ const detachCounts = (from: number) => {
   return counts;
 };
 
+/** One round of 20 events at once (starts of some domains, stops of the others), then all stopped. */
+async function round(
+  n: number,
+  prepare: (d: { name: string; vf: string }) => Promise<Run>,
+  release: (d: { name: string; vf: string }) => Promise<Run>,
+  counts: { lost: number; twice: number },
+): Promise<void> {
+  // Which domains run before the round: an alternating pattern that shifts each round.
+  const running = DOMAINS.filter((_, i) => (i + n) % 3 === 0);
+  for (const d of running) expect((await prepare(d)).code).toBe(0);
+  const stopping = new Set(running.map((d) => d.name));
+  const from = journal(root).length;
+
+  const runs = await Promise.all(DOMAINS.map((d) => (stopping.has(d.name) ? release(d) : prepare(d))));
+  for (const [i, r] of runs.entries()) expect(r.code, `${DOMAINS[i]!.name}: ${r.stderr}`).toBe(0);
+
+  const starting = DOMAINS.filter((d) => !stopping.has(d.name));
+  const recs = records(root);
+  const missing = starting.filter((d) => !recs.some((r) => r.domain === d.name && r.address === d.vf));
+  counts.lost += missing.length;
+  expect(missing.map((d) => d.name)).toEqual([]);
+  expect(recs.filter((r) => stopping.has(r.domain))).toEqual([]);
+  expect(recs.every((r) => r.phase === 'detached' && r.originalDriver === 'ixgbevf')).toBe(true);
+  const now = drivers(root);
+  for (const d of starting) expect(now[d.vf]).toBe('vfio-pci');
+  for (const d of running) expect(now[d.vf]).toBe('ixgbevf');
+  const detached = detachCounts(from);
+  const doubled = [...detached].filter(([, k]) => k > 1);
+  counts.twice += doubled.length;
+  expect(doubled).toEqual([]);
+  expect(detached.size).toBe(starting.length);
+
+  // Stop everything again, all at once.
+  const back = await Promise.all(starting.map(release));
+  for (const r of back) expect(r.code, r.stderr).toBe(0);
+  expect(records(root)).toEqual([]);
+  expect(drivers(root)).toEqual(baseline);
+}
+
 describe('20 hook runs at once on one state file', () => {
-  let lost = 0;
-  let twice = 0;
+  const counts = { lost: 0, twice: 0 };
   const rounds = 3;
 
-  for (let round = 0; round < rounds; round++) {
-    it(`round ${round + 1}: starts of some domains and stops of the others, all at once`, async () => {
-      // Which domains run before the round: an alternating pattern that shifts each round.
-      const running = DOMAINS.filter((_, i) => (i + round) % 3 === 0);
-      for (const d of running) expect((await prepare(d)).code).toBe(0);
-      const stopping = new Set(running.map((d) => d.name));
-      const from = journal(root).length;
-
-      const runs = await Promise.all(DOMAINS.map((d) => (stopping.has(d.name) ? release(d) : prepare(d))));
-      for (const [i, r] of runs.entries()) expect(r.code, `${DOMAINS[i]!.name}: ${r.stderr}`).toBe(0);
-
-      const starting = DOMAINS.filter((d) => !stopping.has(d.name));
-      const recs = records(root);
-      const missing = starting.filter((d) => !recs.some((r) => r.domain === d.name && r.address === d.vf));
-      lost += missing.length;
-      expect(missing.map((d) => d.name)).toEqual([]);
-      expect(recs.filter((r) => stopping.has(r.domain))).toEqual([]);
-      expect(recs.every((r) => r.phase === 'detached' && r.originalDriver === 'ixgbevf')).toBe(true);
-      const now = drivers(root);
-      for (const d of starting) expect(now[d.vf]).toBe('vfio-pci');
-      for (const d of running) expect(now[d.vf]).toBe('ixgbevf');
-      const counts = detachCounts(from);
-      const doubled = [...counts].filter(([, n]) => n > 1);
-      twice += doubled.length;
-      expect(doubled).toEqual([]);
-      expect(counts.size).toBe(starting.length);
-
-      // Stop everything again, all at once.
-      const back = await Promise.all(starting.map(release));
-      for (const r of back) expect(r.code, r.stderr).toBe(0);
-      expect(records(root)).toEqual([]);
-      expect(drivers(root)).toEqual(baseline);
-    });
+  for (let n = 0; n < rounds; n++) {
+    it(`round ${n + 1}: starts of some domains and stops of the others, all at once`, () =>
+      round(n, prepare, release, counts));
   }
 
   it('figures', (ctx) => {
     figure(
       ctx,
-      `concurrency: ${rounds} rounds of 20 hook runs at once: records lost: ${lost}, devices detached twice: ${twice}`,
+      `concurrency: ${rounds} rounds of 20 hook runs at once: records lost: ${counts.lost}, devices detached twice: ${counts.twice}`,
+    );
+  });
+});
+
+// The same through hooks/qemu and the resident hook (qemu-hook serve): the events of one round
+// arrive together, more than it has workers; each still runs in a process of its own.
+describe.skipIf(!residentBuilt)('20 hook events at once through the resident hook', () => {
+  const counts = { lost: 0, twice: 0 };
+  const serve = residentServers('all');
+  const viaFront = (op: string, subop: string) => (d: { name: string; vf: string }) =>
+    hookFront(installFront(root), d.name, op, subop, xmlOf(d.name, d.vf));
+
+  it('round 1, resident: starts and stops at once, none lost, none detached twice, each in its own worker', async () => {
+    await serve(root, { QEMU_HOOK_LOG_LEVEL: 'debug' });
+    await round(1, viaFront('prepare', 'begin'), viaFront('release', 'end'), counts);
+    const runs = hookRunLines(root).filter((l) => l.resident);
+    // 6 starts before the round, 20 events in it, 14 stops after: every one a worker's.
+    expect(runs.length).toBe(40);
+    expect(new Set(runs.map((l) => l.pid)).size).toBe(40);
+  });
+
+  it('figures', (ctx) => {
+    figure(
+      ctx,
+      `concurrency through the resident hook: 20 events at once: records lost: ${counts.lost}, devices detached twice: ${counts.twice}`,
     );
   });
 });

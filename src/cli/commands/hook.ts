@@ -27,11 +27,12 @@ const DEADLINE_GRACE_MS = 5_000;
  * `qemu-hook hook <domain> <op> <subop> <extra>`, run by hooks/qemu for libvirt. The root comes
  * from QEMU_HOOK_ROOT, which only hooks/qemu sets (baked in by `install.sh --root`): libvirt
  * clears the environment, so nothing else can select a fixture host. `input.xml`: the domain's
- * definition when it is not on stdin (the startup snapshot's warm-up runs).
+ * definition when it is not on stdin (the startup snapshot's warm-up runs, the resident hook's
+ * workers); `input.resident`: run by a worker of `qemu-hook serve` (said in the log).
  */
 export async function runHookFromCli(
   positionals: readonly string[],
-  input: { xml?: string } = {},
+  input: { xml?: string; resident?: boolean } = {},
 ): Promise<number> {
   const [domain, op, subop = '-', extra = '-'] = positionals;
   if (!domain || !op) {
@@ -39,7 +40,7 @@ export async function runHookFromCli(
     return 2;
   }
   const event: HookEvent = { domain, op, subop, extra };
-  const phases = new RunPhases();
+  const phases = new RunPhases(input.resident);
   const root = process.env['QEMU_HOOK_ROOT'] || '/';
   const readOnly = snapshotRootRefusal(root, 'the hook', `QEMU_HOOK_ROOT ${root}`);
   if (readOnly) {
@@ -119,7 +120,10 @@ export async function runHookFromCli(
   if (result.stdout) writeAll(STDOUT, result.stdout);
   for (const line of result.stderr) writeErr(line);
   // From the process's start (Node's own start included): what this event cost libvirt's wait.
-  log.debug({ ...phases.fields(), exitCode: result.exitCode }, 'hook run done');
+  log.debug(
+    { ...phases.fields(), exitCode: result.exitCode, ...(input.resident ? { resident: true } : {}) },
+    'hook run done',
+  );
   log.flush();
   return result.exitCode;
 }

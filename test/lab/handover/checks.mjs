@@ -355,6 +355,15 @@ function h1(c) {
       `hook: step ${l.step} ${l.kind} ${l.target} done at +${secs(l.time - t0Hook)} s (took ${secs(l.ms)} s, hook's share ${secs(l.hookMs)} s, of it the state write ${secs(l.stateMs ?? 0)} s, waited ${secs(l.waitedMs)} s)`,
     );
   const done = lines.find((l) => l.msg === 'hand-over done');
+  // install.sh started qemu-hook.service (systemd is PID 1 here): the event ran in its worker.
+  const runDone = lines.find((l) => l.msg === 'hook run done' && l.op === 'prepare');
+  c.note(
+    `the start's hook run: ${runDone?.resident ? 'in the resident hook (qemu-hook.service)' : 'in a Node started for the event'}, ${secs(runDone?.ms ?? 0)} s`,
+  );
+  c.expect(
+    runDone?.resident === true,
+    "the start's hook run was not the resident hook's (qemu-hook.service)",
+  );
   console.log(
     done
       ? `LAB hand-over took ${secs(done.ms)} s (hook's share ${secs(done.hookMs)} s); virsh start took ${wall.toFixed(1)} s`
@@ -415,7 +424,8 @@ function h3(c) {
   rmSync(FAULTS, { force: true });
   c.note(`hook ${DOMAIN} prepare begin, SIGKILL at ${CRASH_POINT} -> status ${r.status} signal ${r.signal}`);
   // hooks/qemu runs node as its child (it falls back from the startup snapshot), so the sh front
-  // reports node's SIGKILL as status 137, as libvirt sees it
+  // reports node's SIGKILL as status 137, as libvirt sees it; the resident hook's server answers
+  // the same for its worker
   c.expect(
     r.signal === 'SIGKILL' || r.status === 128 + 9,
     `the hook was not killed at ${CRASH_POINT} (status ${r.status}: ${oneLine(r.err, 200)})`,

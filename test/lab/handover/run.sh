@@ -27,6 +27,8 @@ t0=$(up)
 rc=$?
 sed 's/^/LAB install.sh| /' /var/log/lab/install.log
 check "install.sh --no-build (rc=$rc, $(since "$t0")s)" [ $rc = 0 ]
+check "resident hook: qemu-hook.socket and qemu-hook.service active ($(systemctl is-active qemu-hook.socket qemu-hook.service | tr '\n' ' '))" \
+    sh -c 'systemctl is-active --quiet qemu-hook.socket && systemctl is-active --quiet qemu-hook.service'
 wait $probe
 check "virsh reaches qemu:///system ($(since "$t0")s)" [ $? = 0 ]
 node /lab/handover/checks.mjs

@@ -51,6 +51,37 @@ export function run(
   });
 }
 
+/**
+ * A libvirt hook call through an installed hooks/qemu (`front`), in the environment libvirt gives
+ * it: what reaches the resident hook when one listens for the front's root.
+ */
+export function hookFront(
+  front: string,
+  domain: string,
+  op: string,
+  subop: string,
+  xml: string,
+): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(front, [domain, op, subop, '-'], {
+      env: { LC_ALL: 'C', PATH: process.env['PATH'] ?? '/usr/bin:/bin' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    child.stdin.on('error', () => {});
+    child.stdin.end(xml);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
 /** A libvirt hook call: `hook <domain> <op> <subop> -`, the domain XML on stdin. */
 export function hook(root: string, domain: string, op: string, subop: string, xml: string): Promise<Run> {
   return run(root, ['hook', domain, op, subop, '-'], { input: xml });

@@ -1,0 +1,211 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { PROTOCOL, parseRequest } from '../../src/cli/commands/serve.js';
+import { hostCopies, MAIN } from '../support/cli.js';
+import { installFront, residentBuilt, residentServers } from '../support/resident.js';
+
+// The resident hook: `qemu-hook serve` on a copy of a fixture host, and the real hooks/qemu front
+// with the real client (native/build/Release/qemu-hook-client, built with the libvirt binding)
+// handing events to it. What libvirt sees (exit status, stderr) and what the host ends up with must
+// be what the per-event process gives; when no worker takes an event, the front runs Node itself.
+
+const copy = hostCopies();
+const serve = residentServers();
+
+function setUp(name = 'workstation') {
+  const root = copy(name);
+  // Every run, resident or not, logs its "hook run done" line (debug).
+  const config = join(root, 'etc/qemu-hook/config.yaml');
+  writeFileSync(config, readFileSync(config, 'utf8').replace('level: info', 'level: debug'));
+  spawnSync('chmod', ['-R', 'go-w', root]);
+  const hook = installFront(root);
+  const xml = (domain: string) => readFileSync(join(root, 'etc/libvirt/qemu', `${domain}.xml`), 'utf8');
+  const event = (domain: string, op: string, sub: string) => {
+    const r = spawnSync(hook, [domain, op, sub, '-'], {
+      input: xml(domain),
+      encoding: 'utf8',
+      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', LC_ALL: 'C' },
+      timeout: 60_000,
+    });
+    return { code: r.status, stderr: r.stderr, stdout: r.stdout };
+  };
+  const eventAsync = (domain: string, op: string, sub: string) =>
+    new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn(hook, [domain, op, sub, '-'], { env: { PATH: process.env['PATH'] ?? '' } });
+      let stderr = '';
+      child.stderr.on('data', (d) => {
+        stderr += d;
+      });
+      child.on('close', (code) => resolve({ code, stderr }));
+      child.stdin.on('error', () => {}); // an event the front ends without reading the XML
+      child.stdin.end(xml(domain));
+    });
+  const driver = (address: string) => {
+    try {
+      return basename(readlinkSync(join(root, 'sys/bus/pci/devices', address, 'driver')));
+    } catch {
+      return null;
+    }
+  };
+  const runs = () =>
+    readFileSync(join(root, 'var/log/libvirt/qemu-hook.log'), 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('"hook run done"'))
+      .map((l) => JSON.parse(l) as { op: string; domain: string; resident?: boolean });
+  const state = () => readFileSync(join(root, 'var/lib/qemu-hook/state.json'), 'utf8');
+  return { root, hook, event, eventAsync, driver, runs, state };
+}
+
+describe.skipIf(!residentBuilt)('resident hook (qemu-hook serve + hooks/qemu + the client)', () => {
+  it('runs a start and a stop in its workers: devices detached and given back, as the per-event hook does', async () => {
+    const h = setUp();
+    await serve(h.root);
+    expect(h.driver('0000:01:00.0')).toBe('nvidia');
+
+    const start = h.event('win11', 'prepare', 'begin');
+    expect(start.stderr).toBe('');
+    expect(start.code).toBe(0);
+    expect(h.driver('0000:01:00.0')).toBe('vfio-pci');
+    expect(h.state()).toContain('"win11"');
+
+    const stop = h.event('win11', 'release', 'end');
+    expect(stop.code).toBe(0);
+    expect(h.driver('0000:01:00.0')).toBe('nvidia');
+    expect(h.state()).not.toContain('"win11"');
+    expect(h.runs().map((r) => [r.op, r.resident])).toEqual([
+      ['prepare', true],
+      ['release', true],
+    ]);
+  });
+
+  it('gives libvirt the same refusal (stderr line, exit status) as the per-event hook', async () => {
+    const h = setUp();
+    // Someone else may write the config: every start is refused, with the fix.
+    chmodSync(join(h.root, 'etc/qemu-hook/config.yaml'), 0o666);
+    const direct = h.event('win11', 'prepare', 'begin');
+    await serve(h.root);
+    const resident = h.event('win11', 'prepare', 'begin');
+    expect(direct.code).toBe(1);
+    expect(direct.stderr).toMatch(/refused: .*config\.yaml/);
+    expect(resident).toEqual(direct);
+    expect(h.driver('0000:01:00.0')).toBe('nvidia');
+  });
+
+  it('answers events that arrive together, each in its own worker', async () => {
+    const h = setUp();
+    await serve(h.root);
+    const [a, b, c] = await Promise.all([
+      h.eventAsync('win11', 'prepare', 'begin'),
+      h.eventAsync('backup', 'prepare', 'begin'),
+      h.eventAsync('router', 'reconnect', 'begin'),
+    ]);
+    expect([a.code, b.code, c.code]).toEqual([0, 0, 0]);
+    const pids = new Set(h.runs().map((r) => (r as unknown as { pid: number }).pid));
+    expect(pids.size).toBe(h.runs().length);
+    expect(h.runs().every((r) => r.resident)).toBe(true);
+    expect(h.event('win11', 'release', 'end').code).toBe(0);
+    expect(h.event('backup', 'release', 'end').code).toBe(0);
+    expect(h.driver('0000:01:00.0')).toBe('nvidia');
+  });
+
+  it('falls back to starting Node when the server is gone (its socket left behind)', async () => {
+    const h = setUp();
+    const server = await serve(h.root);
+    server.kill('SIGKILL');
+    await new Promise((r) => server.once('exit', r));
+    expect(existsSync(join(h.root, 'run/qemu-hook/hook.sock'))).toBe(true);
+
+    expect(h.event('win11', 'prepare', 'begin').code).toBe(0);
+    expect(h.driver('0000:01:00.0')).toBe('vfio-pci');
+    expect(h.event('win11', 'release', 'end').code).toBe(0);
+    expect(h.driver('0000:01:00.0')).toBe('nvidia');
+    expect(h.runs().map((r) => [r.op, r.resident ?? false])).toEqual([
+      ['prepare', false],
+      ['release', false],
+    ]);
+  });
+
+  it('does not use a socket folder others may write: says so, and the event still runs', async () => {
+    const h = setUp();
+    await serve(h.root);
+    chmodSync(join(h.root, 'run/qemu-hook'), 0o777);
+    const r = h.event('win11', 'prepare', 'begin');
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/^qemu-hook: not using .*hook\.sock: .*chmod 700 /);
+    expect(h.runs().map((x) => x.resident ?? false)).toEqual([false]);
+    expect(h.event('win11', 'release', 'end').code).toBe(0);
+  });
+
+  it('a worker killed in the middle of a start: libvirt sees what a killed per-event hook gives (137), the stop gives everything back', async () => {
+    const h = setUp();
+    writeFileSync(join(h.root, 'etc/qemu-hook/fault-injection'), 'detach#2\n', { mode: 0o644 });
+    const direct = h.event('win11', 'prepare', 'begin');
+    expect(h.event('win11', 'release', 'end').code).toBe(0);
+    await serve(h.root);
+    const start = h.event('win11', 'prepare', 'begin');
+    expect(direct.code).toBe(137);
+    expect(start.code).toBe(137);
+    expect(start.stderr.trim().split('\n')).toEqual([
+      "qemu-hook: the hook's run ended without an answer (SIGKILL); what it took is in the state file: libvirt's release or qemu-hook recover gives it back",
+    ]);
+    expect(h.runs().length).toBe(1); // the per-event release; the killed runs logged no end
+    // libvirt sends release after a failed prepare.
+    expect(h.event('win11', 'release', 'end').code).toBe(0);
+    for (const [address, original] of [
+      ['0000:01:00.0', 'nvidia'],
+      ['0000:01:00.1', 'snd_hda_intel'],
+    ] as const)
+      expect(h.driver(address)).toBe(original);
+    expect(h.state()).not.toContain('"win11"');
+  });
+
+  it('serve refuses a socket folder others can enter, with the fix', () => {
+    const h = setUp();
+    mkdirSync(join(h.root, 'run/qemu-hook'), { recursive: true, mode: 0o755 });
+    chmodSync(join(h.root, 'run/qemu-hook'), 0o755);
+    const r = spawnSync(process.execPath, [MAIN, 'serve'], {
+      env: { ...process.env, QEMU_HOOK_ROOT: h.root },
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim()).toMatch(/run\/qemu-hook must be a folder .*chmod 700 /);
+  });
+});
+
+describe('the resident hook protocol', () => {
+  const item = (s: string | Buffer) => {
+    const b = Buffer.from(s);
+    const h = Buffer.alloc(4);
+    h.writeUInt32BE(b.length);
+    return Buffer.concat([h, b]);
+  };
+  const request = (args: string[], stdin: string[]) =>
+    Buffer.concat([
+      item(PROTOCOL),
+      item(String(args.length)),
+      ...args.map(item),
+      ...stdin.map(item),
+      item(''),
+    ]);
+
+  it('reads the arguments and the XML sent in pieces', () => {
+    const r = parseRequest(request(['win11', 'prepare', 'begin', '-'], ['<domain>', '</domain>']));
+    expect(r).toEqual({ args: ['win11', 'prepare', 'begin', '-'], stdin: '<domain></domain>' });
+  });
+
+  it('runs nothing until the request is complete, nor for another protocol', () => {
+    const full = request(['win11', 'prepare', 'begin', '-'], ['<domain/>']);
+    for (let cut = 0; cut < full.length; cut++) expect(parseRequest(full.subarray(0, cut))).toBeNull();
+    expect(parseRequest(Buffer.concat([item('qemu-hook/0'), full.subarray(4 + PROTOCOL.length)]))).toBeNull();
+  });
+
+  it('takes an empty argument for what it is, not for the end', () => {
+    expect(parseRequest(request(['vm', 'release', '', '-'], []))).toEqual({
+      args: ['vm', 'release', '', '-'],
+      stdin: '',
+    });
+  });
+});
