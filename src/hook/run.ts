@@ -92,12 +92,27 @@ export async function runHook(event: HookEvent, xml: string, deps: HookDeps): Pr
   }
 }
 
+/**
+ * Starts the driver control's warm-up (see DriverControl.warmUp) before the synchronous work that
+ * follows (the inventory), so that they overlap. Never fails the run: a control that cannot be made
+ * fails the first real use, which reports it.
+ */
+async function warmUpControl(deps: HookDeps, config: Config): Promise<void> {
+  try {
+    (await deps.control(config)).warmUp?.();
+  } catch {
+    // reported by the first real use
+  }
+}
+
 async function prepare(event: HookEvent, xml: string, deps: HookDeps): Promise<HookResult> {
   const { log } = deps;
   const found = await domainConfig(event.domain, deps);
   if (found.kind === 'broken') return refuseBrokenConfig(event, found.first);
   if (found.kind === 'absent') return scriptsOnly(event, xml, deps, true);
   const { config, domain } = found;
+  // A start of a VM with PCI devices will detach: libvirt's connection opens while we plan.
+  if (domain.devices.some((d) => d.type !== 'usb')) await warmUpControl(deps, config);
 
   const definition = DomainXml.parse(xml);
   const stateFile = stateFileOf(deps, config);
@@ -260,6 +275,7 @@ async function release(event: HookEvent, xml: string, deps: HookDeps): Promise<H
   const mine = state.records.filter((r) => r.domain === event.domain);
   const handedOver = handoversFor(state, event.domain).length > 0;
   if (mine.length > 0 || handedOver) {
+    if (mine.length > 0) await warmUpControl(deps, config);
     // No inventory: the records say which devices, and HostSafety checks each before it is touched.
     const bootId = await deps.inventory.bootId();
     const devices = () =>

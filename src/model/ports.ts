@@ -37,6 +37,11 @@ export interface DriverControl {
   unbind(address: PciAddress): Promise<void>;
   /** The driver bound now, null when none. */
   currentDriver(address: PciAddress): Promise<string | null>;
+  /**
+   * Starts what the first detach or reattach will need (libvirt's connection) without waiting for
+   * it, so that it overlaps the planning; a failure there is left for that first call to report.
+   */
+  warmUp?(): void;
 }
 
 /** The persistent definition of a domain, for CLI commands only (never in hook mode). */

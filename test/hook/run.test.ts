@@ -75,6 +75,37 @@ const ev = (domain: string, op: string, subop = 'begin') => ({ domain, op, subop
 const stateFile = () => join(root, 'var/lib/qemu-hook/state.json');
 
 describe('runHook', () => {
+  it('starts the driver control warming up (libvirt connection) before it reads the host, for a start and a stop', async () => {
+    const order: string[] = [];
+    const watched = Object.assign(Object.create(control), { warmUp: () => order.push('warm up') });
+    const d = deps({ control: async () => watched });
+    const inventory = d.inventory;
+    const traced: HookDeps = {
+      ...d,
+      inventory: {
+        read: () => {
+          order.push('inventory');
+          return inventory.read();
+        },
+        bootId: () => {
+          order.push('boot id');
+          return inventory.bootId();
+        },
+      },
+    };
+    expect((await runHook(ev('win11', 'prepare'), TAGGED, traced)).exitCode).toBe(0);
+    expect(order[0]).toBe('warm up');
+    expect(order).toContain('inventory');
+    order.length = 0;
+    expect((await runHook(ev('win11', 'release', 'end'), TAGGED, traced)).exitCode).toBe(0);
+    expect(order[0]).toBe('warm up');
+    expect(order).toContain('boot id');
+    // A stop with nothing recorded has nothing to give back: no connection.
+    order.length = 0;
+    expect((await runHook(ev('win11', 'release', 'end'), TAGGED, traced)).exitCode).toBe(0);
+    expect(order).not.toContain('warm up');
+  });
+
   it('prepare detaches, release gives back the original drivers, the state file ends empty', async () => {
     const start = await runHook(ev('win11', 'prepare'), TAGGED, deps());
     expect(start).toEqual({ exitCode: 0, stdout: '', stderr: [] });

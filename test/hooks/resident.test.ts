@@ -2,7 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { PROTOCOL, parseRequest } from '../../src/cli/commands/serve.js';
+import { PROTOCOL, parseRequest } from '../../src/cli/resident/protocol.js';
 import { hostCopies, MAIN } from '../support/cli.js';
 import { installFront, residentBuilt, residentServers } from '../support/resident.js';
 

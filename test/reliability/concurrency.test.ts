@@ -126,10 +126,13 @@ describe('20 hook runs at once on one state file', () => {
 describe.skipIf(!residentBuilt)('20 hook events at once through the resident hook', () => {
   const counts = { lost: 0, twice: 0 };
   const serve = residentServers('all');
+  // Installed once: a front rewritten while others run it would be read half-written.
+  let front = '';
   const viaFront = (op: string, subop: string) => (d: { name: string; vf: string }) =>
-    hookFront(installFront(root), d.name, op, subop, xmlOf(d.name, d.vf));
+    hookFront(front, d.name, op, subop, xmlOf(d.name, d.vf));
 
   it('round 1, resident: starts and stops at once, none lost, none detached twice, each in its own worker', async () => {
+    front = installFront(root);
     await serve(root, { QEMU_HOOK_LOG_LEVEL: 'debug' });
     await round(1, viaFront('prepare', 'begin'), viaFront('release', 'end'), counts);
     const runs = hookRunLines(root).filter((l) => l.resident);

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach } from 'vitest';
 import { MAIN, REPO } from './cli.js';
@@ -19,8 +19,10 @@ export function installFront(root: string): string {
     .replace(/^ROOT=.*# qemu-hook:root$/m, `ROOT='${root}' # qemu-hook:root`);
   mkdirSync(join(root, 'etc/libvirt/hooks'), { recursive: true });
   const hook = join(root, 'etc/libvirt/hooks/qemu');
-  writeFileSync(hook, text);
-  chmodSync(hook, 0o755);
+  // Through a rename, as install.sh does: a front being run keeps the file it opened.
+  writeFileSync(`${hook}.tmp`, text);
+  chmodSync(`${hook}.tmp`, 0o755);
+  renameSync(`${hook}.tmp`, hook);
   return hook;
 }
 

@@ -14,6 +14,7 @@ import { errorMessage } from '../../model/errors.js';
 import type { HookEvent } from '../../model/hook-event.js';
 import { childProcess } from '../../model/lazy-builtins.js';
 import { type HostPaths, hostPaths, underRoot } from '../../model/paths.js';
+import type { DriverControl } from '../../model/ports.js';
 import { installFaultSwitch } from '../faults.js';
 import { STDOUT, writeAll, writeErr } from '../output.js';
 import { RunPhases } from '../run-phases.js';
@@ -69,6 +70,15 @@ export async function runHookFromCli(
   });
 
   installFaultSwitch(paths);
+  let control: Promise<DriverControl> | undefined;
+  const makeControl = phases.timed('control', async (config: Config): Promise<DriverControl> => {
+    if (root !== '/') {
+      const { FixtureDriverControl } = await import('../../host/fixture-driver-control.js');
+      return new FixtureDriverControl(root);
+    }
+    const { LibvirtDriverControl } = await import('../../host/libvirt/driver-control.js');
+    return new LibvirtDriverControl(config.libvirtUri, paths.sys);
+  });
   if (process.env['QEMU_HOOK_SNAPSHOT_REJECTED'])
     log.warn(
       {},
@@ -96,14 +106,8 @@ export async function runHookFromCli(
     safety: new SysfsHostSafety(paths.sys, paths.proc),
     // Under a fixture root its owner stands for root (the trust check above succeeded, so it reads).
     scriptOwnerUid: trustedUid(paths.root),
-    control: phases.timed('control', async (config) => {
-      if (root !== '/') {
-        const { FixtureDriverControl } = await import('../../host/fixture-driver-control.js');
-        return new FixtureDriverControl(root);
-      }
-      const { LibvirtDriverControl } = await import('../../host/libvirt/driver-control.js');
-      return new LibvirtDriverControl(config.libvirtUri, paths.sys);
-    }),
+    // One per run: the one warmed up early (its libvirt connection opening) is the one used.
+    control: (config) => (control ??= makeControl(config)),
     clock: { now: () => new Date() },
     log: log as HookLogger,
     timeoutMs: DEVICE_OP_TIMEOUT_MS,

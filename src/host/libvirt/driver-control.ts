@@ -32,6 +32,10 @@ export class LibvirtDriverControl implements DriverControl {
     return new LibvirtDriverControl(uri, sysDir, options);
   }
 
+  warmUp(): void {
+    this.connection.get().catch(() => {}); // a failed open is not kept: the first call opens again
+  }
+
   async detach(address: PciAddress): Promise<void> {
     const device = await (await this.open()).nodeDevice(address.nodedevName);
     await device.detach('vfio');

@@ -1,0 +1,72 @@
+// The resident hook's protocol between hooks/qemu's client (native/hook-client.c) and a worker of
+// `qemu-hook serve` (all lengths 32-bit big-endian):
+//   worker → front  'a'                    the event is taken; before it, nothing has run and the
+//                                          front runs the hook itself (hooks/qemu's fallback)
+//   front → worker  items [len][bytes]:    "qemu-hook/1", argc, each argument, the XML on stdin in
+//                                          pieces, an empty item to end. A worker runs only a
+//                                          complete request.
+//   worker → front  frames [type][len][bytes]: 'o' stdout, 'e' stderr, 'x' the exit status (1 byte)
+import type { Socket } from 'node:net';
+
+export const PROTOCOL = 'qemu-hook/1';
+/** A front that does not send its event within this long is dropped (its worker ran nothing). */
+const REQUEST_MS = 30_000;
+const MAX_REQUEST_BYTES = 64 * 1024 * 1024;
+
+export function answerFrame(type: 'o' | 'e' | 'x', data: Buffer): Buffer {
+  const head = Buffer.alloc(5);
+  head.write(type, 0, 'latin1');
+  head.writeUInt32BE(data.length, 1);
+  return Buffer.concat([head, data]);
+}
+
+export interface EventRequest {
+  readonly args: readonly string[];
+  readonly stdin: string;
+}
+
+export function readRequest(socket: Socket): Promise<EventRequest | null> {
+  return new Promise((resolve) => {
+    let buffered = Buffer.alloc(0);
+    const done = (r: EventRequest | null): void => {
+      clearTimeout(timer);
+      socket.removeAllListeners('data');
+      socket.pause();
+      resolve(r);
+    };
+    const timer = setTimeout(() => done(null), REQUEST_MS);
+    socket.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      if (buffered.length > MAX_REQUEST_BYTES) return done(null);
+      const parsed = parseRequest(buffered);
+      if (parsed) done(parsed);
+    });
+    socket.once('end', () => done(parseRequest(buffered)));
+    socket.once('close', () => done(parseRequest(buffered)));
+    socket.resume();
+  });
+}
+
+/** The request in `data`, or null while (or if) it is not complete. */
+export function parseRequest(data: Buffer): EventRequest | null {
+  const items: Buffer[] = [];
+  let at = 0;
+  let argc = -1;
+  while (at + 4 <= data.length) {
+    const len = data.readUInt32BE(at);
+    if (at + 4 + len > data.length) return null;
+    const item = data.subarray(at + 4, at + 4 + len);
+    at += 4 + len;
+    if (items.length === 0 && item.toString('latin1') !== PROTOCOL) return null;
+    if (items.length === 1) {
+      argc = /^\d{1,3}$/.test(item.toString('latin1')) ? Number(item.toString('latin1')) : -1;
+      if (argc < 0) return null;
+    }
+    if (items.length >= 2 + argc && argc >= 0 && len === 0) {
+      const args = items.slice(2, 2 + argc).map((b) => b.toString('utf8'));
+      return { args, stdin: Buffer.concat(items.slice(2 + argc)).toString('utf8') };
+    }
+    items.push(item);
+  }
+  return null;
+}

@@ -1,0 +1,81 @@
+// A worker of the resident hook: started by the server before any event, it parses the config and
+// indexes pci.ids while it waits, then takes one connection, runs that event exactly as the
+// per-event process would (runHookFromCli, its own deadline and exit) with its output sent to the
+// front as frames, and exits.
+import type { Socket } from 'node:net';
+import { parseConfigAhead } from '../../config/load.js';
+import { hostName } from '../../host/hostname.js';
+import { loadLibvirtBinding } from '../../host/libvirt/loader.js';
+import { PciIds } from '../../host/pci-ids.js';
+import { UsageError } from '../../model/errors.js';
+import { hostPaths } from '../../model/paths.js';
+import { reportError } from '../exit.js';
+import { redirectOutput, STDOUT, writeErr, writeFully } from '../output.js';
+import { answerFrame, readRequest } from './protocol.js';
+
+/** Waits for one event from the server, runs it, exits (through runProgram, with its status). */
+export function runWorker(): Promise<number> {
+  if (!process.send) throw new UsageError('serve --worker is started by qemu-hook serve, not by hand');
+  return new Promise((resolve) => {
+    let taken = false;
+    process.on('message', (m, handle) => {
+      if (m !== 'run' || taken || !handle) return;
+      taken = true;
+      // From here on this process is the event's, whatever becomes of the server.
+      process.disconnect?.();
+      void runEvent(handle as Socket).then(resolve);
+    });
+    process.on('disconnect', () => {
+      if (!taken) resolve(0); // the server went away before it had an event for us
+    });
+    // While waiting: the config parsed and pci.ids indexed, for the event to use if the files
+    // still read the same (both are functions of the text alone).
+    const paths = hostPaths(process.env['QEMU_HOOK_ROOT'] || '/');
+    parseConfigAhead(paths.configFile, { host: hostName(paths) });
+    PciIds.indexAhead(paths.pciIdsCandidates);
+    // On the host itself, the libvirt binding and libvirt's libraries loaded (not connected: a
+    // connection kept idle could be dead by the event): a start or a stop with devices loads them
+    // first thing (in the lab's guest, 0.12–0.15 s of each).
+    if (paths.root === '/') {
+      try {
+        loadLibvirtBinding();
+      } catch {
+        // not built: an event that needs it says so
+      }
+    }
+    // The hook's module initialised (from the code cache, a worker not started from the snapshot
+    // would do it in the event).
+    void import('../commands/hook.js').then(() => process.send?.('ready'));
+  });
+}
+
+async function runEvent(socket: Socket): Promise<number> {
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) {
+    socket.destroy();
+    return 1;
+  }
+  let connected = true;
+  const frame = (type: 'a' | 'o' | 'e' | 'x', data: Buffer = Buffer.alloc(0)): void => {
+    if (!connected) return;
+    try {
+      writeFully(fd, type === 'a' ? Buffer.from('a') : answerFrame(type, data));
+    } catch {
+      // The front is gone (libvirt killed it?): the event still runs to its end, unheard.
+      connected = false;
+    }
+  };
+  frame('a');
+  const request = await readRequest(socket);
+  if (!request) return 0; // the front left before handing the event over: nothing ran
+  redirectOutput((which, data) => frame(which === STDOUT ? 'o' : 'e', data));
+  process.once('exit', (code) => frame('x', Buffer.from([code & 0xff])));
+  try {
+    const { runHookFromCli } = await import('../commands/hook.js');
+    return await runHookFromCli(request.args, { xml: request.stdin, resident: true });
+  } catch (err) {
+    return reportError(err, false, writeErr);
+  }
+}
+
+/** One frame of the answer: its type ('o' stdout, 'e' stderr, 'x' exit status), length, bytes. */
