@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+extern char **environ;
+
 enum { RUN_IT_YOURSELF = 75 };
 /* A worker is normally waiting; when all are busy, one starts (Node's start) within this. */
 static const long long ACCEPT_MS = 5000;
@@ -153,6 +155,13 @@ int main(int argc, char **argv) {
     int sent = send_item(fd, PROTOCOL, sizeof PROTOCOL - 1, deadline) == 0 &&
                send_item(fd, count, (uint32_t)strlen(count), deadline) == 0;
     for (int i = 2; sent && i < argc; i++) sent = send_item(fd, argv[i], (uint32_t)strlen(argv[i]), deadline) == 0;
+    /* The environment libvirt gave the hook: the worker runs the event (and its scripts) in it. */
+    int envc = 0;
+    while (environ[envc]) envc++;
+    if (envc > 9999) envc = 9999;
+    snprintf(count, sizeof count, "%d", envc);
+    if (sent) sent = send_item(fd, count, (uint32_t)strlen(count), deadline) == 0;
+    for (int i = 0; sent && i < envc; i++) sent = send_item(fd, environ[i], (uint32_t)strlen(environ[i]), deadline) == 0;
     static char buf[65536];
     while (sent) {
         ssize_t r = read(0, buf, sizeof buf);

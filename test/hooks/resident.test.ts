@@ -22,11 +22,11 @@ function setUp(name = 'workstation') {
   spawnSync('chmod', ['-R', 'go-w', root]);
   const hook = installFront(root);
   const xml = (domain: string) => readFileSync(join(root, 'etc/libvirt/qemu', `${domain}.xml`), 'utf8');
-  const event = (domain: string, op: string, sub: string) => {
+  const event = (domain: string, op: string, sub: string, env?: NodeJS.ProcessEnv) => {
     const r = spawnSync(hook, [domain, op, sub, '-'], {
       input: xml(domain),
       encoding: 'utf8',
-      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', LC_ALL: 'C' },
+      env: env ?? { PATH: process.env['PATH'] ?? '/usr/bin:/bin', LC_ALL: 'C' },
       timeout: 60_000,
     });
     return { code: r.status, stderr: r.stderr, stdout: r.stdout };
@@ -91,6 +91,36 @@ describe.skipIf(!residentBuilt)('resident hook (qemu-hook serve + hooks/qemu + t
     expect(direct.stderr).toMatch(/refused: .*config\.yaml/);
     expect(resident).toEqual(direct);
     expect(h.driver('0000:01:00.0')).toBe('nvidia');
+  });
+
+  it("runs the event, and the VM's scripts, in the environment libvirt gave the front, not the server's", async () => {
+    const h = setUp();
+    const scripts = join(h.root, 'etc/libvirt/hooks/qemu.d/win11/prepare/begin');
+    mkdirSync(scripts, { recursive: true });
+    writeFileSync(
+      join(scripts, 'env.sh'),
+      `#!/bin/sh\nenv | grep -v '^QEMU_HOOK_SCRIPT=' | sort >> ${h.root}/env.out\necho ---- >> ${h.root}/env.out\n`,
+      {
+        mode: 0o755,
+      },
+    );
+    spawnSync('chmod', ['-R', 'go-w', join(h.root, 'etc/libvirt/hooks')]);
+    const libvirts = {
+      PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      LC_ALL: 'C',
+      HOME: '/root',
+      USER: 'root',
+    };
+    const direct = h.event('win11', 'prepare', 'begin', libvirts);
+    expect(direct.code).toBe(0);
+    expect(h.event('win11', 'release', 'end', libvirts).code).toBe(0);
+    await serve(h.root, { SERVERS_OWN: 'not for the event', HOME: '/nowhere' });
+    expect(h.event('win11', 'prepare', 'begin', libvirts).code).toBe(0);
+    const [perEvent, resident] = readFileSync(join(h.root, 'env.out'), 'utf8').split('----\n');
+    expect(resident).toBe(perEvent);
+    expect(perEvent).toContain('HOME=/root\n');
+    expect(resident).not.toContain('SERVERS_OWN');
+    expect(h.runs().map((r) => r.resident ?? false)).toEqual([false, false, true]);
   });
 
   it('answers events that arrive together, each in its own worker', async () => {
@@ -182,18 +212,24 @@ describe('the resident hook protocol', () => {
     h.writeUInt32BE(b.length);
     return Buffer.concat([h, b]);
   };
-  const request = (args: string[], stdin: string[]) =>
+  const request = (args: string[], stdin: string[], env: string[] = ['PATH=/usr/bin']) =>
     Buffer.concat([
       item(PROTOCOL),
       item(String(args.length)),
       ...args.map(item),
+      item(String(env.length)),
+      ...env.map(item),
       ...stdin.map(item),
       item(''),
     ]);
 
   it('reads the arguments and the XML sent in pieces', () => {
     const r = parseRequest(request(['win11', 'prepare', 'begin', '-'], ['<domain>', '</domain>']));
-    expect(r).toEqual({ args: ['win11', 'prepare', 'begin', '-'], stdin: '<domain></domain>' });
+    expect(r).toEqual({
+      args: ['win11', 'prepare', 'begin', '-'],
+      env: ['PATH=/usr/bin'],
+      stdin: '<domain></domain>',
+    });
   });
 
   it('runs nothing until the request is complete, nor for another protocol', () => {
@@ -203,8 +239,9 @@ describe('the resident hook protocol', () => {
   });
 
   it('takes an empty argument for what it is, not for the end', () => {
-    expect(parseRequest(request(['vm', 'release', '', '-'], []))).toEqual({
+    expect(parseRequest(request(['vm', 'release', '', '-'], [], ['EMPTY=']))).toEqual({
       args: ['vm', 'release', '', '-'],
+      env: ['EMPTY='],
       stdin: '',
     });
   });

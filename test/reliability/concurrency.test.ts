@@ -129,11 +129,12 @@ describe.skipIf(!residentBuilt)('20 hook events at once through the resident hoo
   // Installed once: a front rewritten while others run it would be read half-written.
   let front = '';
   const viaFront = (op: string, subop: string) => (d: { name: string; vf: string }) =>
-    hookFront(front, d.name, op, subop, xmlOf(d.name, d.vf));
+    // The event's environment (libvirt's, here with a log level) is the worker's.
+    hookFront(front, d.name, op, subop, xmlOf(d.name, d.vf), { QEMU_HOOK_LOG_LEVEL: 'debug' });
 
   it('round 1, resident: starts and stops at once, none lost, none detached twice, each in its own worker', async () => {
     front = installFront(root);
-    await serve(root, { QEMU_HOOK_LOG_LEVEL: 'debug' });
+    await serve(root);
     await round(1, viaFront('prepare', 'begin'), viaFront('release', 'end'), counts);
     const runs = hookRunLines(root).filter((l) => l.resident);
     // 6 starts before the round, 20 events in it, 14 stops after: every one a worker's.

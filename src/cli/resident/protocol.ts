@@ -2,8 +2,9 @@
 // `qemu-hook serve` (all lengths 32-bit big-endian):
 //   worker → front  'a'                    the event is taken; before it, nothing has run and the
 //                                          front runs the hook itself (hooks/qemu's fallback)
-//   front → worker  items [len][bytes]:    "qemu-hook/1", argc, each argument, the XML on stdin in
-//                                          pieces, an empty item to end. A worker runs only a
+//   front → worker  items [len][bytes]:    "qemu-hook/1", argc, each argument, envc, each
+//                                          NAME=value of the front's environment, the XML on stdin
+//                                          in pieces, an empty item to end. A worker runs only a
 //                                          complete request.
 //   worker → front  frames [type][len][bytes]: 'o' stdout, 'e' stderr, 'x' the exit status (1 byte)
 import type { Socket } from 'node:net';
@@ -13,6 +14,7 @@ export const PROTOCOL = 'qemu-hook/1';
 const REQUEST_MS = 30_000;
 const MAX_REQUEST_BYTES = 64 * 1024 * 1024;
 
+/** One frame of the answer: its type ('o' stdout, 'e' stderr, 'x' exit status), length, bytes. */
 export function answerFrame(type: 'o' | 'e' | 'x', data: Buffer): Buffer {
   const head = Buffer.alloc(5);
   head.write(type, 0, 'latin1');
@@ -22,9 +24,12 @@ export function answerFrame(type: 'o' | 'e' | 'x', data: Buffer): Buffer {
 
 export interface EventRequest {
   readonly args: readonly string[];
+  /** The front's environment ("NAME=value"): libvirt's, as a per-event hook process has it. */
+  readonly env: readonly string[];
   readonly stdin: string;
 }
 
+/** The front's request from `socket`; null when it left (or stalled) before it was complete. */
 export function readRequest(socket: Socket): Promise<EventRequest | null> {
   return new Promise((resolve) => {
     let buffered = Buffer.alloc(0);
@@ -50,23 +55,26 @@ export function readRequest(socket: Socket): Promise<EventRequest | null> {
 /** The request in `data`, or null while (or if) it is not complete. */
 export function parseRequest(data: Buffer): EventRequest | null {
   const items: Buffer[] = [];
-  let at = 0;
-  let argc = -1;
-  while (at + 4 <= data.length) {
+  for (let at = 0; at + 4 <= data.length; ) {
     const len = data.readUInt32BE(at);
     if (at + 4 + len > data.length) return null;
-    const item = data.subarray(at + 4, at + 4 + len);
+    items.push(data.subarray(at + 4, at + 4 + len));
     at += 4 + len;
-    if (items.length === 0 && item.toString('latin1') !== PROTOCOL) return null;
-    if (items.length === 1) {
-      argc = /^\d{1,3}$/.test(item.toString('latin1')) ? Number(item.toString('latin1')) : -1;
-      if (argc < 0) return null;
-    }
-    if (items.length >= 2 + argc && argc >= 0 && len === 0) {
-      const args = items.slice(2, 2 + argc).map((b) => b.toString('utf8'));
-      return { args, stdin: Buffer.concat(items.slice(2 + argc)).toString('utf8') };
-    }
-    items.push(item);
   }
-  return null;
+  const count = (item: Buffer | undefined) =>
+    item && /^\d{1,4}$/.test(item.toString('latin1')) ? Number(item.toString('latin1')) : null;
+  if (items[0]?.toString('latin1') !== PROTOCOL) return null;
+  const argc = count(items[1]);
+  if (argc === null) return null;
+  const envc = count(items[2 + argc]);
+  if (envc === null) return null;
+  const stdinFrom = 3 + argc + envc;
+  // The XML's pieces follow; an empty item after them ends the request.
+  const end = items.findIndex((item, i) => i >= stdinFrom && item.length === 0);
+  if (end < 0) return null;
+  return {
+    args: items.slice(2, 2 + argc).map((b) => b.toString('utf8')),
+    env: items.slice(3 + argc, stdinFrom).map((b) => b.toString('utf8')),
+    stdin: Buffer.concat(items.slice(stdinFrom, end)).toString('utf8'),
+  };
 }

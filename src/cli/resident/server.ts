@@ -39,6 +39,7 @@ export async function runServer(socketArg: string | undefined): Promise<number> 
   const workers = new Set<Worker>();
   const waiting: Socket[] = [];
   let failedStarts = 0;
+  let handedOver = 0;
   let pausedUntil = 0;
 
   const count = (state: Worker['state']) => [...workers].filter((w) => w.state === state).length;
@@ -102,9 +103,11 @@ export async function runServer(socketArg: string | undefined): Promise<number> 
         if (!err) return;
         // Not handed over: nothing ran (no 'a'), so the front runs the event itself.
         worker.event = undefined;
+        handedOver--;
         socket.destroy();
         worker.child.kill('SIGKILL');
       });
+      handedOver++;
     }
     if (Date.now() < pausedUntil) {
       for (const s of waiting.splice(0)) s.destroy();
@@ -126,6 +129,7 @@ export async function runServer(socketArg: string | undefined): Promise<number> 
   return new Promise((resolve) => {
     const stop = (): void => {
       server.close();
+      writeErr(`qemu-hook serve: stopped; ${handedOver} events handed to workers`);
       // Idle and starting workers go; one running an event finishes it (its own process).
       for (const w of workers) if (w.state !== 'busy') w.child.kill('SIGTERM');
       resolve(0);

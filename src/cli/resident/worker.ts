@@ -68,6 +68,7 @@ async function runEvent(socket: Socket): Promise<number> {
   frame('a');
   const request = await readRequest(socket);
   if (!request) return 0; // the front left before handing the event over: nothing ran
+  takeEnvironment(request.env);
   redirectOutput((which, data) => frame(which === STDOUT ? 'o' : 'e', data));
   process.once('exit', (code) => frame('x', Buffer.from([code & 0xff])));
   try {
@@ -78,4 +79,18 @@ async function runEvent(socket: Socket): Promise<number> {
   }
 }
 
-/** One frame of the answer: its type ('o' stdout, 'e' stderr, 'x' exit status), length, bytes. */
+/**
+ * The front's environment instead of the server's (systemd's): a per-event hook process and the
+ * scripts it runs have libvirt's (LC_ALL, PATH, HOME, …). Only the root stays the server's: the
+ * socket the front reached is that root's.
+ */
+function takeEnvironment(env: readonly string[]): void {
+  const root = process.env['QEMU_HOOK_ROOT'];
+  for (const name of Object.keys(process.env)) delete process.env[name];
+  for (const entry of env) {
+    const eq = entry.indexOf('=');
+    if (eq > 0) process.env[entry.slice(0, eq)] = entry.slice(eq + 1);
+  }
+  if (root) process.env['QEMU_HOOK_ROOT'] = root;
+  else delete process.env['QEMU_HOOK_ROOT'];
+}

@@ -61,10 +61,11 @@ export function hookFront(
   op: string,
   subop: string,
   xml: string,
+  env: NodeJS.ProcessEnv = {},
 ): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(front, [domain, op, subop, '-'], {
-      env: { LC_ALL: 'C', PATH: process.env['PATH'] ?? '/usr/bin:/bin' },
+      env: { LC_ALL: 'C', PATH: process.env['PATH'] ?? '/usr/bin:/bin', ...env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stdout = '';
