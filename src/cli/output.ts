@@ -11,7 +11,7 @@ export const STDOUT = 1;
 export const STDERR = 2;
 
 /**
- * Where the resident hook's worker sends the program's output instead (cli/commands/serve.ts): to
+ * Where the resident hook's worker sends the program's output instead (cli/resident/worker.ts): to
  * the hook front's connection, as frames. Null: descriptors 1 and 2 of this process.
  */
 type OutputSink = (fd: typeof STDOUT | typeof STDERR, data: Buffer) => void;

@@ -13,7 +13,7 @@ export function defaultConfig(): Config {
 
 /**
  * A parse done before the event, while the resident hook's worker waited for one (see
- * cli/commands/serve.ts). The parse is a function of the text and the host's name alone, so it is
+ * cli/resident/worker.ts). The parse is a function of the text and the host's name alone, so it is
  * used, once, when the file reads the same byte for byte for the same host: it is what parsing the
  * file now would give.
  */

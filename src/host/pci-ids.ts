@@ -24,18 +24,19 @@ interface Span {
   readonly end: number;
 }
 
+/** The file the resident hook's worker indexed while it waited (see PciIds.indexAhead). */
+let indexedAhead: PciIds | null = null;
+
 /**
  * pci.ids (about 1.3 MB, 38 000 lines) indexed lazily: the first lookup indexes only the vendor
  * lines (about 7 ms for a file that size); a vendor's device lines, and a device's subsystem lines, are indexed when first asked for.
  */
-let indexedAhead: PciIds | null = null;
-
 export class PciIds implements PciNames {
   private vendors: Map<string, Span> | null = null;
   private readonly devices = new Map<string, Map<string, Span>>();
 
   constructor(
-    readonly text: string,
+    private readonly text: string,
     readonly source: string | null = null,
   ) {}
 
@@ -56,7 +57,7 @@ export class PciIds implements PciNames {
   }
 
   /**
-   * For the resident hook's waiting worker (cli/commands/serve.ts): reads the file and indexes its
+   * For the resident hook's waiting worker (cli/resident/worker.ts): reads the file and indexes its
    * vendors before the event, which `load` then uses if the file still reads the same.
    */
   static indexAhead(candidates: readonly string[]): void {
