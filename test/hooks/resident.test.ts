@@ -1,10 +1,12 @@
-import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PROTOCOL, parseRequest } from '../../src/cli/resident/protocol.js';
+import { fixtureDriver } from '../e2e/support/installed-host.js';
+import { hookFront } from '../reliability/support/host.js';
 import { hostCopies, MAIN } from '../support/cli.js';
-import { installFront, residentBuilt, residentServers } from '../support/resident.js';
+import { hookRunsDone, installFront, residentBuilt, residentServers } from '../support/resident.js';
 
 // The resident hook: `qemu-hook serve` on a copy of a fixture host, and the real hooks/qemu front
 // with the real client (native/build/Release/qemu-hook-client, built with the libvirt binding)
@@ -31,29 +33,11 @@ function setUp(name = 'workstation') {
     });
     return { code: r.status, stderr: r.stderr, stdout: r.stdout };
   };
+  // Several at once, through the same front: what libvirt does when VMs start together.
   const eventAsync = (domain: string, op: string, sub: string) =>
-    new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      const child = spawn(hook, [domain, op, sub, '-'], { env: { PATH: process.env['PATH'] ?? '' } });
-      let stderr = '';
-      child.stderr.on('data', (d) => {
-        stderr += d;
-      });
-      child.on('close', (code) => resolve({ code, stderr }));
-      child.stdin.on('error', () => {}); // an event the front ends without reading the XML
-      child.stdin.end(xml(domain));
-    });
-  const driver = (address: string) => {
-    try {
-      return basename(readlinkSync(join(root, 'sys/bus/pci/devices', address, 'driver')));
-    } catch {
-      return null;
-    }
-  };
-  const runs = () =>
-    readFileSync(join(root, 'var/log/libvirt/qemu-hook.log'), 'utf8')
-      .split('\n')
-      .filter((l) => l.includes('"hook run done"'))
-      .map((l) => JSON.parse(l) as { op: string; domain: string; resident?: boolean });
+    hookFront(hook, domain, op, sub, xml(domain));
+  const driver = (address: string) => fixtureDriver(root, address);
+  const runs = () => hookRunsDone(root);
   const state = () => readFileSync(join(root, 'var/lib/qemu-hook/state.json'), 'utf8');
   return { root, hook, event, eventAsync, driver, runs, state };
 }

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { REPO } from '../support/cli.js';
 import { domainXml, pciHostdev } from '../support/domain.js';
-import { installFront, residentBuilt, residentServers } from '../support/resident.js';
+import { hookRunsDone, installFront, residentBuilt, residentServers } from '../support/resident.js';
 import { figure } from './support/figures.js';
 import { drivers, hook, hookFront, journal, type Run, records } from './support/host.js';
 
@@ -52,12 +52,6 @@ const prepare = (d: { name: string; vf: string }) =>
   hook(root, d.name, 'prepare', 'begin', xmlOf(d.name, d.vf));
 const release = (d: { name: string; vf: string }) =>
   hook(root, d.name, 'release', 'end', xmlOf(d.name, d.vf));
-/** The "hook run done" lines of the root's hook log (level debug). */
-const hookRunLines = (dir: string) =>
-  readFileSync(join(dir, 'var/log/libvirt/qemu-hook.log'), 'utf8')
-    .split('\n')
-    .filter((l) => l.includes('"hook run done"'))
-    .map((l) => JSON.parse(l) as { pid: number; resident?: boolean });
 const detachCounts = (from: number) => {
   const counts = new Map<string, number>();
   for (const c of journal(root).slice(from))
@@ -136,7 +130,7 @@ describe.skipIf(!residentBuilt)('20 hook events at once through the resident hoo
     front = installFront(root);
     await serve(root);
     await round(1, viaFront('prepare', 'begin'), viaFront('release', 'end'), counts);
-    const runs = hookRunLines(root).filter((l) => l.resident);
+    const runs = hookRunsDone(root).filter((l) => l.resident);
     // 6 starts before the round, 20 events in it, 14 stops after: every one a worker's.
     expect(runs.length).toBe(40);
     expect(new Set(runs.map((l) => l.pid)).size).toBe(40);

@@ -51,3 +51,13 @@ export function residentServers(scope: 'each' | 'all' = 'each') {
     return child;
   };
 }
+
+/** The "hook run done" lines (level debug) of the hook log under a fixture root, in order. */
+export function hookRunsDone(
+  root: string,
+): { op: string; domain: string; pid: number; resident?: boolean }[] {
+  return readFileSync(join(root, 'var/log/libvirt/qemu-hook.log'), 'utf8')
+    .split('\n')
+    .filter((l) => l.includes('"hook run done"'))
+    .map((l) => JSON.parse(l));
+}

@@ -677,7 +677,8 @@ function checkPerf(c) {
     c.note(
       `${variant}: start ${secs(m(variant, 'start'))} → device overhead ${overheadOf(variant, 'start')}; stop ${secs(m(variant, 'stop'))} → ${overheadOf(variant, 'stop')} (medians)`,
     );
-  hookShare(c);
+  const lines = perfHookLines();
+  hookShare(c, lines);
   const line = (k) =>
     `bare ${secs(m('perf-bare', k))}, managed ${secs(m('perf-managed', k))}, hook ${secs(m('perf-hook', k))}`;
   // One line for run-lab.mjs to repeat at the end (it looks for "LAB perf: ").
@@ -685,17 +686,14 @@ function checkPerf(c) {
     `LAB perf: start ${line('start')} → device overhead ${overheadOf('perf-hook', 'start')}; stop ${line('stop')} → ${overheadOf('perf-hook', 'stop')} (resident hook; a Node per event: ${overheadOf('perf-hook per-event', 'start')} / ${overheadOf('perf-hook per-event', 'stop')}; medians of ${PERF_CYCLES}; node -e 0 ${secs(medianOf(nodeTimes))}; goals ≤ 1.2× / ≤ 2.0×)`,
   );
   // Every perf-hook event of the resident runs went through the resident hook.
-  const resident = hookRunLines().filter((o) => o.resident).length;
+  const resident = lines.filter((o) => o.msg === 'hook run done' && o.resident).length;
   c.expect(
     resident >= 2 * PERF_CYCLES,
     `only ${resident} of the hook's perf-hook runs were the resident hook's (expected ${2 * PERF_CYCLES})`,
   );
 }
 
-/** The hook's 'hook run done' lines for perf-hook (its log, level debug). */
-function hookRunLines() {
-  return perfHookLines().filter((o) => o.msg === 'hook run done');
-}
+/** The hook's log lines (level debug) about perf-hook. */
 function perfHookLines() {
   return readFileSync(HOOK_LOG, 'utf8')
     .split('\n')
@@ -715,8 +713,7 @@ function perfHookLines() {
  * arrival, to its exit), and within it libvirt's detach or the give-back (reattach and the wait for
  * the driver). What is left is Node's start (per event only) and the hook's own work.
  */
-function hookShare(c) {
-  const lines = perfHookLines();
+function hookShare(c, lines) {
   const residentPids = new Set(
     lines.filter((o) => o.msg === 'hook run done' && o.resident).map((o) => o.pid),
   );
