@@ -2,7 +2,7 @@
  * qemu-hook-client SOCKET ARG...  (stdin: the domain XML, as libvirt gives it to the hook)
  *
  * Hands one libvirt hook event to the resident qemu-hook (`qemu-hook serve`, see
- * src/cli/commands/serve.ts for the protocol) and relays its answer: its stdout, its stderr, its
+ * src/cli/resident/protocol.ts for the protocol) and relays its answer: its stdout, its stderr, its
  * exit status. hooks/qemu runs it instead of starting Node when the socket is there.
  *
  * Exit 75 means nothing ran and nothing of stdin was read: no socket, not root's (or this user's),
@@ -67,10 +67,30 @@ static int send_all(int fd, const void *data, size_t n, long long deadline) {
     return 0;
 }
 
+/* The request leaves in as few writes as fit: each write wakes the worker to parse what came. */
+static char pending[65536];
+static size_t pending_len;
+
+static int flush_pending(int fd, long long deadline) {
+    int r = send_all(fd, pending, pending_len, deadline);
+    pending_len = 0;
+    return r;
+}
+
+static int put(int fd, const void *data, size_t n, long long deadline) {
+    if (pending_len + n > sizeof pending) {
+        if (flush_pending(fd, deadline) < 0) return -1;
+        if (n > sizeof pending) return send_all(fd, data, n, deadline);
+    }
+    memcpy(pending + pending_len, data, n);
+    pending_len += n;
+    return 0;
+}
+
 static int send_item(int fd, const void *data, uint32_t n, long long deadline) {
     unsigned char head[4] = {n >> 24, n >> 16, n >> 8, n};
-    if (send_all(fd, head, 4, deadline) < 0) return -1;
-    return n ? send_all(fd, data, n, deadline) : 0;
+    if (put(fd, head, 4, deadline) < 0) return -1;
+    return n ? put(fd, data, n, deadline) : 0;
 }
 
 /* Reads exactly n bytes: 1, or 0 at EOF, -1 on error, -2 past the deadline. */
@@ -169,7 +189,7 @@ int main(int argc, char **argv) {
         if (r <= 0) break; /* EOF, or no stdin at all: the event without XML */
         sent = send_item(fd, buf, (uint32_t)r, deadline) == 0;
     }
-    if (!sent || send_item(fd, "", 0, deadline) < 0) {
+    if (!sent || send_item(fd, "", 0, deadline) < 0 || flush_pending(fd, deadline) < 0) {
         fputs("qemu-hook: the resident hook (qemu-hook.service) dropped the event before it was handed over; nothing ran\n", stderr);
         return 1;
     }

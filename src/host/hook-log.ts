@@ -15,22 +15,34 @@ export type HookLog = ReturnType<typeof pino> & { flush(): void };
 export function openHookLog(file: string, level: string, bindings: Record<string, unknown>): HookLog {
   try {
     mkdirSync(dirname(file), { recursive: true, mode: 0o755 });
-    const dest = pino.destination({ fd: openAppendNoFollow(file), sync: true });
-    return pino(
-      {
-        level,
-        base: { pid: process.pid, ...bindings },
-        timestamp: pino.stdTimeFunctions.isoTime,
-        formatters: {
-          level: (label) => ({ level: label }),
-          log: (obj) => withoutBound(obj, bindings),
-        },
-      },
-      dest,
-    ) as HookLog;
+    return hookLogger(pino.destination({ fd: openAppendNoFollow(file), sync: true }), level, bindings);
   } catch {
     return pino({ level: 'silent' }) as HookLog;
   }
+}
+
+/** The hook's log as it formats its lines, writing them nowhere (the resident hook's rehearsal). */
+export function rehearsalLog(): HookLog {
+  return hookLogger({ write: () => {} }, 'info', { pid: 0, domain: '', op: '', subop: '' });
+}
+
+function hookLogger(
+  dest: Parameters<typeof pino>[1] & object,
+  level: string,
+  bindings: Record<string, unknown>,
+): HookLog {
+  return pino(
+    {
+      level,
+      base: { pid: process.pid, ...bindings },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: {
+        level: (label) => ({ level: label }),
+        log: (obj) => withoutBound(obj, bindings),
+      },
+    },
+    dest,
+  ) as HookLog;
 }
 
 function withoutBound(

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PROTOCOL, parseRequest } from '../../src/cli/resident/protocol.js';
 import { fixtureDriver } from '../e2e/support/installed-host.js';
-import { hookFront } from '../reliability/support/host.js';
+import { hookFront, treeHash } from '../reliability/support/host.js';
 import { hostCopies, MAIN } from '../support/cli.js';
 import { hookRunsDone, installFront, residentBuilt, residentServers } from '../support/resident.js';
 
@@ -56,6 +56,27 @@ describe.skipIf(!residentBuilt)('resident hook (qemu-hook serve + hooks/qemu + t
 
     const stop = h.event('win11', 'release', 'end');
     expect(stop.code).toBe(0);
+    expect(h.driver('0000:01:00.0')).toBe('nvidia');
+    expect(h.state()).not.toContain('"win11"');
+    expect(h.runs().map((r) => [r.op, r.resident])).toEqual([
+      ['prepare', true],
+      ['release', true],
+    ]);
+  });
+
+  it('runs a start and a stop in workers that rehearsed them while idle, and the rehearsals wrote nothing', async () => {
+    const h = setUp();
+    await serve(h.root);
+    const host = () => ['etc', 'var', 'sys', 'proc'].map((d) => treeHash(join(h.root, d))).join();
+    const before = host();
+    // Past the worker's quiet second: it rehearses (src/cli/resident/rehearsal.ts), then waits.
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(host()).toBe(before);
+
+    expect(h.event('win11', 'prepare', 'begin')).toMatchObject({ code: 0, stderr: '' });
+    expect(h.driver('0000:01:00.0')).toBe('vfio-pci');
+    await new Promise((r) => setTimeout(r, 2500)); // the next worker rehearses with the device on record
+    expect(h.event('win11', 'release', 'end')).toMatchObject({ code: 0, stderr: '' });
     expect(h.driver('0000:01:00.0')).toBe('nvidia');
     expect(h.state()).not.toContain('"win11"');
     expect(h.runs().map((r) => [r.op, r.resident])).toEqual([

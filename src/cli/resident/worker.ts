@@ -12,15 +12,18 @@ import { hostPaths } from '../../model/paths.js';
 import { reportError } from '../exit.js';
 import { redirectOutput, STDOUT, writeErr, writeFully } from '../output.js';
 import { answerFrame, readRequest } from './protocol.js';
+import { Rehearsal } from './rehearsal.js';
 
 /** Waits for one event from the server, runs it, exits (through runProgram, with its status). */
 export function runWorker(): Promise<number> {
   if (!process.send) throw new UsageError('serve --worker is started by qemu-hook serve, not by hand');
   return new Promise((resolve) => {
     let taken = false;
+    let rehearsal: Rehearsal | undefined;
     process.on('message', (m, handle) => {
       if (m !== 'run' || taken || !handle) return;
       taken = true;
+      rehearsal?.stop();
       // From here on this process is the event's, whatever becomes of the server.
       process.disconnect?.();
       void runEvent(handle as Socket).then(resolve);
@@ -31,7 +34,7 @@ export function runWorker(): Promise<number> {
     // While waiting: the config parsed and pci.ids indexed, for the event to use if the files
     // still read the same (both are functions of the text alone).
     const paths = hostPaths(process.env['QEMU_HOOK_ROOT'] || '/');
-    parseConfigAhead(paths.configFile, { host: hostName(paths) });
+    const ahead = parseConfigAhead(paths.configFile, { host: hostName(paths) });
     PciIds.indexAhead(paths.pciIdsCandidates);
     // On the host itself, the libvirt binding and libvirt's libraries loaded (not connected: a
     // connection kept idle could be dead by the event): a start or a stop with devices loads them
@@ -45,7 +48,13 @@ export function runWorker(): Promise<number> {
     }
     // The hook's module initialised (from the code cache, a worker not started from the snapshot
     // would do it in the event).
-    void import('../commands/hook.js').then(() => process.send?.('ready'));
+    void import('../commands/hook.js').then(() => {
+      process.send?.('ready');
+      if (taken) return;
+      // While it waits for its event, the worker rehearses it (see rehearsal.ts).
+      rehearsal = new Rehearsal(paths, ahead?.config ?? null);
+      void rehearsal.start();
+    });
   });
 }
 

@@ -1,0 +1,152 @@
+// While a worker waits for its event, it rehearses the event's reading and planning: the host's
+// inventory, each configured VM's start plan against its definition file, each recorded device's
+// release checks, a log line into nowhere. V8 compiles a function when it first runs and optimises
+// what runs often, so an event in a rehearsed worker runs code that is already warm (measured on the
+// bench's 300-device host: a release 20 -> 14 ms, a start 53 -> 44 ms of the worker's time).
+//
+// Read-only by construction: it calls only readers and planners (no driver control, no state save,
+// no log file, no scripts, never libvirt: an idle worker calling libvirt while libvirt waits for a
+// hook could wait on the very domain the hook holds). It starts only after a quiet second (events
+// that come in a burst, such as the release after a failed start, find a worker that is not in
+// the middle of a step), runs at a lower CPU priority, in steps, and stops at the first step
+// boundary once the worker has an event.
+import { getPriority, setPriority } from 'node:os';
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
+import type { Config } from '../../config/model.js';
+import { FileDefinitionStore } from '../../host/definition-files.js';
+import { rehearsalLog } from '../../host/hook-log.js';
+import { SysfsHostSafety } from '../../host/sysfs/host-safety.js';
+import { SysfsInventoryReader } from '../../host/sysfs/inventory.js';
+import { type HostPaths, underRoot } from '../../model/paths.js';
+import { PciAddress } from '../../model/pci-address.js';
+import { planStart } from '../../plan/prepare.js';
+import { planRelease } from '../../plan/release.js';
+import { loadState } from '../../state/file.js';
+import { DomainXml } from '../../xml/domain-xml.js';
+
+/** No event for this long after the worker is ready: then it rehearses. */
+const QUIET_MS = 1000;
+/** Rounds of the whole rehearsal: the third still made the events measurably faster. */
+const ROUNDS = 3;
+/** VMs planned per round: enough to compile every planner, bounded for a config of hundreds. */
+const DOMAINS_PER_ROUND = 3;
+/** Recorded devices checked per round, for the same reason. */
+const RECORDS_PER_ROUND = 8;
+
+/**
+ * The rehearsal of one worker: `start` once it is ready, `stop` the moment it takes its event
+ * (the event runs at the worker's own priority again). Never throws and never writes: a host it
+ * cannot read only makes the rehearsal shorter.
+ */
+export class Rehearsal {
+  private stopped = false;
+  private restorePriority = (): void => {};
+
+  constructor(
+    private readonly paths: HostPaths,
+    private readonly config: Config | null,
+    private readonly quietMs = QUIET_MS,
+  ) {}
+
+  /** Resolves with the number of steps that ran through (all of them, unless stopped or unreadable). */
+  start(): Promise<number> {
+    return this.run().finally(() => this.restorePriority());
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.restorePriority();
+    this.restorePriority = () => {};
+  }
+
+  private async run(): Promise<number> {
+    let ran = 0;
+    if (!this.config) return ran;
+    await sleep(this.quietMs, undefined, { ref: false });
+    if (this.stopped) return ran;
+    this.restorePriority = lowerPriority();
+    const steps = rehearsalSteps(this.paths, this.config);
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const step of steps) {
+        await nextTurn(); // the event's message is taken between steps
+        if (this.stopped) return ran;
+        try {
+          await step();
+          ran++;
+        } catch {
+          // a rehearsal that fails teaches V8 less; the event reads and reports for itself
+        }
+      }
+    }
+    return ran;
+  }
+}
+
+/**
+ * The rehearsal gives way to what the machine is doing (a VM starting beside it); the event must
+ * not, so only a worker that can raise its priority back (root) lowers it. Returns the undo.
+ */
+function lowerPriority(): () => void {
+  if (process.getuid?.() !== 0) return () => {};
+  try {
+    const was = getPriority();
+    setPriority(Math.min(was + 10, 19));
+    return () => {
+      try {
+        setPriority(was);
+      } catch {
+        // stays lower: slower, not wrong
+      }
+    };
+  } catch {
+    return () => {};
+  }
+}
+
+function rehearsalSteps(paths: HostPaths, config: Config): (() => unknown)[] {
+  const inventoryReader = new SysfsInventoryReader(paths);
+  const definitions = new FileDefinitionStore(paths.definitionsDir, '/nonexistent');
+  const stateFile = underRoot(paths.root, config.stateFile);
+  const log = rehearsalLog();
+  const domains = [...config.domains].slice(0, DOMAINS_PER_ROUND);
+  // The devices a release would check: those recorded, else those the start plans would take.
+  let planned: string[] = [];
+  return [
+    async () => {
+      const [inventory, state] = [inventoryReader.readSync(), await loadState(stateFile, { readOnly: true })];
+      for (const [domain, dc] of domains) {
+        const found = await definitions.persistentXml(domain);
+        const plan = planStart({
+          domain,
+          config: dc,
+          inventory,
+          definition: found ? { xml: DomainXml.parse(found.xml), source: found.source } : null,
+          records: state.records,
+        });
+        log.info({ domain, devices: plan.devices.map((d) => `${d.name}=${d.address ?? 'usb'}`) }, 'plan ok');
+        planRelease(domain, inventory, state.records);
+        planned.push(...plan.devices.flatMap((d) => d.address ?? []));
+      }
+    },
+    async () => {
+      // A release's checks of each recorded device, with a safety reader of its own (it keeps what
+      // it read of the host's disks and routes, which the event must read afresh).
+      const safety = new SysfsHostSafety(paths.sys, paths.proc);
+      const state = await loadState(stateFile, { readOnly: true });
+      await inventoryReader.bootId();
+      const recorded = state.records.map((r) => r.address);
+      const addresses = (recorded.length > 0 ? recorded : planned).flatMap(
+        (a) => PciAddress.tryParse(a) ?? [],
+      );
+      for (const address of addresses.slice(0, RECORDS_PER_ROUND)) {
+        await safety.ids(address);
+        await safety.protection(address);
+        log.info(
+          { address: address.toString(), steps: ['reattach', 'read driver'] },
+          'given back to original driver',
+        );
+      }
+      planned = [];
+    },
+  ];
+}
