@@ -51,6 +51,14 @@ static int wait_fd(int fd, short events, long long deadline) {
     }
 }
 
+/* An answer, or the other end gone, while the request is still going out. */
+enum { ANSWERED_EARLY = -2 };
+
+/*
+ * Sends all of it. While the socket is full it waits for room or for an answer: a worker that died
+ * stops reading, and the server then answers for it; without looking for that answer the client
+ * would wait for room that never comes (ANSWER_MS).
+ */
 static int send_all(int fd, const void *data, size_t n, long long deadline) {
     const char *p = data;
     while (n > 0) {
@@ -59,9 +67,14 @@ static int send_all(int fd, const void *data, size_t n, long long deadline) {
             p += w;
             n -= (size_t)w;
         } else if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
-            if (wait_fd(fd, POLLOUT, deadline) <= 0) return -1;
+            long long left = deadline - now_ms();
+            if (left <= 0) return -1;
+            struct pollfd q = {.fd = fd, .events = POLLOUT | POLLIN};
+            int r = poll(&q, 1, left > INT_MAX ? INT_MAX : (int)left);
+            if (r < 0 && errno != EINTR) return -1;
+            if (r > 0 && !(q.revents & POLLOUT) && (q.revents & (POLLIN | POLLHUP | POLLERR))) return ANSWERED_EARLY;
         } else {
-            return -1;
+            return errno == EPIPE || errno == ECONNRESET ? ANSWERED_EARLY : -1;
         }
     }
     return 0;
@@ -79,7 +92,8 @@ static int flush_pending(int fd, long long deadline) {
 
 static int put(int fd, const void *data, size_t n, long long deadline) {
     if (pending_len + n > sizeof pending) {
-        if (flush_pending(fd, deadline) < 0) return -1;
+        int r = flush_pending(fd, deadline);
+        if (r < 0) return r;
         if (n > sizeof pending) return send_all(fd, data, n, deadline);
     }
     memcpy(pending + pending_len, data, n);
@@ -89,7 +103,8 @@ static int put(int fd, const void *data, size_t n, long long deadline) {
 
 static int send_item(int fd, const void *data, uint32_t n, long long deadline) {
     unsigned char head[4] = {n >> 24, n >> 16, n >> 8, n};
-    if (put(fd, head, 4, deadline) < 0) return -1;
+    int r = put(fd, head, 4, deadline);
+    if (r < 0) return r;
     return n ? put(fd, data, n, deadline) : 0;
 }
 
@@ -172,24 +187,27 @@ int main(int argc, char **argv) {
     long long deadline = now_ms() + ANSWER_MS;
     char count[16];
     snprintf(count, sizeof count, "%d", argc - 2);
-    int sent = send_item(fd, PROTOCOL, sizeof PROTOCOL - 1, deadline) == 0 &&
-               send_item(fd, count, (uint32_t)strlen(count), deadline) == 0;
-    for (int i = 2; sent && i < argc; i++) sent = send_item(fd, argv[i], (uint32_t)strlen(argv[i]), deadline) == 0;
+    int sent = send_item(fd, PROTOCOL, sizeof PROTOCOL - 1, deadline);
+    if (sent == 0) sent = send_item(fd, count, (uint32_t)strlen(count), deadline);
+    for (int i = 2; sent == 0 && i < argc; i++) sent = send_item(fd, argv[i], (uint32_t)strlen(argv[i]), deadline);
     /* The environment libvirt gave the hook: the worker runs the event (and its scripts) in it. */
     int envc = 0;
     while (environ[envc]) envc++;
     if (envc > 9999) envc = 9999;
     snprintf(count, sizeof count, "%d", envc);
-    if (sent) sent = send_item(fd, count, (uint32_t)strlen(count), deadline) == 0;
-    for (int i = 0; sent && i < envc; i++) sent = send_item(fd, environ[i], (uint32_t)strlen(environ[i]), deadline) == 0;
+    if (sent == 0) sent = send_item(fd, count, (uint32_t)strlen(count), deadline);
+    for (int i = 0; sent == 0 && i < envc; i++) sent = send_item(fd, environ[i], (uint32_t)strlen(environ[i]), deadline);
     static char buf[65536];
-    while (sent) {
+    while (sent == 0) {
         ssize_t r = read(0, buf, sizeof buf);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) break; /* EOF, or no stdin at all: the event without XML */
-        sent = send_item(fd, buf, (uint32_t)r, deadline) == 0;
+        sent = send_item(fd, buf, (uint32_t)r, deadline);
     }
-    if (!sent || send_item(fd, "", 0, deadline) < 0 || flush_pending(fd, deadline) < 0) {
+    if (sent == 0) sent = send_item(fd, "", 0, deadline);
+    if (sent == 0) sent = flush_pending(fd, deadline);
+    /* Answered before it had all of the request (its worker died): the answer below says so. */
+    if (sent < 0 && sent != ANSWERED_EARLY) {
         fputs("qemu-hook: the resident hook (qemu-hook.service) dropped the event before it was handed over; nothing ran\n", stderr);
         return 1;
     }

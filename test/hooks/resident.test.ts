@@ -1,5 +1,5 @@
-import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PROTOCOL, parseRequest } from '../../src/cli/resident/protocol.js';
@@ -39,7 +39,25 @@ function setUp(name = 'workstation') {
   const driver = (address: string) => fixtureDriver(root, address);
   const runs = () => hookRunsDone(root);
   const state = () => readFileSync(join(root, 'var/lib/qemu-hook/state.json'), 'utf8');
-  return { root, hook, event, eventAsync, driver, runs, state };
+  return { root, hook, xml, event, eventAsync, driver, runs, state };
+}
+
+/** The server's longest-running child: the worker that took the event (the next one starts after). */
+function oldestChild(pid: number): number {
+  const children = readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .flatMap((d) => {
+      try {
+        // pid (comm) state ppid ... field 22 starttime; comm may hold spaces: split after ')'.
+        const fields = readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1]!.split(' ');
+        return Number(fields[1]) === pid ? [{ pid: Number(d), start: Number(fields[19]) }] : [];
+      } catch {
+        return [];
+      }
+    });
+  children.sort((a, b) => a.start - b.start || a.pid - b.pid);
+  if (!children[0]) throw new Error(`no worker under ${pid}`);
+  return children[0].pid;
 }
 
 describe.skipIf(!residentBuilt)('resident hook (qemu-hook serve + hooks/qemu + the client)', () => {
@@ -194,6 +212,33 @@ describe.skipIf(!residentBuilt)('resident hook (qemu-hook serve + hooks/qemu + t
     ] as const)
       expect(h.driver(address)).toBe(original);
     expect(h.state()).not.toContain('"win11"');
+  });
+
+  it('a worker that dies while a large definition is still coming in: the front has the answer at once, not at its backstop', async () => {
+    const h = setUp();
+    const server = await serve(h.root);
+    const front = spawn(h.hook, ['win11', 'prepare', 'begin', '-'], {
+      env: { LC_ALL: 'C', PATH: process.env['PATH'] ?? '/usr/bin:/bin' },
+      stdio: ['pipe', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    front.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const done = new Promise<number | null>((resolve) => front.on('close', (code) => resolve(code)));
+    front.stdin.on('error', () => {});
+    const write = (text: string) => new Promise<void>((resolve) => front.stdin.write(text, () => resolve()));
+    // The first megabyte read by the client: a worker has taken the event (the client reads stdin
+    // only then). It stops reading; the rest fills the socket and the client waits for room.
+    await write(`${h.xml('win11')}<!--${'x'.repeat(1 << 20)}`);
+    const worker = oldestChild(server.pid!);
+    process.kill(worker, 'SIGSTOP');
+    void write(`${'x'.repeat(4 << 20)}-->`).then(() => front.stdin.end());
+    await new Promise((r) => setTimeout(r, 300));
+    const killedAt = Date.now();
+    process.kill(worker, 'SIGKILL');
+    expect(await done).toBe(137);
+    expect(Date.now() - killedAt).toBeLessThan(10_000); // not the client's 3700 s backstop
+    expect(stderr).toContain("the hook's run ended without an answer (SIGKILL)");
+    expect(h.driver('0000:01:00.0')).toBe('nvidia'); // it never got to the event
   });
 
   it('serve refuses a socket folder others can enter, with the fix', () => {
