@@ -17,11 +17,13 @@ import { FileDefinitionStore } from '../../host/definition-files.js';
 import { rehearsalLog } from '../../host/hook-log.js';
 import { SysfsHostSafety } from '../../host/sysfs/host-safety.js';
 import { SysfsInventoryReader } from '../../host/sysfs/inventory.js';
+import type { Inventory } from '../../model/device.js';
 import { type HostPaths, underRoot } from '../../model/paths.js';
 import { PciAddress } from '../../model/pci-address.js';
 import { planStart } from '../../plan/prepare.js';
 import { planRelease } from '../../plan/release.js';
 import { loadState } from '../../state/file.js';
+import type { StateRecord } from '../../state/schema.js';
 import { DomainXml } from '../../xml/domain-xml.js';
 
 /** No event for this long after the worker is ready: then it rehearses. */
@@ -35,8 +37,9 @@ const RECORDS_PER_ROUND = 8;
 
 /**
  * The rehearsal of one worker: `start` once it is ready, `stop` the moment it takes its event
- * (the event runs at the worker's own priority again). Never throws and never writes: a host it
- * cannot read only makes the rehearsal shorter.
+ * (the event runs at the worker's own priority again; the server has raised it back already when
+ * it handed the event over, so that a step still running does not crawl). Never throws and never
+ * writes: a host it cannot read only makes the rehearsal shorter.
  */
 export class Rehearsal {
   private stopped = false;
@@ -47,6 +50,11 @@ export class Rehearsal {
     private readonly config: Config | null,
     private readonly quietMs = QUIET_MS,
   ) {}
+
+  /** Steps in the whole rehearsal (every round). */
+  get steps(): number {
+    return this.config ? ROUNDS * (2 + Math.min(this.config.domains.size, DOMAINS_PER_ROUND)) : 0;
+  }
 
   /** Resolves with the number of steps that ran through (all of them, unless stopped or unreadable). */
   start(): Promise<number> {
@@ -109,25 +117,33 @@ function rehearsalSteps(paths: HostPaths, config: Config): (() => unknown)[] {
   const stateFile = underRoot(paths.root, config.stateFile);
   const log = rehearsalLog();
   const domains = [...config.domains].slice(0, DOMAINS_PER_ROUND);
-  // The devices a release would check: those recorded, else those the start plans would take.
+  // What the steps pass on within a round: the host as read, and the devices a release would
+  // check (those recorded, else those the start plans would take).
+  let host: { inventory: Inventory; records: readonly StateRecord[] } | null = null;
   let planned: string[] = [];
   return [
     async () => {
-      const [inventory, state] = [inventoryReader.readSync(), await loadState(stateFile, { readOnly: true })];
-      for (const [domain, dc] of domains) {
-        const found = await definitions.persistentXml(domain);
-        const plan = planStart({
-          domain,
-          config: dc,
-          inventory,
-          definition: found ? { xml: DomainXml.parse(found.xml), source: found.source } : null,
-          records: state.records,
-        });
-        log.info({ domain, devices: plan.devices.map((d) => `${d.name}=${d.address ?? 'usb'}`) }, 'plan ok');
-        planRelease(domain, inventory, state.records);
-        planned.push(...plan.devices.flatMap((d) => d.address ?? []));
-      }
+      host = {
+        inventory: inventoryReader.readSync(),
+        records: (await loadState(stateFile, { readOnly: true })).records,
+      };
+      planned = [];
     },
+    // One VM per step: an event waits for at most one of them.
+    ...domains.map(([domain, dc]) => async () => {
+      if (!host) throw new Error('the host was not read');
+      const found = await definitions.persistentXml(domain);
+      const plan = planStart({
+        domain,
+        config: dc,
+        inventory: host.inventory,
+        definition: found ? { xml: DomainXml.parse(found.xml), source: found.source } : null,
+        records: host.records,
+      });
+      log.info({ domain, devices: plan.devices.map((d) => `${d.name}=${d.address ?? 'usb'}`) }, 'plan ok');
+      planRelease(domain, host.inventory, host.records);
+      planned.push(...plan.devices.flatMap((d) => d.address ?? []));
+    }),
     async () => {
       // A release's checks of each recorded device, with a safety reader of its own (it keeps what
       // it read of the host's disks and routes, which the event must read afresh).
@@ -146,7 +162,7 @@ function rehearsalSteps(paths: HostPaths, config: Config): (() => unknown)[] {
           'given back to original driver',
         );
       }
-      planned = [];
+      host = null;
     },
   ];
 }

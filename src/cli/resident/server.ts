@@ -4,7 +4,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import type { Server, Socket } from 'node:net';
-import { constants as osConstants } from 'node:os';
+import { getPriority, constants as osConstants, setPriority } from 'node:os';
 import { dirname, join } from 'node:path';
 import { UsageError } from '../../model/errors.js';
 import { childProcess, net } from '../../model/lazy-builtins.js';
@@ -33,6 +33,7 @@ export async function runServer(socketArg: string | undefined): Promise<number> 
   // Nothing of systemd's hand-over is for the workers.
   for (const v of ['LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES']) delete process.env[v];
 
+  const priority = getPriority();
   const entry = process.argv[1] ?? '';
   const blob = join(dirname(dirname(entry)), 'qemu-hook.blob');
   let fromSnapshot = snapshotFits(blob);
@@ -99,6 +100,9 @@ export async function runServer(socketArg: string | undefined): Promise<number> 
       if (socket.destroyed) continue;
       worker.state = 'busy';
       worker.event = socket;
+      // A worker rehearsing (rehearsal.ts) runs at a lower priority and takes the event only after
+      // its current step: that step runs at the server's priority again, not starved by the load.
+      if (worker.child.pid !== undefined) raisePriority(worker.child.pid, priority);
       worker.child.send('run', socket, { keepOpen: true }, (err) => {
         if (!err) return;
         // Not handed over: nothing ran (no 'a'), so the front runs the event itself.
@@ -185,6 +189,14 @@ function answers(path: string): Promise<boolean> {
     });
     s.once('error', () => resolve(false));
   });
+}
+
+function raisePriority(pid: number, to: number): void {
+  try {
+    setPriority(pid, to);
+  } catch {
+    // not root: the worker did not lower it either
+  }
 }
 
 /** Whether the snapshot was made for this node binary on this CPU (hooks/qemu's snapshot_fits). */
