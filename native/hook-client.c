@@ -39,14 +39,14 @@ static long long now_ms(void) {
     return t.tv_sec * 1000LL + t.tv_nsec / 1000000;
 }
 
-/* Waits until fd is ready for `events`: 1, or 0 past the deadline, or -1. */
+/* Waits until fd is ready for `events`: what it is ready for (revents, > 0), or 0 past the deadline, or -1. */
 static int wait_fd(int fd, short events, long long deadline) {
     for (;;) {
         long long left = deadline - now_ms();
         if (left <= 0) return 0;
         struct pollfd p = {.fd = fd, .events = events};
         int r = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
-        if (r > 0) return 1;
+        if (r > 0) return p.revents;
         if (r < 0 && errno != EINTR) return -1;
     }
 }
@@ -67,12 +67,9 @@ static int send_all(int fd, const void *data, size_t n, long long deadline) {
             p += w;
             n -= (size_t)w;
         } else if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
-            long long left = deadline - now_ms();
-            if (left <= 0) return -1;
-            struct pollfd q = {.fd = fd, .events = POLLOUT | POLLIN};
-            int r = poll(&q, 1, left > INT_MAX ? INT_MAX : (int)left);
-            if (r < 0 && errno != EINTR) return -1;
-            if (r > 0 && !(q.revents & POLLOUT) && (q.revents & (POLLIN | POLLHUP | POLLERR))) return ANSWERED_EARLY;
+            int ready = wait_fd(fd, POLLOUT | POLLIN, deadline);
+            if (ready <= 0) return -1;
+            if (!(ready & POLLOUT) && (ready & (POLLIN | POLLHUP | POLLERR))) return ANSWERED_EARLY;
         } else {
             return errno == EPIPE || errno == ECONNRESET ? ANSWERED_EARLY : -1;
         }

@@ -22,7 +22,7 @@ export function inventoryReader(ctx: CliContext): InventoryReader {
 }
 
 export function fileDefinitions(ctx: CliContext): FileDefinitionStore {
-  return new FileDefinitionStore(ctx.paths.definitionsDir, join(ctx.paths.root, 'run/libvirt/qemu'));
+  return FileDefinitionStore.of(ctx.paths);
 }
 
 /**

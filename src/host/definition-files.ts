@@ -4,6 +4,7 @@ import { existsSync, promises as fsp, readFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { HostError } from '../model/errors.js';
 import { faultPoint } from '../model/faults.js';
+import type { HostPaths } from '../model/paths.js';
 import type { DefinitionStore } from '../model/ports.js';
 
 /**
@@ -16,6 +17,11 @@ export class FileDefinitionStore implements DefinitionStore {
     private readonly definitionsDir: string,
     private readonly runDir: string,
   ) {}
+
+  /** libvirt's own folders below the host's root. */
+  static of(paths: HostPaths): FileDefinitionStore {
+    return new FileDefinitionStore(paths.definitionsDir, join(paths.root, 'run/libvirt/qemu'));
+  }
 
   async persistentXml(domain: string): Promise<{ xml: string; source: string } | null> {
     const path = this.pathOf(domain);

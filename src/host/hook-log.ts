@@ -23,7 +23,7 @@ export function openHookLog(file: string, level: string, bindings: Record<string
 
 /** The hook's log as it formats its lines, writing them nowhere (the resident hook's rehearsal). */
 export function rehearsalLog(): HookLog {
-  return hookLogger({ write: () => {} }, 'info', { pid: 0, domain: '', op: '', subop: '' });
+  return hookLogger({ write: () => {} }, 'info', { domain: '', op: '', subop: '' });
 }
 
 function hookLogger(

@@ -85,7 +85,7 @@ export async function runRedefineFromCli(positionals: readonly string[]): Promis
   const libvirt = reachesLibvirt(root, config.libvirtUri);
   const store: DefinitionStore & { close?: () => Promise<void> } = libvirt
     ? new LibvirtDefinitionStore(config.libvirtUri)
-    : new FileDefinitionStore(paths.definitionsDir, join(root, 'run/libvirt/qemu'));
+    : FileDefinitionStore.of(paths);
   try {
     const outcome = await redefineAfterRefusal(domain, dc, mode === 'restart', {
       store,
