@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { chmodSync, writeFileSync } from 'node:fs';
 import { getPriority } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -55,6 +55,12 @@ describe('the resident worker’s rehearsal', () => {
     expect(await (await rehearsalOf(root)).start()).toBe(0);
     // The event moves it aside and says so; a rehearsal only reads.
     expect(treeHash(root)).toEqual(before);
+  });
+
+  it('reads nothing on the word of a config others can write', async () => {
+    const root = copy('workstation');
+    chmodSync(join(root, 'etc/qemu-hook/config.yaml'), 0o666);
+    expect(await (await rehearsalOf(root)).start()).toBe(0);
   });
 
   it('stops before its first step when the event comes during the quiet time', async () => {

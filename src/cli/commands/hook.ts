@@ -166,7 +166,8 @@ function spawnRedefine(domain: string, restart: boolean, root: string, logFile: 
 /** The ops whose failure libvirt acts on (as hooks/qemu has them); every other op exits 0. */
 const STRICT_OPS = new Set(['prepare', 'start', 'started', 'migrate', 'restore']);
 
-function trustProblem(paths: HostPaths, cfg: Config): string | null {
+/** The first reason not to act on the config's word (its files writable by others), or null. */
+export function trustProblem(paths: HostPaths, cfg: Config): string | null {
   try {
     const files = { stateFile: cfg.stateFile, logFile: cfg.log.file };
     return trustProblems(trustedPaths(paths, files), trustedUid(paths.root))[0] ?? null;

@@ -28,6 +28,7 @@ import { planRelease } from '../../plan/release.js';
 import { loadState } from '../../state/file.js';
 import type { StateRecord } from '../../state/schema.js';
 import { DomainXml } from '../../xml/domain-xml.js';
+import { trustProblem } from '../commands/hook.js';
 
 /** No event for this long after the worker is ready: then it rehearses. */
 const QUIET_MS = 1000;
@@ -74,7 +75,9 @@ export class Rehearsal {
     let ran = 0;
     if (!this.config) return ran;
     await sleep(this.quietMs, undefined, { ref: false });
-    if (this.stopped) return ran;
+    // Nothing is read on the word of a config someone other than root can change (the event
+    // refuses it too): its stateFile could name a FIFO that would hold the worker forever.
+    if (this.stopped || trustProblem(this.paths, this.config)) return ran;
     this.restorePriority = lowerPriority();
     const steps = rehearsalSteps(this.paths, this.config);
     for (let round = 0; round < ROUNDS; round++) {
