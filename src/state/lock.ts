@@ -1,5 +1,13 @@
-import { constants } from 'node:fs';
-import { open, unlink } from 'node:fs/promises';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  futimesSync,
+  openSync,
+  readFileSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HostError } from '../model/errors.js';
@@ -61,13 +69,13 @@ export async function withStateLock<T>(
   const staleMs = options.staleMs ?? LOCK_DEFAULTS.staleMs;
   const mine = await acquire(lockPath, options);
   faultPoint('lock');
-  const heartbeat = setInterval(() => void refresh(lockPath, mine.token), Math.max(10, staleMs / 4));
+  const heartbeat = setInterval(() => refresh(lockPath, mine.token), Math.max(10, staleMs / 4));
   heartbeat.unref();
   try {
     return await fn();
   } finally {
     clearInterval(heartbeat);
-    await release(lockPath, mine.token);
+    release(lockPath, mine.token);
   }
 }
 
@@ -87,8 +95,8 @@ async function acquire(lockPath: string, options: LockOptions): Promise<LockCont
       // Tells this holder from a later one with the same pid; not a secret (node:crypto would cost 4 ms a start).
       token: `${process.hrtime.bigint().toString(36)}-${Math.random().toString(36).slice(2)}`,
     };
-    if (await tryCreate(lockPath, mine, 'lock-create')) return mine;
-    const holder = await readHolder(lockPath);
+    if (tryCreate(lockPath, mine, 'lock-create')) return mine;
+    const holder = readHolder(lockPath);
     if (!holder) continue; // released between our attempt and the read
     if (abandoned(holder, bootId, staleMs)) {
       await takeOver(lockPath, holder, staleMs);
@@ -100,15 +108,17 @@ async function acquire(lockPath: string, options: LockOptions): Promise<LockCont
   }
 }
 
-async function tryCreate(
+// The lock's system calls are made directly, as the state file's save makes them (state/file.ts):
+// through fs/promises a take and a release were eight thread-pool round trips of a hook run.
+function tryCreate(
   path: string,
   content: LockContent | { pid: number; start: string | null },
   point?: FaultPoint,
-): Promise<boolean> {
-  let fh: Awaited<ReturnType<typeof open>>;
+): boolean {
+  let fd: number;
   try {
     // O_EXCL never follows a link; O_NOFOLLOW says so twice.
-    fh = await open(
+    fd = openSync(
       path,
       constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW,
       0o644,
@@ -119,21 +129,21 @@ async function tryCreate(
   }
   try {
     if (point) faultPoint(point);
-    await fh.writeFile(`${JSON.stringify(content)}\n`, 'utf8');
+    writeFileSync(fd, `${JSON.stringify(content)}\n`, 'utf8');
   } catch (err) {
-    await fh.close().catch(() => {});
-    await unlink(path).catch(() => {});
+    closeQuietly(fd);
+    unlinkQuietly(path);
     throw HostError.from('write lock file', path, err);
   }
-  await fh.close();
+  closeSync(fd);
   return true;
 }
 
-async function readHolder(path: string): Promise<Holder | null> {
-  let fh: Awaited<ReturnType<typeof open>>;
+function readHolder(path: string): Holder | null {
+  let fd: number;
   try {
     // A link in place of the lock is not a lock anyone took: it is read as a link (and judged unreadable).
-    fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return null;
@@ -141,13 +151,29 @@ async function readHolder(path: string): Promise<Holder | null> {
     throw HostError.from('read lock file', path, err);
   }
   try {
-    const st = await fh.stat();
-    const raw = await fh.readFile('utf8');
+    const st = fstatSync(fd);
+    const raw = readFileSync(fd, 'utf8');
     return { raw, ino: st.ino, mtimeMs: st.mtimeMs, content: parseContent(raw) };
   } catch (err) {
     throw HostError.from('read lock file', path, err);
   } finally {
-    await fh.close();
+    closeSync(fd);
+  }
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // closed is closed
+  }
+}
+
+function unlinkQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // gone already
   }
 }
 
@@ -190,38 +216,53 @@ const FUTURE_SLACK_MS = 5_000;
  */
 async function takeOver(lockPath: string, judged: Holder, staleMs: number): Promise<void> {
   const mutex = `${lockPath}.takeover`;
-  if (!(await tryCreate(mutex, { pid: process.pid, start: processStart(process.pid) }))) {
-    const other = await readHolder(mutex);
+  if (!tryCreate(mutex, { pid: process.pid, start: processStart(process.pid) })) {
+    const other = readHolder(mutex);
     if (other && abandoned(other, null, Math.min(staleMs, UNREADABLE_GRACE_MS))) {
-      await unlinkIfSame(mutex, other);
+      unlinkIfSame(mutex, other);
     }
     return;
   }
   try {
-    await unlinkIfSame(lockPath, judged);
+    unlinkIfSame(lockPath, judged);
   } finally {
-    await unlink(mutex).catch(() => {});
+    unlinkQuietly(mutex);
   }
 }
 
-async function unlinkIfSame(path: string, judged: Holder): Promise<void> {
-  const now = await readHolder(path);
-  if (now && now.ino === judged.ino && now.raw === judged.raw) await unlink(path).catch(() => {});
+function unlinkIfSame(path: string, judged: Holder): void {
+  const now = readHolder(path);
+  if (now && now.ino === judged.ino && now.raw === judged.raw) unlinkQuietly(path);
 }
 
-async function refresh(lockPath: string, token: string): Promise<void> {
-  const holder = await readHolder(lockPath).catch(() => null);
+function refresh(lockPath: string, token: string): void {
+  const holder = readHolderQuietly(lockPath);
   if (holder?.content?.token !== token) return;
   const now = new Date();
-  const fh = await open(lockPath, constants.O_RDONLY | constants.O_NOFOLLOW).catch(() => null);
-  await fh?.utimes(now, now).catch(() => {});
-  await fh?.close();
+  try {
+    const fd = openSync(lockPath, constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      futimesSync(fd, now, now);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // the next beat tries again; a lock not refreshed for staleMs is judged abandoned
+  }
 }
 
 /** Removes the lock only while it is still ours (it may have been taken over as abandoned). */
-async function release(lockPath: string, token: string): Promise<void> {
-  const holder = await readHolder(lockPath).catch(() => null);
-  if (holder?.content?.token === token) await unlink(lockPath).catch(() => {});
+function release(lockPath: string, token: string): void {
+  const holder = readHolderQuietly(lockPath);
+  if (holder?.content?.token === token) unlinkQuietly(lockPath);
+}
+
+function readHolderQuietly(path: string): Holder | null {
+  try {
+    return readHolder(path);
+  } catch {
+    return null;
+  }
 }
 
 function lockTimeout(lockPath: string, holder: Holder, waitedMs: number): StateLockError {

@@ -1,5 +1,5 @@
-import { constants } from 'node:fs';
-import { lstat, open, readlink } from 'node:fs/promises';
+import { constants, lstatSync, readlinkSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { HostError, UsageError } from '../../model/errors.js';
 import type { PciAddress } from '../../model/pci-address.js';
@@ -37,13 +37,17 @@ export class SysfsDriverBinder {
     return join(this.sysDir, 'bus/pci/devices', address.toString());
   }
 
-  /** The driver bound now (the `driver` link's target name), null when none. */
+  /**
+   * The driver bound now (the `driver` link's target name), null when none. Read with direct system
+   * calls (a link read never waits on a driver, unlike the writes below, which stay off the event
+   * loop): a give-back polls this, and each poll was two thread-pool round trips.
+   */
   async currentDriver(address: PciAddress): Promise<string | null> {
     const dir = this.deviceDir(address);
-    await this.requireDevice(dir);
+    this.requireDevice(dir);
     const link = join(dir, 'driver');
     try {
-      return basename(await readlink(link));
+      return basename(readlinkSync(link));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw HostError.from('read driver link', link, err);
@@ -83,9 +87,9 @@ export class SysfsDriverBinder {
     await this.writeOrFail('unbind', join(this.deviceDir(address), 'driver/unbind'), address.toString());
   }
 
-  private async requireDevice(dir: string): Promise<void> {
+  private requireDevice(dir: string): void {
     try {
-      await lstat(dir);
+      lstatSync(dir);
     } catch (err) {
       throw HostError.from('find PCI device', dir, err);
     }

@@ -19,8 +19,9 @@ export function readPciDevices(sys: string, names: PciNames, warnings: Warnings)
   const devices: Mutable<PciDevice>[] = [];
   const netdevs = netdevsByFunction(sys);
   const vfOwners = new Map<string, { address: PciAddress; index: number }>();
+  const driverThere = driverExistence(sys);
   for (const name of entries) {
-    const d = readOne(`${base}/${name}`, name, names, netdevs, vfOwners, warnings);
+    const d = readOne(`${base}/${name}`, name, { names, netdevs, vfOwners, driverThere }, warnings);
     if (d) devices.push(d);
   }
   devices.sort((a, b) => a.address.compare(b.address));
@@ -30,14 +31,36 @@ export function readPciDevices(sys: string, names: PciNames, warnings: Warnings)
   return devices;
 }
 
-function readOne(
-  dir: string,
-  name: string,
-  names: PciNames,
-  netdevs: Map<string, string[]> | null,
-  vfOwners: Map<string, { address: PciAddress; index: number }>,
-  warnings: Warnings,
-): Mutable<PciDevice> | null {
+/** What the read of one device shares with the others. */
+interface Shared {
+  readonly names: PciNames;
+  readonly netdevs: Map<string, string[]> | null;
+  readonly vfOwners: Map<string, { address: PciAddress; index: number }>;
+  readonly driverThere: (dir: string, link: string) => boolean;
+}
+
+/**
+ * Whether a device's driver link leads to a driver, asked once per driver rather than once per
+ * device (300 stats on a 300-function host, for a dozen drivers): a link of the kernel's own form
+ * (…/bus/pci/drivers/<name>) is there when `<sys>/bus/pci/drivers/<name>` is; any other link is
+ * followed itself.
+ */
+function driverExistence(sys: string): (dir: string, link: string) => boolean {
+  const known = new Map<string, boolean>();
+  return (dir, link) => {
+    const name = link.slice(link.lastIndexOf('/') + 1);
+    if (!link.endsWith(`/bus/pci/drivers/${name}`)) return existsSync(`${dir}/driver`);
+    let there = known.get(name);
+    if (there === undefined) {
+      there = existsSync(`${sys}/bus/pci/drivers/${name}`);
+      known.set(name, there);
+    }
+    return there;
+  };
+}
+
+function readOne(dir: string, name: string, shared: Shared, warnings: Warnings): Mutable<PciDevice> | null {
+  const { names, netdevs, vfOwners } = shared;
   const address = PciAddress.tryParse(name);
   if (!address) {
     warnings.add(`PCI device ${name}: not a PCI address; skipped`);
@@ -87,10 +110,11 @@ function readOne(
     return null;
   }
 
-  const driver = linkName(`${dir}/driver`);
+  const driverLink = readlinkOrNull(`${dir}/driver`);
+  const driver = driverLink === null ? null : driverLink.slice(driverLink.lastIndexOf('/') + 1);
   // A driver link that leads nowhere (a driver being unloaded this instant, or a damaged capture)
   // names no driver a give-back could bind: such a device is not one we can take and return.
-  if (driver !== null && !existsSync(`${dir}/driver`)) {
+  if (driverLink !== null && !shared.driverThere(dir, driverLink)) {
     warnings.add(`PCI device ${name}: its driver link names ${driver}, which is not there; skipped`);
     return null;
   }

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { UsbDevice } from '../../model/device.js';
 import { parseHexId } from '../../model/ids.js';
@@ -31,6 +32,9 @@ export function readUsbDevices(sys: string, warnings: Warnings): UsbDevice[] {
 function readOne(dir: string, port: string, warnings: Warnings): UsbDevice | null {
   const what = `USB device ${port}`;
   const read = (file: string, optional: boolean): string | null => {
+    // Most devices lack some of the optional strings: probed without the thrown error a failed
+    // open costs (several times the system call itself).
+    if (optional && !existsSync(`${dir}/${file}`)) return null;
     try {
       return readSmall(`${dir}/${file}`).trim();
     } catch (err) {

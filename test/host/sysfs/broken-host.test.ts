@@ -1,4 +1,13 @@
-import { mkdirSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SysfsInventoryReader } from '../../../src/host/sysfs/inventory.js';
@@ -60,6 +69,20 @@ describe('a broken PCI attribute', () => {
     expect(addresses(inv)).toHaveLength(28);
     expect(inv.warnings).toContain(
       'PCI device 0000:05:00.0: its driver link names gone, which is not there; skipped',
+    );
+  });
+
+  it('follows a driver link of another form than the kernel writes, even when a driver of its name exists', async () => {
+    const root = copy();
+    const dev = devDir(root, '0000:05:00.0');
+    const named = readlinkSync(join(dev, 'driver')).split('/').at(-1)!;
+    expect(existsSync(join(root, 'sys/bus/pci/drivers', named))).toBe(true);
+    unlinkSync(join(dev, 'driver'));
+    symlinkSync(`../../../elsewhere/${named}`, join(dev, 'driver'));
+    const inv = await read(root);
+    expect(addresses(inv)).not.toContain('0000:05:00.0');
+    expect(inv.warnings).toContain(
+      `PCI device 0000:05:00.0: its driver link names ${named}, which is not there; skipped`,
     );
   });
 
