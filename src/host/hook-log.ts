@@ -1,4 +1,4 @@
-import { constants, mkdirSync, openSync } from 'node:fs';
+import { closeSync, constants, fstatSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { pino } from 'pino';
 
@@ -64,9 +64,17 @@ function withoutBound(
  * planted link would make it append to any file. 0640: logs name devices and domains.
  */
 export function openAppendNoFollow(file: string): number {
-  return openSync(
+  // O_NONBLOCK: a FIFO in the log's place fails to open (no reader) instead of holding the run,
+  // deadline included; anything else that is not a regular file is refused. A regular file's
+  // writes ignore the flag.
+  const fd = openSync(
     file,
-    constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW,
+    constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK,
     0o640,
   );
+  if (!fstatSync(fd).isFile()) {
+    closeSync(fd);
+    throw new Error(`${file} is not a regular file`);
+  }
+  return fd;
 }

@@ -5,6 +5,7 @@ import {
   constants,
   fchmodSync,
   promises as fsp,
+  fstatSync,
   fsyncSync,
   openSync,
   readdirSync,
@@ -41,6 +42,7 @@ export async function loadState(path: string, options: LoadOptions = {}): Promis
     text = readNoFollow(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
+    if (err instanceof HostError) throw err;
     if (code === 'ENOENT') return emptyState();
     if (code === 'ELOOP')
       throw new HostError(
@@ -65,10 +67,21 @@ export async function loadState(path: string, options: LoadOptions = {}): Promis
   return parsed.data;
 }
 
-/** The file's text; a symbolic link in its place fails (ELOOP) rather than being followed. */
+/**
+ * The file's text; a symbolic link in its place fails (ELOOP) rather than being followed. O_NONBLOCK:
+ * a FIFO in its place opens at once instead of holding the run (these reads block the whole
+ * process, deadline included), and anything but a regular file is refused.
+ */
 function readNoFollow(path: string): string {
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   try {
+    if (!fstatSync(fd).isFile())
+      throw new HostError(
+        'read state file',
+        path,
+        'ENOTREG',
+        'it is not a regular file (a FIFO, a device or a folder), which qemu-hook never makes: remove it and check the folder',
+      );
     return readFileSync(fd, 'utf8');
   } finally {
     closeSync(fd);

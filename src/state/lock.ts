@@ -142,8 +142,9 @@ function tryCreate(
 function readHolder(path: string): Holder | null {
   let fd: number;
   try {
-    // A link in place of the lock is not a lock anyone took: it is read as a link (and judged unreadable).
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    // A link in place of the lock is not a lock anyone took: it is read as a link (and judged
+    // unreadable). O_NONBLOCK: a FIFO opens at once rather than holding the process (and its deadline).
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return null;
@@ -152,6 +153,8 @@ function readHolder(path: string): Holder | null {
   }
   try {
     const st = fstatSync(fd);
+    // Anything but a regular file is no lock we wrote: unreadable, so abandoned after the grace time.
+    if (!st.isFile()) return { raw: '', ino: st.ino, mtimeMs: st.mtimeMs, content: null };
     const raw = readFileSync(fd, 'utf8');
     return { raw, ino: st.ino, mtimeMs: st.mtimeMs, content: parseContent(raw) };
   } catch (err) {
@@ -240,7 +243,7 @@ function refresh(lockPath: string, token: string): void {
   if (holder?.content?.token !== token) return;
   const now = new Date();
   try {
-    const fd = openSync(lockPath, constants.O_RDONLY | constants.O_NOFOLLOW);
+    const fd = openSync(lockPath, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     try {
       futimesSync(fd, now, now);
     } finally {

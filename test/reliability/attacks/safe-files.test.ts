@@ -1,5 +1,7 @@
 // Attack: files root writes or reads must not be links planted by someone else, and a lock that
 // names a live process must really be that process's.
+
+import { execFileSync } from 'node:child_process';
 import {
   mkdirSync,
   mkdtempSync,
@@ -14,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadState, saveState, withStateLock } from '../../../src/state/index.js';
-import { hookLog, runHook } from '../../support/attack.js';
+import { driverOf, hookLog, runHook, statePath } from '../../support/attack.js';
 import { hostCopies } from '../../support/cli.js';
 
 const copy = hostCopies();
@@ -98,5 +100,43 @@ describe('the state lock', () => {
     );
     const ran = await withStateLock(state, () => 'ran', { timeoutMs: 2_000, retryMs: 10 });
     expect(ran).toBe('ran');
+  });
+});
+
+// The state file, its lock and the log are read and opened with direct system calls, which hold the
+// whole process while they wait: a FIFO in their place would hold the hook, deadline and all, and
+// libvirt with it (their folders are root's, so only root could plant one; the hook still answers).
+describe('a FIFO in the place of a file the hook opens', () => {
+  const GPU = '0000:01:00.0';
+  const fifo = (path: string, old = false) => {
+    mkdirSync(join(path, '..'), { recursive: true });
+    execFileSync('mkfifo', [path]);
+    if (old) utimesSync(path, new Date(0), new Date(0));
+  };
+
+  it('the state file: the start is refused in one line, nothing detached', () => {
+    const root = copy('workstation');
+    fifo(statePath(root));
+    const r = runHook(root, 'win11', 'prepare');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/state\.json: it is not a regular file/);
+    expect(driverOf(root, GPU)).toBe('nvidia');
+  });
+
+  it('the state lock: judged unreadable, taken over, and the start goes on', () => {
+    const root = copy('workstation');
+    fifo(`${statePath(root)}.lock`, true);
+    const r = runHook(root, 'win11', 'prepare');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(driverOf(root, GPU)).toBe('vfio-pci');
+  });
+
+  it('the hook log: the run logs nowhere and the start goes on', () => {
+    const root = copy('workstation');
+    fifo(hookLog(root));
+    const r = runHook(root, 'win11', 'prepare');
+    expect(r.code).toBe(0);
+    expect(driverOf(root, GPU)).toBe('vfio-pci');
   });
 });
