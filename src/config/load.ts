@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
 import { ConfigError, HostError } from '../model/errors.js';
 import type { Config, ConfigResult } from './model.js';
 import { type ParseOptions, parseConfig } from './parse.js';
@@ -21,7 +21,7 @@ let parsedAhead: { path: string; host: string | null; text: string; result: Conf
 
 export function parseConfigAhead(path: string, options: ParseOptions = {}): ConfigResult | null {
   try {
-    const text = readFileSync(path, 'utf8');
+    const text = readConfigText(path);
     parsedAhead = { path, host: options.host ?? null, text, result: parseConfig(text, options) };
     return parsedAhead.result;
   } catch {
@@ -37,8 +37,9 @@ export async function loadConfigFile(
 ): Promise<ConfigResult & { missing: boolean }> {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readConfigText(path);
   } catch (err) {
+    if (err instanceof HostError) throw err;
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
       return { config: null, warnings: [], errors: [`no config file at ${path}`], missing: true };
     }
@@ -49,6 +50,27 @@ export async function loadConfigFile(
   if (ahead && ahead.path === path && ahead.host === (options.host ?? null) && ahead.text === text)
     return { ...ahead.result, missing: false };
   return { ...parseConfig(text, options), missing: false };
+}
+
+/**
+ * The config's text. O_NONBLOCK: a FIFO in its place opens at once instead of holding the process
+ * (a worker waiting for its event, a hook run and its deadline: the read is a direct system call);
+ * anything but a regular file is refused. A link is followed, as config tools make them.
+ */
+function readConfigText(path: string): string {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    if (!fstatSync(fd).isFile())
+      throw new HostError(
+        'read config',
+        path,
+        'ENOTREG',
+        'it is not a regular file (a FIFO, a device or a folder); qemu-hook reads its config from a file',
+      );
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** The config or a ConfigError carrying every problem (each with its path) in one go. */

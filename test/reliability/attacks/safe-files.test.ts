@@ -16,8 +16,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadState, saveState, withStateLock } from '../../../src/state/index.js';
-import { driverOf, hookLog, runHook, statePath } from '../../support/attack.js';
-import { hostCopies } from '../../support/cli.js';
+import { configPath, driverOf, hookLog, runHook, statePath } from '../../support/attack.js';
+import { cli, hostCopies } from '../../support/cli.js';
 
 const copy = hostCopies();
 let dir: string;
@@ -113,6 +113,20 @@ describe('a FIFO in the place of a file the hook opens', () => {
     execFileSync('mkfifo', [path]);
     if (old) utimesSync(path, new Date(0), new Date(0));
   };
+
+  it('the config: check and the start say so in one line, nothing detached', () => {
+    const root = copy('workstation');
+    rmSync(configPath(root));
+    fifo(configPath(root));
+    const line = /config\.yaml: it is not a regular file/;
+    const checked = cli(['check', '--root', root]);
+    expect(checked.code).toBe(1);
+    expect(checked.stderr.trim().split('\n')).toEqual([expect.stringMatching(line)]);
+    const r = runHook(root, 'win11', 'prepare');
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(line)]);
+    expect(driverOf(root, GPU)).toBe('nvidia');
+  });
 
   it('the state file: the start is refused in one line, nothing detached', () => {
     const root = copy('workstation');
