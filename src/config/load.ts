@@ -1,5 +1,5 @@
-import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
 import { ConfigError, HostError } from '../model/errors.js';
+import { readRegularFile } from '../model/regular-file.js';
 import type { Config, ConfigResult } from './model.js';
 import { type ParseOptions, parseConfig } from './parse.js';
 
@@ -52,25 +52,9 @@ export async function loadConfigFile(
   return { ...parseConfig(text, options), missing: false };
 }
 
-/**
- * The config's text. O_NONBLOCK: a FIFO in its place opens at once instead of holding the process
- * (a worker waiting for its event, a hook run and its deadline: the read is a direct system call);
- * anything but a regular file is refused. A link is followed, as config tools make them.
- */
+/** The config's text (a link is followed, as config tools make them). */
 function readConfigText(path: string): string {
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-  try {
-    if (!fstatSync(fd).isFile())
-      throw new HostError(
-        'read config',
-        path,
-        'ENOTREG',
-        'it is not a regular file (a FIFO, a device or a folder); qemu-hook reads its config from a file',
-      );
-    return readFileSync(fd, 'utf8');
-  } finally {
-    closeSync(fd);
-  }
+  return readRegularFile(path, { operation: 'read config', why: '; qemu-hook reads its config from a file' });
 }
 
 /** The config or a ConfigError carrying every problem (each with its path) in one go. */

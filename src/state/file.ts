@@ -5,11 +5,9 @@ import {
   constants,
   fchmodSync,
   promises as fsp,
-  fstatSync,
   fsyncSync,
   openSync,
   readdirSync,
-  readFileSync,
   renameSync,
   unlinkSync,
   writeFileSync,
@@ -19,7 +17,8 @@ import { basename, dirname, join } from 'node:path';
 import * as z from 'zod/mini';
 import { errorMessage, HostError, InvariantError } from '../model/errors.js';
 import { faultPoint } from '../model/faults.js';
-import { ensureDirSync } from './dir.js';
+import { readRegularFile } from '../model/regular-file.js';
+import { ensureDir } from './dir.js';
 import { StateCorruptError, StateVersionError } from './errors.js';
 import { isAlive } from './pid.js';
 import { emptyState, STATE_VERSION, type StateFile, StateFileSchema } from './schema.js';
@@ -41,8 +40,8 @@ export async function loadState(path: string, options: LoadOptions = {}): Promis
   try {
     text = readNoFollow(path);
   } catch (err) {
+    if (err instanceof HostError) throw err; // not a regular file
     const code = (err as NodeJS.ErrnoException).code;
-    if (err instanceof HostError) throw err;
     if (code === 'ENOENT') return emptyState();
     if (code === 'ELOOP')
       throw new HostError(
@@ -67,25 +66,13 @@ export async function loadState(path: string, options: LoadOptions = {}): Promis
   return parsed.data;
 }
 
-/**
- * The file's text; a symbolic link in its place fails (ELOOP) rather than being followed. O_NONBLOCK:
- * a FIFO in its place opens at once instead of holding the run (these reads block the whole
- * process, deadline included), and anything but a regular file is refused.
- */
+/** The file's text; a symbolic link in its place fails (ELOOP) rather than being followed. */
 function readNoFollow(path: string): string {
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  try {
-    if (!fstatSync(fd).isFile())
-      throw new HostError(
-        'read state file',
-        path,
-        'ENOTREG',
-        'it is not a regular file (a FIFO, a device or a folder), which qemu-hook never makes: remove it and check the folder',
-      );
-    return readFileSync(fd, 'utf8');
-  } finally {
-    closeSync(fd);
-  }
+  return readRegularFile(path, {
+    operation: 'read state file',
+    why: ', which qemu-hook never makes: remove it and check the folder',
+    noFollow: true,
+  });
 }
 
 /** The first problems, one line: the full list is in the kept file for whoever inspects it. */
@@ -153,21 +140,18 @@ async function renameIfFree(path: string, target: string): Promise<string | null
  * The temp file is created with O_CREAT|O_EXCL|O_NOFOLLOW: a file or link planted under its name
  * makes the open fail (and another name is tried), so root never writes through a link. The
  * folder itself is checked by the callers (root-owned, not writable by others: host/trust.ts).
+ *
+ * Direct system calls, not fs/promises: a hook run does nothing else while it saves, and each of
+ * the dozen calls was a thread-pool round trip (a save took 3-4 ms of a start's time on the bench
+ * host; the same calls made directly, under 1 ms with both fsyncs).
  */
 export async function saveState(path: string, state: StateFile): Promise<void> {
-  saveStateSync(path, state);
-}
-
-// Synchronous system calls, in the order above: a hook run does nothing else while it saves, and
-// through fs/promises each of the dozen calls was a thread-pool round trip (a save took 3-4 ms of
-// a start's time on the bench host; the same calls made directly, under 1 ms with both fsyncs).
-function saveStateSync(path: string, state: StateFile): void {
   const checked = StateFileSchema.safeParse(state);
   if (!checked.success) {
     throw new InvariantError(`refusing to write an invalid state file: ${z.prettifyError(checked.error)}`);
   }
   const dir = dirname(path);
-  ensureDirSync(dir);
+  ensureDir(dir);
   let tmp: string | null = null;
   const text = `${JSON.stringify(checked.data, null, 2)}\n`;
   try {

@@ -85,7 +85,7 @@ async function acquire(lockPath: string, options: LockOptions): Promise<LockCont
   const retryMs = options.retryMs ?? LOCK_DEFAULTS.retryMs;
   const bootId = options.bootId ?? null;
   const started = Date.now();
-  await ensureDir(dirname(lockPath));
+  ensureDir(dirname(lockPath));
   for (;;) {
     const mine: LockContent = {
       pid: process.pid,

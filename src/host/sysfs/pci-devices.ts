@@ -36,7 +36,7 @@ interface Shared {
   readonly names: PciNames;
   readonly netdevs: Map<string, string[]> | null;
   readonly vfOwners: Map<string, { address: PciAddress; index: number }>;
-  readonly driverThere: (dir: string, link: string) => boolean;
+  readonly driverThere: (dir: string, link: string, driver: string) => boolean;
 }
 
 /**
@@ -45,15 +45,14 @@ interface Shared {
  * (…/bus/pci/drivers/<name>) is there when `<sys>/bus/pci/drivers/<name>` is; any other link is
  * followed itself.
  */
-function driverExistence(sys: string): (dir: string, link: string) => boolean {
+function driverExistence(sys: string): Shared['driverThere'] {
   const known = new Map<string, boolean>();
-  return (dir, link) => {
-    const name = link.slice(link.lastIndexOf('/') + 1);
-    if (!link.endsWith(`/bus/pci/drivers/${name}`)) return existsSync(`${dir}/driver`);
-    let there = known.get(name);
+  return (dir, link, driver) => {
+    if (!link.endsWith(`/bus/pci/drivers/${driver}`)) return existsSync(`${dir}/driver`);
+    let there = known.get(driver);
     if (there === undefined) {
-      there = existsSync(`${sys}/bus/pci/drivers/${name}`);
-      known.set(name, there);
+      there = existsSync(`${sys}/bus/pci/drivers/${driver}`);
+      known.set(driver, there);
     }
     return there;
   };
@@ -114,7 +113,7 @@ function readOne(dir: string, name: string, shared: Shared, warnings: Warnings):
   const driver = driverLink === null ? null : driverLink.slice(driverLink.lastIndexOf('/') + 1);
   // A driver link that leads nowhere (a driver being unloaded this instant, or a damaged capture)
   // names no driver a give-back could bind: such a device is not one we can take and return.
-  if (driverLink !== null && !shared.driverThere(dir, driverLink)) {
+  if (driverLink !== null && driver !== null && !shared.driverThere(dir, driverLink, driver)) {
     warnings.add(`PCI device ${name}: its driver link names ${driver}, which is not there; skipped`);
     return null;
   }
