@@ -163,7 +163,7 @@ try {
     server.kill('SIGTERM');
   }
   // The server counts what it handed to its workers: every resident event, none fell back.
-  const handed = Number(/(\d+) events handed to workers/.exec(await server.said)?.[1] ?? -1);
+  const handed = Number(/(\d+) events taken by workers/.exec(await server.said)?.[1] ?? -1);
   if (handed !== 4 * (hookRuns + 1))
     throw new Error(`the resident hook answered ${handed} of ${4 * (hookRuns + 1)} events`);
   const m = Object.fromEntries(Object.entries(timesOf).map(([k, v]) => [k, median(v)]));

@@ -89,7 +89,7 @@ describe.skipIf(!residentBuilt)('install.sh --root: the resident hook', { timeou
 
     server.kill('SIGTERM');
     await new Promise((r) => server!.once('exit', r));
-    expect(said).toContain('stopped; 2 events handed to workers');
+    expect(said).toContain('stopped; 2 events taken by workers');
   });
 
   it('--no-resident removes the units; --uninstall removes them too', async () => {

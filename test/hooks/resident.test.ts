@@ -42,9 +42,9 @@ function setUp(name = 'workstation') {
   return { root, hook, xml, event, eventAsync, driver, runs, state };
 }
 
-/** The server's children: its workers. */
+/** The children of `pid`. */
 function childrenOf(pid: number): number[] {
-  const children = readdirSync('/proc')
+  return readdirSync('/proc')
     .filter((d) => /^\d+$/.test(d))
     .filter((d) => {
       try {
@@ -55,8 +55,13 @@ function childrenOf(pid: number): number[] {
       }
     })
     .map(Number);
-  if (children.length === 0) throw new Error(`no worker under ${pid}`);
-  return children;
+}
+
+/** The workers of `qemu-hook serve` started by hand: it starts the server, whose children they are. */
+function workersOf(serve: number): number[] {
+  const workers = childrenOf(serve).flatMap(childrenOf);
+  if (workers.length === 0) throw new Error(`no worker under ${serve}`);
+  return workers;
 }
 
 describe.skipIf(!residentBuilt)('resident hook (qemu-hook serve + hooks/qemu + the client)', () => {
@@ -162,10 +167,37 @@ describe.skipIf(!residentBuilt)('resident hook (qemu-hook serve + hooks/qemu + t
     expect(h.driver('0000:01:00.0')).toBe('nvidia');
   });
 
+  it('the waiting worker takes the event itself: a server that is stopped does not hold it up', async () => {
+    const h = setUp();
+    const launcher = await serve(h.root);
+    const [server] = childrenOf(launcher.pid!);
+    // Once a worker listens (the server says nothing of it outside): the first event.
+    expect(h.event('router', 'release', 'end').code).toBe(0);
+    await new Promise((r) => setTimeout(r, 1500)); // the next worker up and listening
+    process.kill(server!, 'SIGSTOP');
+    try {
+      const t0 = Date.now();
+      const start = h.event('win11', 'prepare', 'begin');
+      expect(start.code).toBe(0);
+      expect(Date.now() - t0).toBeLessThan(4000); // not the client's 5 s wait for a worker
+      expect(h.driver('0000:01:00.0')).toBe('vfio-pci');
+    } finally {
+      process.kill(server!, 'SIGCONT');
+    }
+    expect(h.runs().map((r) => [r.op, r.resident])).toEqual([
+      ['release', true],
+      ['prepare', true],
+    ]);
+    expect(h.event('win11', 'release', 'end').code).toBe(0);
+    expect(h.driver('0000:01:00.0')).toBe('nvidia');
+  });
+
   it('falls back to starting Node when the server is gone (its socket left behind)', async () => {
     const h = setUp();
     const server = await serve(h.root);
-    server.kill('SIGKILL');
+    // All of it, as a crash of the service leaves it: `serve`, the server it started, its workers.
+    const tree = [server.pid!, ...childrenOf(server.pid!), ...workersOf(server.pid!)];
+    for (const pid of tree) process.kill(pid, 'SIGKILL');
     await new Promise((r) => server.once('exit', r));
     expect(existsSync(join(h.root, 'run/qemu-hook/hook.sock'))).toBe(true);
 
@@ -230,7 +262,7 @@ describe.skipIf(!residentBuilt)('resident hook (qemu-hook serve + hooks/qemu + t
     // Which worker took it is not visible from here (when the event comes before the first worker
     // is ready, a second one starts and either may take it): all of them stop, then die.
     await write(`${h.xml('win11')}<!--${'x'.repeat(1 << 20)}`);
-    const workers = childrenOf(server.pid!);
+    const workers = workersOf(server.pid!);
     for (const w of workers) process.kill(w, 'SIGSTOP');
     void write(`${'x'.repeat(4 << 20)}-->`).then(() => front.stdin.end());
     await new Promise((r) => setTimeout(r, 300));

@@ -1,5 +1,5 @@
 // The resident hook's protocol between hooks/qemu's client (native/hook-client.c) and a worker of
-// `qemu-hook serve` (all lengths 32-bit big-endian):
+// `qemu-hook serve`, which accepts on the hook socket itself (all lengths 32-bit big-endian):
 //   worker → front  'a'                    the event is taken; before it, nothing has run and the
 //                                          front runs the hook itself (hooks/qemu's fallback)
 //   front → worker  items [len][bytes]:    "qemu-hook/1", argc, each argument, envc, each
@@ -10,6 +10,8 @@
 import type { Socket } from 'node:net';
 
 export const PROTOCOL = 'qemu-hook/1';
+/** The listening socket's descriptor in the server and in every worker, as systemd passes it. */
+export const LISTEN_FD = 3;
 /** A front that does not send its event within this long is dropped (its worker ran nothing). */
 const REQUEST_MS = 30_000;
 const MAX_REQUEST_BYTES = 64 * 1024 * 1024;

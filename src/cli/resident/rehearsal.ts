@@ -41,9 +41,9 @@ const RECORDS_PER_ROUND = 8;
 
 /**
  * The rehearsal of one worker: `start` once it is ready, `stop` the moment it takes its event
- * (the event runs at the worker's own priority again; the server has raised it back already when
- * it handed the event over, so that a step still running does not crawl). Never throws and never
- * writes: a host it cannot read only makes the rehearsal shorter.
+ * (the event runs at the worker's own priority again; the worker accepts its event only after the
+ * step under way, which therefore ends at the lower priority). Never throws and never writes: a
+ * host it cannot read only makes the rehearsal shorter.
  */
 export class Rehearsal {
   private stopped = false;

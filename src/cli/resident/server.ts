@@ -1,75 +1,121 @@
-// The resident hook's server (`qemu-hook serve`, qemu-hook.service): listens on the socket, keeps
-// one worker started ahead of time (Node up, the program loaded, see worker.ts), hands each
-// connection to an idle worker and starts the next. It runs no event itself.
+// The resident hook's server (`qemu-hook serve`, qemu-hook.service): keeps one worker started
+// ahead of time (Node up, the program loaded, see worker.ts) listening on the hook socket. The
+// worker accepts one connection itself and runs that event; the server starts the next worker and
+// answers for a worker that dies in the middle of its event. It accepts nothing and runs no event:
+// a connection handed from the server to a worker cost two process wake-ups and Node's handle
+// passing, 2-3 ms of every event on the bench's machine, ten times that in the lab's guest.
+//
+// The socket is fd 3: systemd's (qemu-hook.socket) when socket-activated. Run by hand, `serve`
+// does what systemd does: it makes the socket and starts the server with it as fd 3, then stays
+// as its parent (passing SIGTERM and SIGINT on, removing the socket when the server ends). A
+// socket Node listens on is one it accepts on, so the process that keeps it for the workers must
+// never have listened on it itself.
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
-import type { Server, Socket } from 'node:net';
-import { getPriority, constants as osConstants, setPriority } from 'node:os';
+import {
+  existsSync,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+} from 'node:fs';
+import type { Server } from 'node:net';
+import { constants as osConstants } from 'node:os';
 import { dirname, join } from 'node:path';
 import { UsageError } from '../../model/errors.js';
 import { childProcess, net } from '../../model/lazy-builtins.js';
-import { writeErr } from '../output.js';
-import { answerFrame } from './protocol.js';
+import { writeErr, writeFully } from '../output.js';
+import { answerFrame, LISTEN_FD } from './protocol.js';
 
+/** Set by `serve` for the server it starts: fd 3 is the socket (systemd's LISTEN_PID cannot name a pid not yet known). */
+const LISTEN_FD_ENV = 'QEMU_HOOK_LISTEN_FD';
 /** Workers waiting for an event, started ahead of time. */
 const SPARE_WORKERS = 1;
 /** Workers at most, running and starting: more events at once wait in the socket's queue. */
 const MAX_WORKERS = 8;
+/**
+ * A worker that takes its event this soon after it started listening found the queue full: the
+ * events came together. Each such take starts one worker more than the spare, so that a burst
+ * gets workers started side by side, not one after the other.
+ */
+const BURST_MS = 100;
 /** Workers that die before they are ready, one after the other, before the server stops starting them for a while. */
 const MAX_FAILED_STARTS = 3;
 const RETRY_AFTER_MS = 10_000;
 
+/** The raw handle of an event's connection: the server's copy, to answer for a worker that dies. */
+interface EventHandle {
+  readonly fd: number;
+  close(): void;
+}
+
 interface Worker {
   readonly child: ChildProcess;
   state: 'starting' | 'idle' | 'busy';
-  /** The server's copy of the event's connection, kept to answer for a worker that dies. */
-  event?: Socket;
+  listeningSince?: number;
+  event?: EventHandle;
 }
 
 export async function runServer(socketArg: string | undefined): Promise<number> {
   const root = process.env['QEMU_HOOK_ROOT'] || '/';
-  const server = net().createServer({ pauseOnConnect: true });
-  const where = await listen(server, socketArg ?? join(root, 'run/qemu-hook/hook.sock'));
-  // Nothing of systemd's hand-over is for the workers.
-  for (const v of ['LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES']) delete process.env[v];
+  const path = socketArg ?? join(root, 'run/qemu-hook/hook.sock');
+  const where = inheritedSocket(path);
+  if (where === null) return runLauncher(path);
+  // Nothing of systemd's (or the launcher's) hand-over is for the workers.
+  for (const v of ['LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES', LISTEN_FD_ENV]) delete process.env[v];
 
-  const priority = getPriority();
   const entry = process.argv[1] ?? '';
   const blob = join(dirname(dirname(entry)), 'qemu-hook.blob');
   let fromSnapshot = snapshotFits(blob);
   const workers = new Set<Worker>();
-  const waiting: Socket[] = [];
   let failedStarts = 0;
-  let handedOver = 0;
+  let taken = 0;
   let pausedUntil = 0;
+  let stopping = false;
 
   const count = (state: Worker['state']) => [...workers].filter((w) => w.state === state).length;
 
   const start = (): void => {
     const args = fromSnapshot ? ['--snapshot-blob', blob, 'serve', '--worker'] : [entry, 'serve', '--worker'];
     const child = childProcess().spawn(process.execPath, args, {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      stdio: ['ignore', 'inherit', 'inherit', LISTEN_FD, 'ipc'],
       env: process.env,
     });
     const worker: Worker = { child, state: 'starting' };
     workers.add(worker);
-    child.on('message', (m) => {
-      if (m !== 'ready' || worker.state !== 'starting') return;
-      worker.state = 'idle';
-      failedStarts = 0;
-      dispatch();
+    child.on('message', (m, handle) => {
+      if (m === 'ready' && worker.state === 'starting') {
+        worker.state = 'idle';
+        worker.listeningSince = Date.now();
+        failedStarts = 0;
+      } else if (m === 'took' && worker.state === 'idle') {
+        worker.state = 'busy';
+        worker.event = handle as unknown as EventHandle | undefined;
+        taken++;
+        const burst = Date.now() - (worker.listeningSince ?? 0) < BURST_MS;
+        replenish(burst ? 1 : 0);
+        return;
+      }
+      replenish(0);
     });
     child.on('error', () => {}); // its exit follows and says what matters
     child.on('exit', (code, signal) => {
       workers.delete(worker);
       // A worker that ends without answering (killed in the middle of the event): its front
       // answers libvirt with the status the front would see from a Node it started itself (128 +
-      // the signal). One that answered has its front gone already: the frame reaches no one.
+      // the signal). One that answered has its front gone already: the frames reach no one.
       if (worker.event) {
         const status = signal ? 128 + (osConstants.signals[signal] ?? 0) : (code ?? 1);
         const line = `qemu-hook: the hook's run ended without an answer (${signal ?? `exit ${code}`}); what it took is in the state file: libvirt's release or qemu-hook recover gives it back\n`;
-        worker.event.write(answerFrame('e', Buffer.from(line)));
-        worker.event.end(answerFrame('x', Buffer.from([status & 0xff])));
+        try {
+          writeFully(worker.event.fd, answerFrame('e', Buffer.from(line)));
+          writeFully(worker.event.fd, answerFrame('x', Buffer.from([status & 0xff])));
+        } catch {
+          // the front is gone
+        }
+        worker.event.close();
       }
       if (worker.state === 'starting') {
         // Node rejected the snapshot (exit 14): from the code cache from now on, as hooks/qemu does.
@@ -78,81 +124,103 @@ export async function runServer(socketArg: string | undefined): Promise<number> 
         if (failedStarts >= MAX_FAILED_STARTS) {
           pausedUntil = Date.now() + RETRY_AFTER_MS;
           writeErr(
-            `qemu-hook serve: ${failedStarts} workers died before they were ready (last exit ${code}); the hook front runs events itself for ${RETRY_AFTER_MS / 1000} s`,
+            `qemu-hook serve: ${failedStarts} workers died before they were ready (last exit ${code}); for ${RETRY_AFTER_MS / 1000} s the hook front runs events itself (after waiting 5 s for a worker)`,
           );
-          // Closed before 'a': their fronts run the hook themselves.
-          for (const s of waiting.splice(0)) s.destroy();
           failedStarts = 0;
+          setTimeout(() => replenish(0), RETRY_AFTER_MS).unref();
         }
       }
-      dispatch();
+      replenish(0);
     });
   };
 
-  const dispatch = (): void => {
-    for (;;) {
-      const worker = [...workers].find((w) => w.state === 'idle');
-      const socket = waiting.shift();
-      if (!worker || !socket) {
-        if (socket) waiting.unshift(socket);
-        break;
-      }
-      if (socket.destroyed) continue;
-      worker.state = 'busy';
-      worker.event = socket;
-      // A worker rehearsing (rehearsal.ts) runs at a lower priority and takes the event only after
-      // its current step: that step runs at the server's priority again, not starved by the load.
-      if (worker.child.pid !== undefined) raisePriority(worker.child.pid, priority);
-      worker.child.send('run', socket, { keepOpen: true }, (err) => {
-        if (!err) return;
-        // Not handed over: nothing ran (no 'a'), so the front runs the event itself.
-        worker.event = undefined;
-        handedOver--;
-        socket.destroy();
-        worker.child.kill('SIGKILL');
-      });
-      handedOver++;
-    }
-    if (Date.now() < pausedUntil) {
-      for (const s of waiting.splice(0)) s.destroy();
-      return;
-    }
-    const ready = count('starting') + count('idle');
-    const room = MAX_WORKERS - workers.size;
-    for (let i = 0; i < Math.min(room, SPARE_WORKERS + waiting.length - ready); i++) start();
+  /** Keeps SPARE_WORKERS (+ `extra`) listening or on their way, within MAX_WORKERS. */
+  const replenish = (extra: number): void => {
+    if (stopping || Date.now() < pausedUntil) return;
+    const want = SPARE_WORKERS + extra - count('starting') - count('idle');
+    for (let i = 0; i < want && workers.size < MAX_WORKERS; i++) start();
   };
 
-  server.on('connection', (socket: Socket) => {
-    socket.on('error', () => {});
-    waiting.push(socket);
-    dispatch();
-  });
-  dispatch();
+  replenish(0);
   writeErr(`qemu-hook serve: answering hook events on ${where}`);
 
   return new Promise((resolve) => {
     const stop = (): void => {
-      server.close();
-      writeErr(`qemu-hook serve: stopped; ${handedOver} events handed to workers`);
+      if (stopping) return;
+      stopping = true;
+      writeErr(`qemu-hook serve: stopped; ${taken} events taken by workers`);
       // Idle and starting workers go; one running an event finishes it (its own process).
       for (const w of workers) if (w.state !== 'busy') w.child.kill('SIGTERM');
       resolve(0);
     };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    // Started by `serve` (the launcher): its end is ours.
+    process.on('disconnect', stop);
   });
 }
 
-/** Listens on systemd's socket when started by it, else makes `path` (mode 600, folder 700). */
-async function listen(server: Server, path: string): Promise<string> {
-  const listenFds = Number(process.env['LISTEN_FDS'] ?? 0);
-  if (process.env['LISTEN_PID'] === String(process.pid) && listenFds >= 1) {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ fd: 3 }, resolve);
-    });
-    return "systemd's socket";
+/** Where the inherited socket is, for the log; null when this process has none (then it makes one). */
+function inheritedSocket(path: string): string | null {
+  const systemd =
+    process.env['LISTEN_PID'] === String(process.pid) && Number(process.env['LISTEN_FDS'] ?? 0) >= 1;
+  const launcher = process.env[LISTEN_FD_ENV] === String(LISTEN_FD);
+  if (!systemd && !launcher) return null;
+  let socket = false;
+  try {
+    socket = fstatSync(LISTEN_FD).isSocket();
+  } catch {
+    // not open
   }
+  if (!socket)
+    throw new UsageError(`qemu-hook serve: fd ${LISTEN_FD} is not the hook socket it was started with`);
+  return systemd ? "systemd's socket" : path;
+}
+
+/**
+ * `serve` run by hand: makes the socket (mode 600, folder 700) and starts the server with it as fd
+ * 3, as systemd would; passes SIGTERM and SIGINT on and ends with the server, removing the socket.
+ */
+async function runLauncher(path: string): Promise<number> {
+  const listening = await makeSocket(path);
+  const made = lstatSync(path);
+  let child: ChildProcess;
+  try {
+    child = childProcess().spawn(
+      process.execPath,
+      [...process.execArgv, process.argv[1] ?? '', 'serve', path],
+      {
+        stdio: ['ignore', 'inherit', 'inherit', handleFd(listening), 'ipc'],
+        env: { ...process.env, [LISTEN_FD_ENV]: String(LISTEN_FD) },
+      },
+    );
+  } finally {
+    // The server has its copy: this one stops here, before it could accept anything (closing it
+    // removes only the name it was made under, see makeSocket).
+    listening.close();
+  }
+  const pass = (signal: NodeJS.Signals) => () => child.kill(signal);
+  process.on('SIGTERM', pass('SIGTERM'));
+  process.on('SIGINT', pass('SIGINT'));
+  const code = await new Promise<number>((resolve) => {
+    child.on('error', () => {});
+    child.on('exit', (c, signal) => resolve(signal ? 128 + (osConstants.signals[signal] ?? 0) : (c ?? 1)));
+  });
+  try {
+    const now = lstatSync(path);
+    if (now.isSocket() && now.ino === made.ino && now.dev === made.dev) unlinkSync(path);
+  } catch {
+    // gone already
+  }
+  return code;
+}
+
+/**
+ * Listens on `path` (folder 700 and this user's, socket 600). Made under a temporary name and
+ * renamed into place: Node removes a socket's name when it closes it, and this process closes its
+ * copy right after the server has one.
+ */
+async function makeSocket(path: string): Promise<Server> {
   const dir = dirname(path);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const st = lstatSync(dir);
@@ -168,16 +236,25 @@ async function listen(server: Server, path: string): Promise<string> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
+  const temporary = `${path}.${process.pid}.new`;
+  const server = net().createServer();
   const umask = process.umask(0o177);
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(path, resolve);
+      server.listen(temporary, resolve);
     });
   } finally {
     process.umask(umask);
   }
-  return path;
+  renameSync(temporary, path);
+  return server;
+}
+
+function handleFd(server: Server): number {
+  const fd = (server as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) throw new Error('the hook socket has no descriptor');
+  return fd;
 }
 
 function answers(path: string): Promise<boolean> {
@@ -189,14 +266,6 @@ function answers(path: string): Promise<boolean> {
     });
     s.once('error', () => resolve(false));
   });
-}
-
-function raisePriority(pid: number, to: number): void {
-  try {
-    setPriority(pid, to);
-  } catch {
-    // not root: the worker did not lower it either
-  }
 }
 
 /** Whether the snapshot was made for this node binary on this CPU (hooks/qemu's snapshot_fits). */

@@ -1,36 +1,36 @@
 // A worker of the resident hook: started by the server before any event, it parses the config and
-// indexes pci.ids while it waits, then takes one connection, runs that event exactly as the
-// per-event process would (runHookFromCli, its own deadline and exit) with its output sent to the
-// front as frames, and exits.
-import type { Socket } from 'node:net';
+// indexes pci.ids while it waits, then listens on the hook socket (fd 3, the server's), accepts
+// one connection, stops listening, runs that event exactly as the per-event process would
+// (runHookFromCli, its own deadline and exit) with its output sent to the front as frames, and
+// exits.
+import type { Server, Socket } from 'node:net';
 import { parseConfigAhead } from '../../config/load.js';
 import { hostName } from '../../host/hostname.js';
 import { loadLibvirtBinding } from '../../host/libvirt/loader.js';
 import { PciIds } from '../../host/pci-ids.js';
 import { UsageError } from '../../model/errors.js';
+import { net } from '../../model/lazy-builtins.js';
 import { hostPaths } from '../../model/paths.js';
 import { reportError } from '../exit.js';
 import { redirectOutput, STDOUT, writeErr, writeFully } from '../output.js';
-import { answerFrame, readRequest } from './protocol.js';
+import { answerFrame, LISTEN_FD, readRequest } from './protocol.js';
 import { Rehearsal } from './rehearsal.js';
 
-/** Waits for one event from the server, runs it, exits (through runProgram, with its status). */
+/** Waits for one event on the hook socket, runs it, exits (through runProgram, with its status). */
 export function runWorker(): Promise<number> {
   if (!process.send) throw new UsageError('serve --worker is started by qemu-hook serve, not by hand');
   return new Promise((resolve) => {
     let taken = false;
     let rehearsal: Rehearsal | undefined;
-    process.on('message', (m, handle) => {
-      if (m !== 'run' || taken || !handle) return;
-      taken = true;
-      rehearsal?.stop();
-      // From here on this process is the event's, whatever becomes of the server.
-      process.disconnect?.();
-      void runEvent(handle as Socket).then(resolve);
-    });
-    process.on('disconnect', () => {
-      if (!taken) resolve(0); // the server went away before it had an event for us
-    });
+    let listener: Server | undefined;
+    const leave = (): void => {
+      if (taken) return; // from its event on, this process is the event's, whatever becomes of the server
+      listener?.close();
+      resolve(0);
+    };
+    // The server gone, or stopping its idle workers.
+    process.on('disconnect', leave);
+    process.on('SIGTERM', leave);
     // While waiting: the config parsed and pci.ids indexed, for the event to use if the files
     // still read the same (both are functions of the text alone).
     const paths = hostPaths(process.env['QEMU_HOOK_ROOT'] || '/');
@@ -47,13 +47,44 @@ export function runWorker(): Promise<number> {
       }
     }
     // The hook's module initialised (from the code cache, a worker not started from the snapshot
-    // would do it in the event).
+    // would do it in the event), then the socket.
     void import('../commands/hook.js').then(() => {
-      process.send?.('ready');
-      if (taken) return;
-      // While it waits for its event, the worker rehearses it (see rehearsal.ts).
-      rehearsal = new Rehearsal(paths, ahead?.config ?? null);
-      void rehearsal.start();
+      const server = net().createServer({ pauseOnConnect: true });
+      listener = server;
+      server.on('connection', (socket: Socket) => {
+        if (taken) {
+          socket.destroy(); // not reached: the listener closes at the first
+          return;
+        }
+        taken = true;
+        // One event per worker: closed here, before libuv accepts another (the next connection
+        // waits in the socket's queue for the next worker).
+        server.close();
+        rehearsal?.stop();
+        // The front hears 'a' first (runEvent's first, synchronous, step).
+        const handle = (socket as unknown as { _handle?: object })._handle;
+        const ran = runEvent(socket);
+        // The server keeps a copy of the connection to answer for this worker should it die, and
+        // starts the next worker. The raw handle: a socket object there would read the request.
+        try {
+          process.send?.('took', handle as never);
+          process.disconnect?.();
+        } catch {
+          // the server is gone: the event runs all the same
+        }
+        void ran.then(resolve);
+      });
+      server.once('error', (err) => {
+        writeErr(`qemu-hook serve --worker: cannot listen on fd ${LISTEN_FD}: ${err.message}`);
+        resolve(1);
+      });
+      server.listen({ fd: LISTEN_FD }, () => {
+        process.send?.('ready');
+        if (taken) return;
+        // While it waits for its event, the worker rehearses it (see rehearsal.ts).
+        rehearsal = new Rehearsal(paths, ahead?.config ?? null);
+        void rehearsal.start();
+      });
     });
   });
 }
