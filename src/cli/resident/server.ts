@@ -35,12 +35,6 @@ const LISTEN_FD_ENV = 'QEMU_HOOK_LISTEN_FD';
 const SPARE_WORKERS = 1;
 /** Workers at most, running and starting: more events at once wait in the socket's queue. */
 const MAX_WORKERS = 8;
-/**
- * A worker that takes its event this soon after it started listening found the queue full: the
- * events came together. Each such take starts one worker more than the spare, so that a burst
- * gets workers started side by side, not one after the other.
- */
-const BURST_MS = 100;
 /** Workers that die before they are ready, one after the other, before the server stops starting them for a while. */
 const MAX_FAILED_STARTS = 3;
 const RETRY_AFTER_MS = 10_000;
@@ -54,7 +48,6 @@ interface EventHandle {
 interface Worker {
   readonly child: ChildProcess;
   state: 'starting' | 'idle' | 'busy';
-  listeningSince?: number;
   event?: EventHandle;
 }
 
@@ -88,14 +81,16 @@ export async function runServer(socketArg: string | undefined): Promise<number> 
     child.on('message', (m, handle) => {
       if (m === 'ready' && worker.state === 'starting') {
         worker.state = 'idle';
-        worker.listeningSince = Date.now();
         failedStarts = 0;
       } else if (m === 'took' && worker.state === 'idle') {
         worker.state = 'busy';
         worker.event = handle as unknown as EventHandle | undefined;
         taken++;
-        const burst = Date.now() - (worker.listeningSince ?? 0) < BURST_MS;
-        replenish(burst ? 1 : 0);
+        // Events that overlap (another worker is still busy with one) may be the start of a
+        // burst: the server sees none of the socket's queue, so each such take starts one worker
+        // more than the spare, and a burst gets its workers started side by side. One event after
+        // another (a VM's stop after its start) starts just the spare.
+        replenish(count('busy') > 1 ? 1 : 0);
         return;
       }
       replenish(0);
