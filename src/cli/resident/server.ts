@@ -31,8 +31,13 @@ import { answerFrame, LISTEN_FD } from './protocol.js';
 
 /** Set by `serve` for the server it starts: fd 3 is the socket (systemd's LISTEN_PID cannot name a pid not yet known). */
 const LISTEN_FD_ENV = 'QEMU_HOOK_LISTEN_FD';
-/** Workers waiting for an event, started ahead of time. */
-const SPARE_WORKERS = 1;
+/**
+ * Workers waiting for an event, started ahead of time. Two: events often come one right after
+ * the other (a start's prepare, start and started with per-VM scripts; a stop after a failed
+ * start), and with one the second waited for a worker's start (back to back on the bench's host:
+ * a release 55 -> 42 ms, the event after it 52 -> 24 ms). Each costs an idle Node (~64 MB RSS).
+ */
+const SPARE_WORKERS = 2;
 /** Workers at most, running and starting: more events at once wait in the socket's queue. */
 const MAX_WORKERS = 8;
 /** Workers that die before they are ready, one after the other, before the server stops starting them for a while. */
