@@ -7,7 +7,11 @@
 //     control) vs `node -e 0`: handed to the resident hook (`qemu-hook serve`, a worker with Node
 //     already started), and run by a Node the front starts, from the V8 startup snapshot (what the
 //     front does when the snapshot fits its node) and from the code-cached entry (the fallback).
-// usage: npm run bench [-- --runs N]
+//  5. with --against DIR (another checkout, built): only the resident hook of this checkout and of
+//     DIR, each serving its own copy of the host, their events alternating in the same rounds (a
+//     prepare, its release and an event with nothing to do, back to back): what a change did,
+//     whatever the machine's speed that day.
+// usage: npm run bench [-- --runs N] [-- --against DIR]
 import { spawn, spawnSync } from 'node:child_process';
 import {
   chmodSync,
@@ -41,7 +45,15 @@ process.stdout.on('error', (err) => {
   throw err;
 });
 
+const againstArg = process.argv.indexOf('--against');
+const against = againstArg > 0 ? resolve(process.argv[againstArg + 1] ?? '') : null;
+
 try {
+  if (against) {
+    await compareResident(against);
+    rmSync(work, { recursive: true, force: true });
+    process.exit(0);
+  }
   const host = join(work, 'host');
   run('node', [join(repo, 'scripts/make-fixtures.mjs'), '--generate-large', host, '--devices', '300']);
   const xml = readFileSync(join(host, 'etc/libvirt/qemu/win11.xml'), 'utf8');
@@ -214,9 +226,73 @@ function perEventProgram(name, snapshot) {
   return dir;
 }
 
-/** `qemu-hook serve` for the fixture host `root`, listening; `said`: all it wrote, once it exited. */
-function serve(root) {
-  const child = spawn('node', [join(repo, 'dist/cli/main.cjs'), 'serve'], {
+/**
+ * 5. This checkout's resident hook against the one of `other`, in the same rounds: each serves its
+ * own copy of the host; per round, in alternating order, each gets a prepare, its release and an
+ * event with nothing to do (`router release`), back to back, then a pause.
+ */
+async function compareResident(other) {
+  if (!existsSync(join(other, 'dist/cli/main.cjs')))
+    throw new Error(`${other} has no dist/cli/main.cjs: npm run build there first`);
+  const sides = [];
+  for (const [name, program] of [
+    ['this', repo],
+    ['other', other],
+  ]) {
+    const host = join(work, `host-${name}`);
+    run('node', [join(repo, 'scripts/make-fixtures.mjs'), '--generate-large', host, '--devices', '300']);
+    const xml = readFileSync(join(host, 'etc/libvirt/qemu/win11.xml'), 'utf8');
+    sides.push({ name, program, hook: installHook(host, program), xml, server: await serve(host, program) });
+  }
+  const times = {};
+  const event = (side, domain, op, sub) => {
+    const t0 = process.hrtime.bigint();
+    const r = spawnSync(side.hook, [domain, op, sub, '-'], {
+      input: side.xml,
+      encoding: 'utf8',
+      env: HOOK_ENV,
+    });
+    if (r.status !== 0) throw new Error(`${side.name}: ${domain} ${op} exited ${r.status}: ${r.stderr}`);
+    return Number(process.hrtime.bigint() - t0) / 1e6;
+  };
+  try {
+    const rounds = Math.max(7, RUNS);
+    for (let i = 0; i < rounds + 1; i++) {
+      for (const side of i % 2 ? sides : [...sides].reverse()) {
+        pause(400);
+        const got = [
+          ['prepare', event(side, 'win11', 'prepare', 'begin')],
+          ['release', event(side, 'win11', 'release', 'end')],
+          ['nothing to do', event(side, 'router', 'release', 'end')],
+        ];
+        if (i === 0) continue; // the first round warms the page cache
+        for (const [what, ms] of got) (times[`${side.name} ${what}`] ??= []).push(ms);
+      }
+    }
+  } finally {
+    for (const side of sides) side.server.kill('SIGTERM');
+  }
+  for (const side of sides) {
+    const said = await side.server.said;
+    const took = Number(
+      /(\d+) events taken by workers/.exec(said)?.[1] ??
+        /(\d+) events handed to workers/.exec(said)?.[1] ??
+        -1,
+    );
+    if (took !== 3 * (Math.max(7, RUNS) + 1))
+      throw new Error(`${side.name}'s resident hook answered ${took} events: ${said}`);
+  }
+  log(`resident hook, this checkout vs ${other} (medians, back to back in each round):`);
+  for (const what of ['prepare', 'release', 'nothing to do']) {
+    const a = median(times[`this ${what}`]);
+    const b = median(times[`other ${what}`]);
+    log(`  ${what}: ${ms(a)} vs ${ms(b)} → ${ratio(a, b)}×`);
+  }
+}
+
+/** `qemu-hook serve` of `program` for the fixture host `root`, listening; `said`: all it wrote, once it exited. */
+function serve(root, program = repo) {
+  const child = spawn('node', [join(program, 'dist/cli/main.cjs'), 'serve'], {
     env: { ...HOOK_ENV, QEMU_HOOK_ROOT: root },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
