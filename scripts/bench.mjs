@@ -266,7 +266,10 @@ async function compareResident(other) {
           ['nothing to do', event(side, 'router', 'release', 'end')],
         ];
         if (i === 0) continue; // the first round warms the page cache
-        for (const [what, ms] of got) (times[`${side.name} ${what}`] ??= []).push(ms);
+        for (const [what, took] of got) {
+          const key = `${side.name} ${what}`;
+          times[key] = [...(times[key] ?? []), took];
+        }
       }
     }
   } finally {
