@@ -51,146 +51,147 @@ const against = againstArg > 0 ? resolve(process.argv[againstArg + 1] ?? '') : n
 try {
   if (against) {
     await compareResident(against);
-    rmSync(work, { recursive: true, force: true });
-    process.exit(0);
-  }
-  const host = join(work, 'host');
-  run('node', [join(repo, 'scripts/make-fixtures.mjs'), '--generate-large', host, '--devices', '300']);
-  const xml = readFileSync(join(host, 'etc/libvirt/qemu/win11.xml'), 'utf8');
+  } else {
+    const host = join(work, 'host');
+    run('node', [join(repo, 'scripts/make-fixtures.mjs'), '--generate-large', host, '--devices', '300']);
+    const xml = readFileSync(join(host, 'etc/libvirt/qemu/win11.xml'), 'utf8');
 
-  // 1. --simulate against node -e 0, interleaved so that load on the machine hits both alike.
-  const preload = join(work, 'rss.cjs');
-  writeFileSync(
-    preload,
-    "process.on('exit', () => require('fs').writeSync(2, 'QH_MAXRSS=' + process.resourceUsage().maxRSS + '\\n'));\n",
-  );
-  const main = join(repo, 'dist/cli/main.cjs');
-  const pair = interleave(
-    () => ['node', ['-e', '0']],
-    () => ['node', ['--require', preload, main, '--simulate', 'win11', 'prepare', '--root', host]],
-  );
-  const rss = Math.max(...pair.b.outputs.map((o) => Number(/QH_MAXRSS=(\d+)/.exec(o)?.[1] ?? 0))) / 1024;
-  log(
-    `simulate prepare, 300-device host: ${ms(pair.b.median)} vs node -e 0 ${ms(pair.a.median)} → ${ratio(pair.b.median, pair.a.median)}× (target ≤ 1.3×); peak RSS ${rss.toFixed(0)} MB (target ≤ 80 MB)`,
-  );
+    // 1. --simulate against node -e 0, interleaved so that load on the machine hits both alike.
+    const preload = join(work, 'rss.cjs');
+    writeFileSync(
+      preload,
+      "process.on('exit', () => require('fs').writeSync(2, 'QH_MAXRSS=' + process.resourceUsage().maxRSS + '\\n'));\n",
+    );
+    const main = join(repo, 'dist/cli/main.cjs');
+    const pair = interleave(
+      () => ['node', ['-e', '0']],
+      () => ['node', ['--require', preload, main, '--simulate', 'win11', 'prepare', '--root', host]],
+    );
+    const rss = Math.max(...pair.b.outputs.map((o) => Number(/QH_MAXRSS=(\d+)/.exec(o)?.[1] ?? 0))) / 1024;
+    log(
+      `simulate prepare, 300-device host: ${ms(pair.b.median)} vs node -e 0 ${ms(pair.a.median)} → ${ratio(pair.b.median, pair.a.median)}× (target ≤ 1.3×); peak RSS ${rss.toFixed(0)} MB (target ≤ 80 MB)`,
+    );
 
-  // 2 and 3. The installed hook (hooks/qemu with this checkout and the generated host baked in).
-  const hook = installHook(host);
-  const bash = join(work, 'dispatcher');
-  writeFileSync(
-    bash,
-    `#!/bin/bash\nxml=$(cat)\np="${host}/etc/libvirt/hooks/qemu.d/$1/$2/$3"\nif [ -d "$p" ]; then for f in "$p"/*; do [ -x "$f" ] && "$f" "$@" <<<"$xml"; done\nelif [ -x "$p" ]; then "$p" "$@" <<<"$xml"; fi\nexit 0\n`,
-  );
-  chmodSync(bash, 0o755);
-  const fast = interleave(
-    () => [bash, ['unmanaged', 'prepare', 'begin', '-'], xml],
-    () => [hook, ['unmanaged', 'prepare', 'begin', '-'], xml],
-    RUNS * 5,
-  );
-  log(
-    `hook fast path (unmanaged VM, prepare): ${ms(fast.b.median)} vs bash dispatcher ${ms(fast.a.median)} → ${ratio(fast.b.median, fast.a.median)}× (target ≤ 1.0×)`,
-  );
+    // 2 and 3. The installed hook (hooks/qemu with this checkout and the generated host baked in).
+    const hook = installHook(host);
+    const bash = join(work, 'dispatcher');
+    writeFileSync(
+      bash,
+      `#!/bin/bash\nxml=$(cat)\np="${host}/etc/libvirt/hooks/qemu.d/$1/$2/$3"\nif [ -d "$p" ]; then for f in "$p"/*; do [ -x "$f" ] && "$f" "$@" <<<"$xml"; done\nelif [ -x "$p" ]; then "$p" "$@" <<<"$xml"; fi\nexit 0\n`,
+    );
+    chmodSync(bash, 0o755);
+    const fast = interleave(
+      () => [bash, ['unmanaged', 'prepare', 'begin', '-'], xml],
+      () => [hook, ['unmanaged', 'prepare', 'begin', '-'], xml],
+      RUNS * 5,
+    );
+    log(
+      `hook fast path (unmanaged VM, prepare): ${ms(fast.b.median)} vs bash dispatcher ${ms(fast.a.median)} → ${ratio(fast.b.median, fast.a.median)}× (target ≤ 1.0×)`,
+    );
 
-  const names = Array.from({ length: 200 }, (_, i) => `vm${String(i).padStart(3, '0')}`);
-  const storm = (cmd) => {
-    const t0 = process.hrtime.bigint();
-    for (const n of names) spawnSync(cmd, [n, 'reconnect', 'begin', '-'], { input: xml, env: HOOK_ENV });
-    return Number(process.hrtime.bigint() - t0) / 1e6;
-  };
-  const configured = readFileSync(join(host, 'etc/qemu-hook/config.yaml'), 'utf8');
-  writeFileSync(
-    join(host, 'etc/qemu-hook/config.yaml'),
-    configured.replace(
-      'domains:\n',
-      `domains:\n${names.map((n) => `  ${n}:\n    devices: [ { name: gpu, match: { vendor: "10de", device: "2204" } } ]\n`).join('')}`,
-    ),
-  );
-  const stormA = [];
-  const stormB = [];
-  for (let i = 0; i < 3; i++) {
-    stormA.push(storm(bash));
-    stormB.push(storm(hook));
-  }
-  log(
-    `reconnect storm, 200 configured domains: ${(median(stormB) / 1000).toFixed(2)} s vs bash dispatcher ${(median(stormA) / 1000).toFixed(2)} s → ${ratio(median(stormB), median(stormA))}×`,
-  );
-  writeFileSync(join(host, 'etc/qemu-hook/config.yaml'), configured);
-
-  // 4. A managed VM's release and prepare: resident vs snapshot vs code cache vs node -e 0,
-  // interleaved. The per-event fronts have program folders without the client, so they start Node
-  // although the resident hook listens on the host's socket.
-  const resident = hook;
-  const hookSnapshot = installHook(host, perEventProgram('per-event', true), 'qemu-snapshot');
-  const hookCodeCache = installHook(host, perEventProgram('code-cache', false), 'qemu-code-cache');
-  const server = await serve(host);
-  const hookRuns = Math.max(7, Math.floor(RUNS / 2));
-  const prepare = (h) =>
-    spawnSync(h, ['win11', 'prepare', 'begin', '-'], { input: xml, encoding: 'utf8', env: HOOK_ENV });
-  const release = (h) =>
-    spawnSync(h, ['win11', 'release', 'end', '-'], { input: xml, encoding: 'utf8', env: HOOK_ENV });
-  const stateFile = join(host, 'var/lib/qemu-hook/state.json');
-  const timesOf = {
-    node: [],
-    relRes: [],
-    relSpaced: [],
-    relSnap: [],
-    relCache: [],
-    prepRes: [],
-    prepSpaced: [],
-    prepSnap: [],
-    prepCache: [],
-  };
-  try {
-    for (let i = 0; i < hookRuns + 1; i++) {
-      const keep = i > 0; // the first round warms the page cache
-      const t = (key, f, check) => {
-        const t0 = process.hrtime.bigint();
-        const r = f();
-        const dt = Number(process.hrtime.bigint() - t0) / 1e6;
-        if (r.status !== 0) throw new Error(`${key} exited ${r.status}: ${r.stderr}`);
-        check?.();
-        if (keep) timesOf[key].push(dt);
-      };
-      const held = () => {
-        if (!readFileSync(stateFile, 'utf8').includes('"win11"')) throw new Error('prepare recorded nothing');
-      };
-      const free = () => {
-        if (readFileSync(stateFile, 'utf8').includes('"win11"')) throw new Error('release gave nothing back');
-      };
-      t('node', () => spawnSync('node', ['-e', '0'], { env: HOOK_ENV }));
-      t('prepRes', () => prepare(resident), held);
-      t('relRes', () => release(resident), free);
-      // As libvirt sends them (a VM runs between its start and its stop): each event finds a worker
-      // that has been waiting, and has rehearsed the event (src/cli/resident/rehearsal.ts).
-      pause(SPACED_MS);
-      t('prepSpaced', () => prepare(resident), held);
-      pause(SPACED_MS);
-      t('relSpaced', () => release(resident), free);
-      t('prepSnap', () => prepare(hookSnapshot), held);
-      t('relSnap', () => release(hookSnapshot), free);
-      t('prepCache', () => prepare(hookCodeCache), held);
-      t('relCache', () => release(hookCodeCache), free);
+    const names = Array.from({ length: 200 }, (_, i) => `vm${String(i).padStart(3, '0')}`);
+    const storm = (cmd) => {
+      const t0 = process.hrtime.bigint();
+      for (const n of names) spawnSync(cmd, [n, 'reconnect', 'begin', '-'], { input: xml, env: HOOK_ENV });
+      return Number(process.hrtime.bigint() - t0) / 1e6;
+    };
+    const configured = readFileSync(join(host, 'etc/qemu-hook/config.yaml'), 'utf8');
+    writeFileSync(
+      join(host, 'etc/qemu-hook/config.yaml'),
+      configured.replace(
+        'domains:\n',
+        `domains:\n${names.map((n) => `  ${n}:\n    devices: [ { name: gpu, match: { vendor: "10de", device: "2204" } } ]\n`).join('')}`,
+      ),
+    );
+    const stormA = [];
+    const stormB = [];
+    for (let i = 0; i < 3; i++) {
+      stormA.push(storm(bash));
+      stormB.push(storm(hook));
     }
-  } finally {
-    server.kill('SIGTERM');
+    log(
+      `reconnect storm, 200 configured domains: ${(median(stormB) / 1000).toFixed(2)} s vs bash dispatcher ${(median(stormA) / 1000).toFixed(2)} s → ${ratio(median(stormB), median(stormA))}×`,
+    );
+    writeFileSync(join(host, 'etc/qemu-hook/config.yaml'), configured);
+
+    // 4. A managed VM's release and prepare: resident vs snapshot vs code cache vs node -e 0,
+    // interleaved. The per-event fronts have program folders without the client, so they start Node
+    // although the resident hook listens on the host's socket.
+    const resident = hook;
+    const hookSnapshot = installHook(host, perEventProgram('per-event', true), 'qemu-snapshot');
+    const hookCodeCache = installHook(host, perEventProgram('code-cache', false), 'qemu-code-cache');
+    const server = await serve(host);
+    const hookRuns = Math.max(7, Math.floor(RUNS / 2));
+    const prepare = (h) =>
+      spawnSync(h, ['win11', 'prepare', 'begin', '-'], { input: xml, encoding: 'utf8', env: HOOK_ENV });
+    const release = (h) =>
+      spawnSync(h, ['win11', 'release', 'end', '-'], { input: xml, encoding: 'utf8', env: HOOK_ENV });
+    const stateFile = join(host, 'var/lib/qemu-hook/state.json');
+    const timesOf = {
+      node: [],
+      relRes: [],
+      relSpaced: [],
+      relSnap: [],
+      relCache: [],
+      prepRes: [],
+      prepSpaced: [],
+      prepSnap: [],
+      prepCache: [],
+    };
+    try {
+      for (let i = 0; i < hookRuns + 1; i++) {
+        const keep = i > 0; // the first round warms the page cache
+        const t = (key, f, check) => {
+          const t0 = process.hrtime.bigint();
+          const r = f();
+          const dt = Number(process.hrtime.bigint() - t0) / 1e6;
+          if (r.status !== 0) throw new Error(`${key} exited ${r.status}: ${r.stderr}`);
+          check?.();
+          if (keep) timesOf[key].push(dt);
+        };
+        const held = () => {
+          if (!readFileSync(stateFile, 'utf8').includes('"win11"'))
+            throw new Error('prepare recorded nothing');
+        };
+        const free = () => {
+          if (readFileSync(stateFile, 'utf8').includes('"win11"'))
+            throw new Error('release gave nothing back');
+        };
+        t('node', () => spawnSync('node', ['-e', '0'], { env: HOOK_ENV }));
+        t('prepRes', () => prepare(resident), held);
+        t('relRes', () => release(resident), free);
+        // As libvirt sends them (a VM runs between its start and its stop): each event finds a worker
+        // that has been waiting, and has rehearsed the event (src/cli/resident/rehearsal.ts).
+        pause(SPACED_MS);
+        t('prepSpaced', () => prepare(resident), held);
+        pause(SPACED_MS);
+        t('relSpaced', () => release(resident), free);
+        t('prepSnap', () => prepare(hookSnapshot), held);
+        t('relSnap', () => release(hookSnapshot), free);
+        t('prepCache', () => prepare(hookCodeCache), held);
+        t('relCache', () => release(hookCodeCache), free);
+      }
+    } finally {
+      server.kill('SIGTERM');
+    }
+    // The server counts what it handed to its workers: every resident event, none fell back.
+    const handed = Number(/(\d+) events taken by workers/.exec(await server.said)?.[1] ?? -1);
+    if (handed !== 4 * (hookRuns + 1))
+      throw new Error(`the resident hook answered ${handed} of ${4 * (hookRuns + 1)} events`);
+    const m = Object.fromEntries(Object.entries(timesOf).map(([k, v]) => [k, median(v)]));
+    const fits = snapshotFits();
+    const three = (res, snap, cache) =>
+      `resident ${ms(m[res])}, snapshot ${ms(m[snap])}, code cache ${ms(m[cache])} vs node -e 0 ${ms(m.node)} → ${ratio(m[res], m.node)}× / ${ratio(m[snap], m.node)}× / ${ratio(m[cache], m.node)}×`;
+    log(
+      `hook release of a managed VM (5 devices): ${three('relRes', 'relSnap', 'relCache')} (target ≤ 1.3×)${fits ? '' : ' [no usable snapshot: the snapshot column ran from the code cache]'}`,
+    );
+    log(
+      `hook prepare of a managed VM (5 devices): ${three('prepRes', 'prepSnap', 'prepCache')} (target ≤ 1.5×)`,
+    );
+    log(
+      `  resident, events ${SPACED_MS / 1000} s apart (the worker waiting and rehearsed): release ${ms(m.relSpaced)} → ${ratio(m.relSpaced, m.node)}×, prepare ${ms(m.prepSpaced)} → ${ratio(m.prepSpaced, m.node)}× (the lines above: back to back, the next worker starting beside the event)`,
+    );
   }
-  // The server counts what it handed to its workers: every resident event, none fell back.
-  const handed = Number(/(\d+) events taken by workers/.exec(await server.said)?.[1] ?? -1);
-  if (handed !== 4 * (hookRuns + 1))
-    throw new Error(`the resident hook answered ${handed} of ${4 * (hookRuns + 1)} events`);
-  const m = Object.fromEntries(Object.entries(timesOf).map(([k, v]) => [k, median(v)]));
-  const fits = snapshotFits();
-  const three = (res, snap, cache) =>
-    `resident ${ms(m[res])}, snapshot ${ms(m[snap])}, code cache ${ms(m[cache])} vs node -e 0 ${ms(m.node)} → ${ratio(m[res], m.node)}× / ${ratio(m[snap], m.node)}× / ${ratio(m[cache], m.node)}×`;
-  log(
-    `hook release of a managed VM (5 devices): ${three('relRes', 'relSnap', 'relCache')} (target ≤ 1.3×)${fits ? '' : ' [no usable snapshot: the snapshot column ran from the code cache]'}`,
-  );
-  log(
-    `hook prepare of a managed VM (5 devices): ${three('prepRes', 'prepSnap', 'prepCache')} (target ≤ 1.5×)`,
-  );
-  log(
-    `  resident, events ${SPACED_MS / 1000} s apart (the worker waiting and rehearsed): release ${ms(m.relSpaced)} → ${ratio(m.relSpaced, m.node)}×, prepare ${ms(m.prepSpaced)} → ${ratio(m.prepSpaced, m.node)}× (the lines above: back to back, the next worker starting beside the event)`,
-  );
 } finally {
   rmSync(work, { recursive: true, force: true });
 }
