@@ -246,6 +246,7 @@ async function compareResident(other) {
     sides.push({ name, program, hook: installHook(host, program), xml, server: await serve(host, program) });
   }
   const times = {};
+  const rounds = Math.max(7, RUNS);
   const event = (side, domain, op, sub) => {
     const t0 = process.hrtime.bigint();
     const r = spawnSync(side.hook, [domain, op, sub, '-'], {
@@ -257,7 +258,6 @@ async function compareResident(other) {
     return Number(process.hrtime.bigint() - t0) / 1e6;
   };
   try {
-    const rounds = Math.max(7, RUNS);
     for (let i = 0; i < rounds + 1; i++) {
       for (const side of i % 2 ? sides : [...sides].reverse()) {
         pause(400);
@@ -269,7 +269,8 @@ async function compareResident(other) {
         if (i === 0) continue; // the first round warms the page cache
         for (const [what, took] of got) {
           const key = `${side.name} ${what}`;
-          times[key] = [...(times[key] ?? []), took];
+          times[key] ??= [];
+          times[key].push(took);
         }
       }
     }
@@ -283,7 +284,7 @@ async function compareResident(other) {
         /(\d+) events handed to workers/.exec(said)?.[1] ??
         -1,
     );
-    if (took !== 3 * (Math.max(7, RUNS) + 1))
+    if (took !== 3 * (rounds + 1))
       throw new Error(`${side.name}'s resident hook answered ${took} events: ${said}`);
   }
   log(`resident hook, this checkout vs ${other} (medians, back to back in each round):`);

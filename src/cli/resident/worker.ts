@@ -53,7 +53,9 @@ export function runWorker(): Promise<number> {
       listener = server;
       server.on('connection', (socket: Socket) => {
         if (taken) {
-          socket.destroy(); // not reached: the listener closes at the first
+          // libuv stops accepting once the listener is closed below; should it ever hand over a
+          // second connection, its front hears no 'a' and runs the hook itself.
+          socket.destroy();
           return;
         }
         taken = true;
