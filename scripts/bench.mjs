@@ -1,5 +1,6 @@
 // Speed, as ratios against a baseline measured in the same run (never a pass/fail test):
-//  1. `--simulate win11 prepare` on a generated 300-device host vs `node -e 0`; peak RSS.
+//  1. `--simulate win11 prepare` on a generated 300-device host vs `node -e 0`; peak RSS. Before
+//     it, the floor of every command a fresh Node runs: `qemu-hook --version` vs `node -e 0`.
 //  2. the hook's fast path (a VM qemu-hook does not manage) vs a minimal bash dispatcher that
 //     reads stdin and looks for qemu.d/<vm>/<op>/<subop>.
 //  3. a 200-domain reconnect storm (a daemon restart) through the hook vs the same dispatcher.
@@ -63,6 +64,15 @@ try {
       "process.on('exit', () => require('fs').writeSync(2, 'QH_MAXRSS=' + process.resourceUsage().maxRSS + '\\n'));\n",
     );
     const main = join(repo, 'dist/cli/main.cjs');
+    // The floor under every line that starts Node for this program: the program loaded (from its
+    // code cache) and nothing read. --simulate cannot be cheaper than this plus reading the host.
+    const floor = interleave(
+      () => ['node', ['-e', '0']],
+      () => ['node', [main, '--version']],
+    );
+    log(
+      `program loaded, nothing read (qemu-hook --version): ${ms(floor.b.median)} vs node -e 0 ${ms(floor.a.median)} → ${ratio(floor.b.median, floor.a.median)}× (the floor of any command run by a fresh Node)`,
+    );
     const pair = interleave(
       () => ['node', ['-e', '0']],
       () => ['node', ['--require', preload, main, '--simulate', 'win11', 'prepare', '--root', host]],
