@@ -4,7 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, HOSTS, hostCopies, MAIN, REPO } from '../support/cli.js';
+import { cli, HOSTS, hostCopies, MAIN, REPO, tempDirs } from '../support/cli.js';
 
 const copy = hostCopies();
 
@@ -145,4 +145,32 @@ describe("the hook's account of its time", () => {
     expect(release?.['bootIdMs']).toEqual(expect.any(Number));
     expect(release).not.toHaveProperty('inventoryMs');
   });
+});
+
+describe("check and the hook's startup snapshot", () => {
+  const dirs = tempDirs('dist');
+  /** A copy of the built program (dist/ and the package file beside it) whose snapshot record says `record`. */
+  function programWith(record: ((made: string) => string) | null): string {
+    const dir = dirs();
+    cpSync(join(REPO, 'dist'), join(dir, 'dist'), { recursive: true });
+    cpSync(join(REPO, 'package.json'), join(dir, 'package.json'));
+    const file = join(dir, 'dist/qemu-hook.blob.node');
+    if (record) writeFileSync(file, record(readFileSync(file, 'utf8')));
+    return join(dir, 'dist/cli/main.cjs');
+  }
+  const check = (main: string) =>
+    spawnSync(process.execPath, [main, 'check', '--root', join(HOSTS, 'workstation')], { encoding: 'utf8' });
+
+  it.skipIf(!existsSync(join(REPO, 'dist/qemu-hook.blob')))(
+    'says nothing of a snapshot made for this node and CPU, and says so with the fix when node changed',
+    () => {
+      const fits = check(programWith(null));
+      expect(fits.stdout).not.toMatch(/startup snapshot/);
+      const stale = check(programWith((made) => made.replace(/^\d+ /, '1 ')));
+      expect(stale.status).toBe(fits.status);
+      expect(stale.stdout).toMatch(
+        /^host: the hook's startup snapshot does not fit: it was made for another .*node.*run install\.sh again/m,
+      );
+    },
+  );
 });

@@ -12,19 +12,11 @@
 // socket Node listens on is one it accepts on, so the process that keeps it for the workers must
 // never have listened on it itself.
 import type { ChildProcess } from 'node:child_process';
-import {
-  existsSync,
-  fstatSync,
-  lstatSync,
-  mkdirSync,
-  readFileSync,
-  renameSync,
-  statSync,
-  unlinkSync,
-} from 'node:fs';
+import { fstatSync, lstatSync, mkdirSync, renameSync, unlinkSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { dirname, join } from 'node:path';
+import { snapshotFit, snapshotNote } from '../../host/startup-snapshot.js';
 import { UsageError } from '../../model/errors.js';
 import { childProcess, net } from '../../model/lazy-builtins.js';
 import { writeErr, writeFully } from '../output.js';
@@ -67,7 +59,11 @@ export async function runServer(socketArg: string | undefined): Promise<number> 
 
   const entry = process.argv[1] ?? '';
   const blob = join(dirname(dirname(entry)), 'qemu-hook.blob');
-  let fromSnapshot = snapshotFits(blob);
+  const fit = snapshotFit(blob);
+  let fromSnapshot = fit === 'fits';
+  // Workers then start from the code cache: slower, not wrong; said once, in the service's log.
+  const stale = snapshotNote(fit);
+  if (stale) writeErr(`qemu-hook serve: ${stale}`);
   const workers = new Set<Worker>();
   let failedStarts = 0;
   let taken = 0;
@@ -271,20 +267,4 @@ function answers(path: string): Promise<boolean> {
     });
     s.once('error', () => resolve(false));
   });
-}
-
-/** Whether the snapshot was made for this node binary on this CPU (hooks/qemu's snapshot_fits). */
-function snapshotFits(blob: string): boolean {
-  try {
-    if (!existsSync(blob)) return false;
-    const [node, cpu] = readFileSync(`${blob}.node`, 'utf8').split('\n');
-    const st = statSync(process.execPath);
-    if (node !== `${st.size} ${Math.floor(st.mtimeMs / 1000)}`) return false;
-    const flags = readFileSync('/proc/cpuinfo', 'utf8')
-      .split('\n')
-      .find((l) => l.startsWith('flags'));
-    return flags === cpu;
-  } catch {
-    return false;
-  }
 }
