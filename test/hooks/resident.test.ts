@@ -57,6 +57,18 @@ function childrenOf(pid: number): number[] {
     .map(Number);
 }
 
+/** The nice value of `pid`; null once it is gone. */
+function niceOf(pid: number): number | null {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  // pid (comm) state ppid … : nice is the 19th field, the 17th after the comm.
+  return Number(stat.slice(stat.lastIndexOf(') ') + 2).split(' ')[16]);
+}
+
 /** The workers of `qemu-hook serve` started by hand: it starts the server, whose children they are. */
 function workersOf(serve: number): number[] {
   const workers = childrenOf(serve).flatMap(childrenOf);
@@ -191,6 +203,32 @@ describe.skipIf(!residentBuilt)('resident hook (qemu-hook serve + hooks/qemu + t
     expect(h.event('win11', 'release', 'end').code).toBe(0);
     expect(h.driver('0000:01:00.0')).toBe('nvidia');
   });
+
+  it.skipIf(process.getuid?.() !== 0)(
+    'lets one waiting worker rehearse at a time, so that the other can take an event at once',
+    async () => {
+      const h = setUp();
+      const launcher = await serve(h.root);
+      const [server] = childrenOf(launcher.pid!);
+      // A rehearsing worker runs at nice 10 (root only): sample both until each has rehearsed.
+      const lowered = Math.min((niceOf(server!) ?? 0) + 10, 19);
+      const seen = new Set<number>();
+      let together = 0;
+      const t0 = Date.now();
+      while (Date.now() - t0 < 8000 && seen.size < 2) {
+        // Read twice: a worker counts when both reads say so, so that one that ends its rehearsal
+        // between two reads is not counted beside the next (each reads between the other's two).
+        const workers = childrenOf(server!);
+        const first = workers.map((w) => niceOf(w));
+        const rehearsing = workers.filter((w, i) => first[i] === lowered && niceOf(w) === lowered);
+        for (const w of rehearsing) seen.add(w);
+        if (rehearsing.length > 1) together++;
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      expect(seen.size, 'both workers rehearsed').toBe(2);
+      expect(together, 'samples with both rehearsing').toBe(0);
+    },
+  );
 
   it('falls back to starting Node when the server is gone (its socket left behind)', async () => {
     const h = setUp();

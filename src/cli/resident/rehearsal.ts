@@ -10,7 +10,10 @@
 // hook could wait on the very domain the hook holds). It starts only after a quiet second (events
 // that come in a burst, such as the release after a failed start, find a worker that is not in
 // the middle of a step), runs at a lower CPU priority, in steps, and stops at the first step
-// boundary once the worker has an event.
+// boundary once the worker has an event. One waiting worker rehearses at a time (the server says
+// which): a step runs to its end before the worker can take an event, and on a busy machine, at
+// the lower priority, a step can take a while; the other waiting worker, not rehearsing, takes
+// the event at once.
 import { getPriority, setPriority } from 'node:os';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { setFlagsFromString } from 'node:v8';
@@ -53,6 +56,8 @@ export class Rehearsal {
     private readonly paths: HostPaths,
     private readonly config: Config | null,
     private readonly quietMs = QUIET_MS,
+    /** Resolves true when this worker may rehearse now (one of the waiting workers at a time), false: never. */
+    private readonly mayRehearse: () => Promise<boolean> = async () => true,
   ) {}
 
   /** Steps in the whole rehearsal (every round). */
@@ -78,6 +83,7 @@ export class Rehearsal {
     // Nothing is read on the word of a config someone other than root can change (the event
     // refuses it too): its stateFile could name a FIFO that would hold the worker forever.
     if (this.stopped || trustProblem(this.paths, this.config)) return ran;
+    if (!(await this.mayRehearse()) || this.stopped) return ran;
     this.restorePriority = lowerPriority();
     const steps = rehearsalSteps(this.paths, this.config);
     for (let round = 0; round < ROUNDS; round++) {

@@ -71,6 +71,23 @@ export async function runServer(socketArg: string | undefined): Promise<number> 
   let stopping = false;
 
   const count = (state: Worker['state']) => [...workers].filter((w) => w.state === state).length;
+  // One waiting worker rehearses at a time (rehearsal.ts): the others wait their turn, in order.
+  let rehearsing: Worker | null = null;
+  const turns: Worker[] = [];
+  const nextTurn = (): void => {
+    if (rehearsing && workers.has(rehearsing) && rehearsing.state === 'idle') return;
+    rehearsing = null;
+    for (let w = turns.shift(); w; w = turns.shift()) {
+      if (!workers.has(w) || w.state !== 'idle') continue;
+      try {
+        w.child.send('rehearse');
+        rehearsing = w;
+        return;
+      } catch {
+        // its channel is closed: it is leaving
+      }
+    }
+  };
 
   const start = (): void => {
     const args = fromSnapshot ? ['--snapshot-blob', blob, 'serve', '--worker'] : [entry, 'serve', '--worker'];
@@ -81,11 +98,22 @@ export async function runServer(socketArg: string | undefined): Promise<number> 
     const worker: Worker = { child, state: 'starting' };
     workers.add(worker);
     child.on('message', (m, handle) => {
+      if (m === 'rehearse?' && worker.state === 'idle') {
+        turns.push(worker);
+        nextTurn();
+        return;
+      }
+      if (m === 'rehearsed') {
+        if (rehearsing === worker) rehearsing = null;
+        nextTurn();
+        return;
+      }
       if (m === 'ready' && worker.state === 'starting') {
         worker.state = 'idle';
         failedStarts = 0;
       } else if (m === 'took' && worker.state === 'idle') {
         worker.state = 'busy';
+        nextTurn(); // its rehearsal, if it had the turn, stopped with the event
         worker.event = handle as unknown as EventHandle | undefined;
         taken++;
         // Events that overlap (another worker is still busy with one) may be the start of a
@@ -100,6 +128,7 @@ export async function runServer(socketArg: string | undefined): Promise<number> 
     child.on('error', () => {}); // its exit follows and says what matters
     child.on('exit', (code, signal) => {
       workers.delete(worker);
+      nextTurn();
       // A worker that ends without answering (killed in the middle of the event): its front
       // answers libvirt with the status the front would see from a Node it started itself (128 +
       // the signal). One that answered has its front gone already: the frames reach no one.

@@ -83,11 +83,42 @@ export function runWorker(): Promise<number> {
       server.listen({ fd: LISTEN_FD }, () => {
         process.send?.('ready');
         if (taken) return;
-        // While it waits for its event, the worker rehearses it (see rehearsal.ts).
-        rehearsal = new Rehearsal(paths, ahead?.config ?? null);
-        void rehearsal.start();
+        // While it waits for its event, the worker rehearses it (see rehearsal.ts), when the
+        // server says it is its turn; then it tells the server it is done.
+        rehearsal = new Rehearsal(paths, ahead?.config ?? null, undefined, turnToRehearse);
+        void rehearsal.start().then(() => {
+          if (taken) return;
+          try {
+            process.send?.('rehearsed');
+          } catch {
+            // the server is gone
+          }
+        });
       });
     });
+  });
+}
+
+/** Asks the server whether this worker may rehearse now; resolves when it says so (true) or is gone (false). */
+function turnToRehearse(): Promise<boolean> {
+  return new Promise((resolve) => {
+    const answer = (ok: boolean): void => {
+      process.off('message', onMessage);
+      process.off('disconnect', onGone);
+      resolve(ok);
+    };
+    const onMessage = (m: unknown): void => {
+      if (m === 'rehearse') answer(true);
+    };
+    // The server gone, or this worker's event taken (it then leaves the server).
+    const onGone = (): void => answer(false);
+    process.on('message', onMessage);
+    process.on('disconnect', onGone);
+    try {
+      process.send?.('rehearse?');
+    } catch {
+      answer(false);
+    }
   });
 }
 

@@ -641,6 +641,7 @@ function checkPerf(c) {
   if (snapshot && CODE_CACHE_TOO) runs.push('perf-hook code-cache');
   const times = Object.fromEntries(runs.map((d) => [d, { start: [], stop: [] }]));
   const nodeTimes = [];
+  const timelines = [];
   try {
     for (let i = 1; i <= PERF_CYCLES; i++) {
       const t0 = performance.now();
@@ -653,8 +654,15 @@ function checkPerf(c) {
         if (variant === 'code-cache') aside.push(BLOB);
         for (const f of aside) renameSync(f, `${f}.aside`);
         try {
+          // The last cycle's libvirtd debug log, kept for the timelines printed at the end.
+          const keep = i === PERF_CYCLES && !variant && d !== 'perf-bare';
+          const mark = () => ({ at: Date.now(), size: keep ? logSize() : 0 });
+          const m0 = mark();
           times[r].start.push(timed(c, `virsh start ${d}`, () => virsh('start', d)));
+          const m1 = mark();
           times[r].stop.push(timed(c, `virsh destroy ${d}`, () => virsh('destroy', d)));
+          const m2 = mark();
+          if (keep) timelines.push([`${d} start`, m0, m1], [`${d} stop`, m1, m2]);
         } finally {
           for (const f of aside) renameSync(`${f}.aside`, f);
         }
@@ -680,6 +688,7 @@ function checkPerf(c) {
   const lines = perfHookLines();
   hookShare(c, lines);
   const reattach = libvirtShare(c);
+  for (const [what, from, to] of timelines) c.note(`timeline ${what}: ${timeline(from, to, lines)}`);
   const line = (k) =>
     `bare ${secs(m('perf-bare', k))}, managed ${secs(m('perf-managed', k))}, hook ${secs(m('perf-hook', k))}`;
   // One line for run-lab.mjs to repeat at the end (it looks for "LAB perf: ").
@@ -725,6 +734,43 @@ function libvirtShare(c) {
     `${E1000E} on ${driver(E1000E)} after libvirt-timing.mjs, not e1000e`,
   );
   return medianOf(t.reattach) / 1000;
+}
+
+const logSize = () => (existsSync(LIBVIRTD_DEBUG) ? statSync(LIBVIRTD_DEBUG).size : 0);
+
+/**
+ * What libvirtd logged (util.hook, util.pci, hypervisor.virhostdev, node_device at debug) between
+ * two marks, as one line: each step's time from the first mark, repeats of a step counted, and
+ * where `virsh` returned. Says where a start's or a stop's time goes on libvirt's side: the hook's
+ * calls, the device's reset, detach and reattach.
+ */
+function timeline(from, to, hookLines) {
+  const text = readFileSync(LIBVIRTD_DEBUG).subarray(from.size, to.size).toString('utf8');
+  const steps = [];
+  for (const line of text.split('\n')) {
+    const m = /^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)([+-]\d{4}): \d+: \w+ : (\w+):\d+ : (.*)$/.exec(line);
+    if (!m) continue;
+    const t = (Date.parse(`${m[1].replace(' ', 'T')}${m[2].slice(0, 3)}:${m[2].slice(3)}`) - from.at) / 1000;
+    // A command says what it runs: the hook's event, or QEMU (libvirt's environment first).
+    const cmd = /(\/etc\/libvirt\/hooks\/qemu [^ ]+ [^ ]+ [^ ]+|qemu-system-\w+)/.exec(m[4])?.[1];
+    const what = cmd ? `${m[3]} ${cmd.replace('/etc/libvirt/hooks/qemu ', 'hook ')}` : m[3];
+    const last = steps.at(-1);
+    if (last && last.what === what) last.n++;
+    else steps.push({ t, what, n: 1 });
+  }
+  // The hook's own runs in the window ('hook run done': when it ended and how long it took), so
+  // that what came before a run (the front, the client, a worker to take it) shows.
+  for (const o of hookLines) {
+    const end = Date.parse(o.time);
+    if (o.msg !== 'hook run done' || !(end >= from.at && end <= to.at)) continue;
+    const t = (end - o.ms - from.at) / 1000;
+    const at = steps.findIndex((s) => s.t > t);
+    const step = { t, what: `(${o.resident ? 'resident ' : ''}${o.op} run: ${secs(o.ms / 1000)})`, n: 1 };
+    steps.splice(at < 0 ? steps.length : at, 0, step);
+  }
+  const shown = steps.slice(0, 40).map((s) => `+${s.t.toFixed(2)} ${s.what}${s.n > 1 ? ` ×${s.n}` : ''}`);
+  if (steps.length > 40) shown.push(`… ${steps.length - 40} more`);
+  return `${shown.join('; ')}; virsh returned +${((to.at - from.at) / 1000).toFixed(2)}`;
 }
 
 /** The hook's log lines (level debug) about perf-hook. */

@@ -44,7 +44,7 @@ EOF
 auth_unix_rw = "none"
 auth_unix_ro = "none"
 log_outputs = "3:file:/var/log/libvirt/libvirtd.log 1:file:/var/log/libvirt/libvirtd-debug.log"
-log_filters = "1:util.pci 1:hypervisor.virhostdev 1:node_device 1:util.hook 3:*"
+log_filters = "1:util.pci 1:hypervisor.virhostdev 1:node_device 1:util.hook 1:util.command 3:*"
 EOF
     t0=$(up)
     libvirtd -d
