@@ -1,4 +1,6 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { programFile } from './program-location.js';
 
 // The hook's V8 startup snapshot (dist/qemu-hook.blob) starts Node with the program loaded; V8
 // accepts it only from the node binary and on the CPU it was made with. qemu-hook.blob.node records
@@ -6,6 +8,11 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 // scripts/build.mjs and install.sh write it. hooks/qemu applies the same rule in sh (snapshot_fits).
 
 export type SnapshotFit = 'fits' | 'absent' | 'other-node' | 'other-cpu';
+
+/** The running program's snapshot: beside its bundle in dist/ (absent when run from src/). */
+export function programSnapshot(): string {
+  return join(dirname(programFile()), 'qemu-hook.blob');
+}
 
 /** Whether `blob` was made for `node` (default: this process's binary) on this CPU. */
 export function snapshotFit(

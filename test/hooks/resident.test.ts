@@ -43,31 +43,30 @@ function setUp(name = 'workstation') {
   return { root, hook, xml, event, eventAsync, driver, runs, state };
 }
 
+/**
+ * The fields of /proc/<pid>/stat after the command name (the first is field 3, the state); null
+ * once the process is gone. The name, in parentheses, may hold spaces and ')': split after the last.
+ */
+function statFields(pid: number | string): string[] | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+  } catch {
+    return null;
+  }
+}
+
 /** The children of `pid`. */
 function childrenOf(pid: number): number[] {
   return readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d))
-    .filter((d) => {
-      try {
-        // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
-        return Number(readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]) === pid;
-      } catch {
-        return false;
-      }
-    })
+    .filter((d) => /^\d+$/.test(d) && Number(statFields(d)?.[1]) === pid) // field 4: ppid
     .map(Number);
 }
 
 /** The nice value of `pid`; null once it is gone. */
 function niceOf(pid: number): number | null {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return null;
-  }
-  // pid (comm) state ppid … : nice is the 19th field, the 17th after the comm.
-  return Number(stat.slice(stat.lastIndexOf(') ') + 2).split(' ')[16]);
+  const fields = statFields(pid);
+  return fields ? Number(fields[16]) : null; // field 19
 }
 
 /** The workers of `qemu-hook serve` started by hand: it starts the server, whose children they are. */

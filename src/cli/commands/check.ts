@@ -1,10 +1,8 @@
-import { dirname, join } from 'node:path';
 import { loadConfigFile } from '../../config/load.js';
 import type { Config } from '../../config/model.js';
 import { claimConflicts } from '../../config/rules.js';
 import { hostName } from '../../host/hostname.js';
-import { programFile } from '../../host/program-location.js';
-import { snapshotFit, snapshotNote } from '../../host/startup-snapshot.js';
+import { programSnapshot, snapshotFit, snapshotNote } from '../../host/startup-snapshot.js';
 import type { Inventory } from '../../model/device.js';
 import { errorMessage } from '../../model/errors.js';
 import type { Plan } from '../../model/plan.js';
@@ -49,7 +47,7 @@ export async function check(ctx: CliContext): Promise<number> {
     iommuProblem(inventory.support),
     pciIdsProblem(inventory.support),
     // About this program rather than the host (so also under --root): whether its events start fast.
-    snapshotNote(snapshotFit(join(dirname(programFile()), 'qemu-hook.blob'))),
+    snapshotNote(snapshotFit(programSnapshot())),
   ].filter((n): n is string => n !== null);
   const plans = await planEveryDomain(ctx, config, inventory);
   // Problems of hosts: sections for other hosts come as warnings: they refuse nothing here.

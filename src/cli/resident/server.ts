@@ -16,7 +16,7 @@ import { fstatSync, lstatSync, mkdirSync, renameSync, unlinkSync } from 'node:fs
 import type { Server } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { dirname, join } from 'node:path';
-import { snapshotFit, snapshotNote } from '../../host/startup-snapshot.js';
+import { programSnapshot, snapshotFit, snapshotNote } from '../../host/startup-snapshot.js';
 import { UsageError } from '../../model/errors.js';
 import { childProcess, net } from '../../model/lazy-builtins.js';
 import { writeErr, writeFully } from '../output.js';
@@ -58,7 +58,7 @@ export async function runServer(socketArg: string | undefined): Promise<number> 
   for (const v of ['LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES', LISTEN_FD_ENV]) delete process.env[v];
 
   const entry = process.argv[1] ?? '';
-  const blob = join(dirname(dirname(entry)), 'qemu-hook.blob');
+  const blob = programSnapshot();
   const fit = snapshotFit(blob);
   let fromSnapshot = fit === 'fits';
   // Workers then start from the code cache: slower, not wrong; said once, in the service's log.

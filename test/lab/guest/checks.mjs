@@ -739,9 +739,9 @@ function libvirtShare(c) {
 const logSize = () => (existsSync(LIBVIRTD_DEBUG) ? statSync(LIBVIRTD_DEBUG).size : 0);
 
 /**
- * What libvirtd logged (util.hook, util.pci, hypervisor.virhostdev, node_device at debug) between
- * two marks, as one line: each step's time from the first mark, repeats of a step counted, and
- * where `virsh` returned. Says where a start's or a stop's time goes on libvirt's side: the hook's
+ * What libvirtd logged (util.hook, util.command, util.pci, hypervisor.virhostdev, node_device at
+ * debug, as guest/init.sh sets them) between two marks, as one line: each step's time from the
+ * first mark, repeats of a step counted, and where `virsh` returned. Says where a start's or a stop's time goes on libvirt's side: the hook's
  * calls, the device's reset, detach and reattach.
  */
 function timeline(from, to, hookLines) {
