@@ -914,6 +914,14 @@ function step(id, title, fn) {
 }
 
 function main() {
+  // Every device move here is meant for the guest's emulated devices: never the machine running
+  // the tests (run-lab.mjs boots the guest with lab.stage= on its kernel command line).
+  if (!/(^| )lab\.stage=/.test(readFileSync('/proc/cmdline', 'utf8'))) {
+    console.error(
+      'checks.mjs: runs only inside the lab guest (no lab.stage= on /proc/cmdline); nothing done',
+    );
+    process.exit(2);
+  }
   if (setup()) {
     const c1 = new Check(
       '1',
