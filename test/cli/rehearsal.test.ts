@@ -1,8 +1,9 @@
-import { chmodSync, writeFileSync } from 'node:fs';
-import { getPriority } from 'node:os';
+import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { getPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Rehearsal } from '../../src/cli/resident/rehearsal.js';
+import { rehearseHandOver } from '../../src/cli/resident/worker.js';
 import { loadConfigFile } from '../../src/config/load.js';
 import { hostPaths } from '../../src/model/paths.js';
 import { treeHash } from '../reliability/support/host.js';
@@ -75,5 +76,33 @@ describe('the resident worker’s rehearsal', () => {
     const was = getPriority();
     expect(await rehearsal.start()).toBe(rehearsal.steps);
     expect(getPriority()).toBe(was);
+  });
+
+  it("takes the worker's hand-over as a step of each round, when given one", async () => {
+    const root = copy('workstation');
+    const paths = hostPaths(root);
+    const { config } = await loadConfigFile(paths.configFile);
+    let handOvers = 0;
+    const rehearsal = new Rehearsal(paths, config, 0, undefined, async () => handOvers++);
+    expect(rehearsal.steps).toBe(18);
+    expect(await rehearsal.start()).toBe(18);
+    expect(handOvers).toBe(3);
+  });
+});
+
+describe("the worker's hand-over rehearsal", () => {
+  it('takes a connection of its own over as an event is taken, and leaves nothing behind', async () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'qemu-hook-test-'));
+    const was = process.env['TMPDIR'];
+    process.env['TMPDIR'] = tmp;
+    try {
+      expect(await rehearseHandOver()).toBe(true); // the request read whole, through the event's code
+      expect(await rehearseHandOver()).toBe(true);
+      expect(readdirSync(tmp)).toEqual([]);
+    } finally {
+      if (was === undefined) delete process.env['TMPDIR'];
+      else process.env['TMPDIR'] = was;
+      rmSync(tmp, { recursive: true, force: true });
+    }
   });
 });

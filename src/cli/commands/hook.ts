@@ -6,6 +6,7 @@ import type { HookLogger } from '../../hook/logger.js';
 import { runHook } from '../../hook/run.js';
 import { openAppendNoFollow, openHookLog } from '../../host/hook-log.js';
 import { hostName } from '../../host/hostname.js';
+import type { NodeDeviceConnection } from '../../host/libvirt/connection.js';
 import { exitProcess } from '../../host/libvirt/loader.js';
 import { SysfsHostSafety } from '../../host/sysfs/host-safety.js';
 import { SysfsInventoryReader } from '../../host/sysfs/inventory.js';
@@ -20,6 +21,12 @@ import { STDOUT, writeAll, writeErr } from '../output.js';
 import { RunPhases } from '../run-phases.js';
 import { snapshotRootRefusal } from '../wiring.js';
 
+/** libvirt's connection as the resident worker began to open it, for `uri`, when the event arrived. */
+export interface EarlyConnection {
+  readonly uri: string;
+  readonly pending: Promise<NodeDeviceConnection>;
+}
+
 const DEVICE_OP_TIMEOUT_MS = 60_000;
 /** After the deadline, the run's own checks (scripts stopped, a start rolled back) get this long to finish. */
 const DEADLINE_GRACE_MS = 5_000;
@@ -33,7 +40,7 @@ const DEADLINE_GRACE_MS = 5_000;
  */
 export async function runHookFromCli(
   positionals: readonly string[],
-  input: { xml?: string; resident?: boolean } = {},
+  input: { xml?: string; resident?: boolean; connection?: EarlyConnection } = {},
 ): Promise<number> {
   const [domain, op, subop = '-', extra = '-'] = positionals;
   if (!domain || !op) {
@@ -77,7 +84,15 @@ export async function runHookFromCli(
       return new FixtureDriverControl(root);
     }
     const { LibvirtDriverControl } = await import('../../host/libvirt/driver-control.js');
-    return new LibvirtDriverControl(config.libvirtUri, paths.sys);
+    const early = input.connection;
+    if (early?.uri !== config.libvirtUri) return new LibvirtDriverControl(config.libvirtUri, paths.sys);
+    // The resident worker's connection, opening since the event arrived; opened anew should it fail.
+    const { LibvirtConnection } = await import('../../host/libvirt/connection.js');
+    const { earlyThenOpen } = await import('../../host/libvirt/lazy-connection.js');
+    return new LibvirtDriverControl(
+      earlyThenOpen(early.pending, () => LibvirtConnection.open(config.libvirtUri)),
+      paths.sys,
+    );
   });
   if (process.env['QEMU_HOOK_SNAPSHOT_REJECTED'])
     log.warn(

@@ -54,6 +54,18 @@ export function readRequest(socket: Socket): Promise<EventRequest | null> {
   });
 }
 
+/** A request as the front's client sends it (the rehearsal's, and tests'): items, then the empty one. */
+export function requestBytes(args: readonly string[], env: readonly string[], stdin: string): Buffer {
+  const item = (text: string): Buffer => {
+    const bytes = Buffer.from(text, 'utf8');
+    const head = Buffer.alloc(4);
+    head.writeUInt32BE(bytes.length);
+    return Buffer.concat([head, bytes]);
+  };
+  const items = [PROTOCOL, String(args.length), ...args, String(env.length), ...env];
+  return Buffer.concat([...items.map(item), ...(stdin ? [item(stdin)] : []), item('')]);
+}
+
 /** The request in `data`, or null while (or if) it is not complete. */
 export function parseRequest(data: Buffer): EventRequest | null {
   const items: Buffer[] = [];

@@ -7,7 +7,8 @@
 //
 // Read-only by construction: it calls only readers and planners (no driver control, no state save,
 // no log file, no scripts, never libvirt: an idle worker calling libvirt while libvirt waits for a
-// hook could wait on the very domain the hook holds). It starts only after a quiet second (events
+// hook could wait on the very domain the hook holds); the worker adds the event's hand-over, on a
+// socket of its own in a private temporary folder, removed after. It starts only after a quiet second (events
 // that come in a burst, such as the release after a failed start, find a worker that is not in
 // the middle of a step), runs at a lower CPU priority, in steps, and stops at the first step
 // boundary once the worker has an event. One waiting worker rehearses at a time (the server says
@@ -58,11 +59,14 @@ export class Rehearsal {
     private readonly quietMs = QUIET_MS,
     /** Resolves true when this worker may rehearse now (one of the waiting workers at a time), false: never. */
     private readonly mayRehearse: () => Promise<boolean> = async () => true,
+    /** The event's hand-over to the worker (the worker's own, on a private socket): a step of each round. */
+    private readonly handOver?: () => Promise<unknown>,
   ) {}
 
   /** Steps in the whole rehearsal (every round). */
   get steps(): number {
-    return this.config ? ROUNDS * (2 + Math.min(this.config.domains.size, DOMAINS_PER_ROUND)) : 0;
+    if (!this.config) return 0;
+    return ROUNDS * ((this.handOver ? 3 : 2) + Math.min(this.config.domains.size, DOMAINS_PER_ROUND));
   }
 
   /** Resolves with the number of steps that ran through (all of them, unless stopped or unreadable). */
@@ -85,7 +89,7 @@ export class Rehearsal {
     if (this.stopped || trustProblem(this.paths, this.config)) return ran;
     if (!(await this.mayRehearse()) || this.stopped) return ran;
     this.restorePriority = lowerPriority();
-    const steps = rehearsalSteps(this.paths, this.config);
+    const steps = [...(this.handOver ? [this.handOver] : []), ...rehearsalSteps(this.paths, this.config)];
     for (let round = 0; round < ROUNDS; round++) {
       for (const step of steps) {
         await nextTurn(); // the event's message is taken between steps

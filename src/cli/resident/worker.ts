@@ -3,17 +3,24 @@
 // one connection, stops listening, runs that event exactly as the per-event process would
 // (runHookFromCli, its own deadline and exit) with its output sent to the front as frames, and
 // exits.
+import { mkdtempSync, rmSync } from 'node:fs';
 import type { Server, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseConfigAhead } from '../../config/load.js';
+import type { Config } from '../../config/model.js';
 import { hostName } from '../../host/hostname.js';
+import { LibvirtConnection } from '../../host/libvirt/connection.js';
 import { loadLibvirtBinding } from '../../host/libvirt/loader.js';
 import { PciIds } from '../../host/pci-ids.js';
 import { UsageError } from '../../model/errors.js';
 import { net } from '../../model/lazy-builtins.js';
-import { hostPaths } from '../../model/paths.js';
+import { type HostPaths, hostPaths } from '../../model/paths.js';
+import type { EarlyConnection } from '../commands/hook.js';
+import { trustProblem } from '../commands/hook.js';
 import { reportError } from '../exit.js';
 import { redirectOutput, STDOUT, writeErr, writeFully } from '../output.js';
-import { answerFrame, LISTEN_FD, readRequest } from './protocol.js';
+import { answerFrame, type EventRequest, LISTEN_FD, readRequest, requestBytes } from './protocol.js';
 import { Rehearsal } from './rehearsal.js';
 
 /** Waits for one event on the hook socket, runs it, exits (through runProgram, with its status). */
@@ -42,6 +49,7 @@ export function runWorker(): Promise<number> {
     if (paths.root === '/') {
       try {
         loadLibvirtBinding();
+        bindingLoaded = true;
       } catch {
         // not built: an event that needs it says so
       }
@@ -59,13 +67,14 @@ export function runWorker(): Promise<number> {
           return;
         }
         taken = true;
-        // One event per worker: closed here, before libuv accepts another (the next connection
-        // waits in the socket's queue for the next worker).
+        // The front hears 'a' first (runEvent's first, synchronous, step), and sends its request
+        // while this worker closes its listener, stops rehearsing and tells the server.
+        const handle = (socket as unknown as { _handle?: object })._handle;
+        const ran = runEvent(socket, () => openEarly(paths, ahead?.config ?? null));
+        // One event per worker: closed in this same turn, before libuv accepts another (the next
+        // connection waits in the socket's queue for the next worker).
         server.close();
         rehearsal?.stop();
-        // The front hears 'a' first (runEvent's first, synchronous, step).
-        const handle = (socket as unknown as { _handle?: object })._handle;
-        const ran = runEvent(socket);
         // The server keeps a copy of the connection to answer for this worker should it die, and
         // starts the next worker. The raw handle: a socket object there would read the request.
         try {
@@ -85,7 +94,7 @@ export function runWorker(): Promise<number> {
         if (taken) return;
         // While it waits for its event, the worker rehearses it (see rehearsal.ts), when the
         // server says it is its turn; then it tells the server it is done.
-        rehearsal = new Rehearsal(paths, ahead?.config ?? null, undefined, turnToRehearse);
+        rehearsal = new Rehearsal(paths, ahead?.config ?? null, undefined, turnToRehearse, rehearseHandOver);
         void rehearsal.start().then(() => {
           if (taken) return;
           try {
@@ -122,14 +131,37 @@ function turnToRehearse(): Promise<boolean> {
   });
 }
 
-async function runEvent(socket: Socket): Promise<number> {
+/** The libvirt binding loaded while waiting (on the host itself only). */
+let bindingLoaded = false;
+
+/**
+ * libvirt's connection, opening from the moment an event arrives, for the URI of the config the
+ * worker parsed ahead (the run uses it only if its own config names the same URI). Only on the host
+ * itself, with the binding loaded, and a config root may trust; never while waiting (a connection
+ * kept open would keep libvirtd from ever leaving when idle, and could be dead by the event).
+ */
+function openEarly(paths: HostPaths, config: Config | null): EarlyConnection | undefined {
+  if (paths.root !== '/' || !config || !bindingLoaded || trustProblem(paths, config)) return undefined;
+  const uri = config.libvirtUri;
+  const pending = LibvirtConnection.open(uri);
+  pending.catch(() => {}); // a failed open is the run's to report, when it uses it
+  return { uri, pending };
+}
+
+type Frame = (type: 'a' | 'o' | 'e' | 'x', data?: Buffer) => void;
+
+/**
+ * What an accepted connection gets first, the event's and the rehearsal's alike: 'a', then its
+ * request read. Null when the connection has no descriptor (then it is closed).
+ */
+function takeOver(socket: Socket): { frame: Frame; request: Promise<EventRequest | null> } | null {
   const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
   if (typeof fd !== 'number' || fd < 0) {
     socket.destroy();
-    return 1;
+    return null;
   }
   let connected = true;
-  const frame = (type: 'a' | 'o' | 'e' | 'x', data: Buffer = Buffer.alloc(0)): void => {
+  const frame: Frame = (type, data = Buffer.alloc(0)) => {
     if (!connected) return;
     try {
       writeFully(fd, type === 'a' ? Buffer.from('a') : answerFrame(type, data));
@@ -139,14 +171,76 @@ async function runEvent(socket: Socket): Promise<number> {
     }
   };
   frame('a');
-  const request = await readRequest(socket);
+  return { frame, request: readRequest(socket) };
+}
+
+/** Longer than a rehearsed hand-over takes anywhere; past it the step gives up (the event is unaffected). */
+const HAND_OVER_REHEARSAL_MS = 5_000;
+
+/**
+ * The event's hand-over, rehearsed: a connection from this process accepted on a socket of its own,
+ * in a folder only this user can enter, taken over as an event's is, its request read, an answer
+ * framed; true when the request came through whole. A fresh Node runs all of that cold on its
+ * first connection: natively ~2 ms, in the lab's guest 40-50 ms of each event (between libvirt
+ * calling the hook and the run's start: 70-90 ms without this step, 25-45 ms with it).
+ */
+export async function rehearseHandOver(): Promise<boolean> {
+  const dir = mkdtempSync(join(tmpdir(), 'qemu-hook-rehearsal-'));
+  const server = net().createServer({ pauseOnConnect: true });
+  let client: Socket | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const path = join(dir, 'hook.sock');
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, resolve);
+    });
+    const served = new Promise<boolean>((resolve, reject) => {
+      timer = setTimeout(() => reject(new Error('hand-over rehearsal timed out')), HAND_OVER_REHEARSAL_MS);
+      server.once('connection', (socket: Socket) => {
+        const taken = takeOver(socket);
+        if (!taken) return resolve(false);
+        void taken.request.then((request) => {
+          taken.frame('x', Buffer.from([request ? 0 : 1]));
+          socket.destroy();
+          resolve(request !== null);
+        });
+      });
+    });
+    const front = net().connect(path);
+    client = front;
+    front.on('error', () => {}); // the step's outcome is the server side's
+    front.once('data', () =>
+      front.write(requestBytes(['rehearsal', 'release', 'end', '-'], [], '<domain/>')),
+    );
+    return await served;
+  } finally {
+    clearTimeout(timer);
+    client?.destroy();
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function runEvent(socket: Socket, early: () => EarlyConnection | undefined): Promise<number> {
+  const taken = takeOver(socket);
+  if (!taken) return 1;
+  const { frame } = taken;
+  // While the front sends its request and the run reads the config: most events a front hands
+  // over are a start's or a stop's, and those call libvirt.
+  const connection = early();
+  const request = await taken.request;
   if (!request) return 0; // the front left before handing the event over: nothing ran
   takeEnvironment(request.env);
   redirectOutput((which, data) => frame(which === STDOUT ? 'o' : 'e', data));
   process.once('exit', (code) => frame('x', Buffer.from([code & 0xff])));
   try {
     const { runHookFromCli } = await import('../commands/hook.js');
-    return await runHookFromCli(request.args, { xml: request.stdin, resident: true });
+    return await runHookFromCli(request.args, {
+      xml: request.stdin,
+      resident: true,
+      ...(connection ? { connection } : {}),
+    });
   } catch (err) {
     return reportError(err, false, writeErr);
   }

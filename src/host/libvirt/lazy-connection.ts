@@ -26,3 +26,16 @@ export class LazyConnection<C extends { close(): Promise<void> }> {
     await connection?.close();
   }
 }
+
+/**
+ * Opens for a LazyConnection: first `early` (a connection already opening, begun before anyone
+ * needed it), and from the second call on, should that one have failed, `open` anew.
+ */
+export function earlyThenOpen<C>(early: Promise<C>, open: () => Promise<C>): () => Promise<C> {
+  let first: Promise<C> | null = early;
+  return () => {
+    const connection = first ?? open();
+    first = null;
+    return connection;
+  };
+}

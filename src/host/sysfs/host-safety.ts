@@ -29,16 +29,31 @@ export class SysfsHostSafety implements HostSafety {
   }
 
   async protection(address: PciAddress): Promise<string | null> {
+    const dir = this.deviceDir(address);
+    const driver = linkName(join(dir, 'driver'));
+    // On vfio-pci, with no VFs of its own, nothing of the host goes through the function: no disk,
+    // no interface, no console hangs below it (vfio-pci takes no bridge), so none of the host's uses
+    // can name it, and giving it back only adds a driver. A PF on vfio-pci may carry VFs the host
+    // uses (the default route's VF): those are looked up like any other device.
+    if (driver === 'vfio-pci' && !hasVirtualFunctions(dir)) return null;
     this.uses ??= hostUseProtections(this.sys, this.proc, new Warnings());
     const why = this.uses.filter((p) => p.address.equals(address)).map((p) => p.detail);
-    const driver = linkName(join(this.deviceDir(address), 'driver'));
-    if (driver && driver !== 'vfio-pci' && bootVga(this.deviceDir(address)))
+    if (driver && driver !== 'vfio-pci' && bootVga(dir))
       why.push(`boot VGA device driving the console (driver ${driver})`);
     return why.length > 0 ? `it is the ${why.join('; ')}` : null;
   }
 
   private deviceDir(address: PciAddress): string {
     return join(this.sys, 'bus/pci/devices', address.toString());
+  }
+}
+
+/** VFs enabled on the function (sriov_numvfs above 0); an unreadable count counts as some. */
+function hasVirtualFunctions(dir: string): boolean {
+  try {
+    return readSmall(join(dir, 'sriov_numvfs')).trim() !== '0';
+  } catch (err) {
+    return errnoCode(err) !== 'ENOENT';
   }
 }
 

@@ -526,7 +526,7 @@ function check6(c) {
 // The hook runs in the resident hook (qemu-hook serve, started here as qemu-hook.service would
 // start it: this stage has no systemd), and once per cycle as a Node the front starts for the event
 // (the socket moved aside), for comparison.
-const PERF_CYCLES = Number(process.env.LAB_PERF_CYCLES ?? 5);
+const PERF_CYCLES = Number(process.env.LAB_PERF_CYCLES ?? 7);
 const CODE_CACHE_TOO = process.env.LAB_PERF_CODE_CACHE === '1';
 const PERF_DOMAINS = ['perf-bare', 'perf-managed', 'perf-hook'];
 

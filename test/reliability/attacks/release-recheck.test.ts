@@ -1,5 +1,6 @@
 // Attack: release and recover trusted the state file blindly. A record is a claim; the host decides.
-import { readFileSync } from 'node:fs';
+import { readFileSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { driverOf, hookLog, record, runHook, statePath, writeState } from '../../support/attack.js';
 import { cli, hostCopies } from '../../support/cli.js';
@@ -9,6 +10,7 @@ const ROOT_NVME = '0000:02:00.0';
 const ROUTE_NIC = '0000:00:1f.6';
 const USB_CARD = '0000:05:00.0';
 const GPU = '0000:01:00.0';
+const SRIOV_PF = '0000:03:00.0';
 const records = (root: string) =>
   JSON.parse(readFileSync(statePath(root), 'utf8')).records as { address: string }[];
 
@@ -36,6 +38,25 @@ describe('release re-checks each record against the host', () => {
     const r = cli(['recover', '--root', root]);
     expect(r.code).toBe(1);
     expect(driverOf(root, ROUTE_NIC)).toBe('e1000e');
+  });
+
+  it('a PF held on vfio-pci is not given back while the default route runs through one of its VFs', () => {
+    // vfio-pci enables SR-IOV for the host too: giving the PF back would take its VFs away.
+    const root = copy('workstation');
+    const pf = join(root, 'sys/bus/pci/devices', SRIOV_PF);
+    unlinkSync(join(pf, 'driver'));
+    symlinkSync('../../../../bus/pci/drivers/vfio-pci', join(pf, 'driver'));
+    writeFileSync(
+      join(root, 'proc/net/route'),
+      'Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n' +
+        'enp3s2f1\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n',
+    );
+    writeState(root, [record('win11', SRIOV_PF, 'i40e')]);
+    runHook(root, 'win11', 'release', 'end');
+    expect(driverOf(root, SRIOV_PF)).toBe('vfio-pci');
+    expect(readFileSync(hookLog(root), 'utf8')).toMatch(
+      /0000:03:00\.0 left alone: it is the physical function of the default route's VF \(enp3s2f1\)/,
+    );
   });
 
   it('a record whose ids differ from the device now at that address leaves the device alone', () => {
