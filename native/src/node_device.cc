@@ -19,13 +19,13 @@ class NodeDevice : public Napi::ObjectWrap<NodeDevice> {
 
   // The name is held by the local object: no call to the daemon.
   Napi::Value Name(const Napi::CallbackInfo& info) {
-    const char* name = virNodeDeviceGetName(dev_.get());
+    const char* name = virNodeDeviceGetName(Held(info));
     return Napi::String::New(info.Env(), name != nullptr ? name : "");
   }
 
   Napi::Value XmlDesc(const Napi::CallbackInfo& info) {
     unsigned int flags = FlagsArg(info, 0);
-    auto run = [d = AddRef(dev_.get()), flags](std::string& out) {
+    auto run = [d = AddRef(Held(info)), flags](std::string& out) {
       char* xml = virNodeDeviceGetXMLDesc(d.get(), flags);
       if (xml == nullptr) return Failed();
       out = xml;
@@ -39,18 +39,31 @@ class NodeDevice : public Napi::ObjectWrap<NodeDevice> {
   Napi::Value DetachFlags(const Napi::CallbackInfo& info) {
     bool hasDriver = info.Length() > 0 && !info[0].IsNull() && !info[0].IsUndefined();
     std::string driver = hasDriver ? StringArg(info, 0, "driverName") : std::string();
-    auto run = [d = AddRef(dev_.get()), hasDriver, driver](bool&) {
+    auto run = [d = AddRef(Held(info)), hasDriver, driver](bool&) {
       return Ok(virNodeDeviceDetachFlags(d.get(), hasDriver ? driver.c_str() : nullptr, 0) == 0);
     };
     return StartCall<bool>(info.Env(), "virNodeDeviceDetachFlags", std::move(run), Undefined);
   }
 
   Napi::Value ReAttach(const Napi::CallbackInfo& info) {
-    auto run = [d = AddRef(dev_.get())](bool&) { return Ok(virNodeDeviceReAttach(d.get()) == 0); };
+    auto run = [d = AddRef(Held(info))](bool&) { return Ok(virNodeDeviceReAttach(d.get()) == 0); };
     return StartCall<bool>(info.Env(), "virNodeDeviceReAttach", std::move(run), Undefined);
   }
 
+  // Drops this object's reference now, not at garbage collection: the connection it came from is
+  // closed for real (libvirtd sees a clean close, not an "End of file" error) only once no device
+  // holds it. A local call, no daemon. Later calls throw; a call already running keeps its own.
+  Napi::Value Free(const Napi::CallbackInfo& info) {
+    dev_.reset();
+    return info.Env().Undefined();
+  }
+
  private:
+  virNodeDevicePtr Held(const Napi::CallbackInfo& info) {
+    if (!dev_) throw Napi::Error::New(info.Env(), "libvirt node device was freed");
+    return dev_.get();
+  }
+
   static Napi::Value StringResult(Napi::Env env, std::string& s) { return Napi::String::New(env, s); }
   static Napi::Value Undefined(Napi::Env env, bool&) { return env.Undefined(); }
 
@@ -66,6 +79,7 @@ Napi::Function DefineNodeDevice(Napi::Env env) {
                                      NodeDevice::InstanceMethod<&NodeDevice::XmlDesc>("xmlDesc"),
                                      NodeDevice::InstanceMethod<&NodeDevice::DetachFlags>("detachFlags"),
                                      NodeDevice::InstanceMethod<&NodeDevice::ReAttach>("reAttach"),
+                                     NodeDevice::InstanceMethod<&NodeDevice::Free>("free"),
                                  });
 }
 

@@ -144,6 +144,8 @@ function handoverQemuArgs() {
     'loglevel=4',
     'rdinit=/sbin/init',
     'systemd.show_status=0',
+    // handover/checks.mjs runs only where this is on the command line.
+    'lab.guest=handover',
   ].join(' ');
   return [
     ...['-machine', 'q35,kernel-irqchip=split', '-accel', 'tcg,thread=multi'],

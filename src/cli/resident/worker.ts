@@ -233,12 +233,21 @@ async function runEvent(socket: Socket, early: () => EarlyConnection | undefined
   if (!request) return 0; // the front left before handing the event over: nothing ran
   takeEnvironment(request.env);
   redirectOutput((which, data) => frame(which === STDOUT ? 'o' : 'e', data));
-  process.once('exit', (code) => frame('x', Buffer.from([code & 0xff])));
+  // The answer goes out as soon as the run has it (runHookFromCli then closes libvirt's connection),
+  // or at the exit, whatever ends the run.
+  let answered = false;
+  const answer = (code: number): void => {
+    if (answered) return;
+    answered = true;
+    frame('x', Buffer.from([code & 0xff]));
+  };
+  process.once('exit', answer);
   try {
     const { runHookFromCli } = await import('../commands/hook.js');
     return await runHookFromCli(request.args, {
       xml: request.stdin,
       resident: true,
+      answered: answer,
       ...(connection ? { connection } : {}),
     });
   } catch (err) {

@@ -130,13 +130,14 @@ export class LibvirtConnection implements NodeDeviceConnection {
 }
 
 export class LibvirtNodeDevice {
+  /** Read once: it names the device in errors, after free() too. */
+  readonly name: string;
+
   constructor(
     private readonly native: NativeNodeDevice,
     private readonly uri: string,
-  ) {}
-
-  get name(): string {
-    return this.native.name;
+  ) {
+    this.name = native.name;
   }
 
   xml(): Promise<string> {
@@ -153,6 +154,14 @@ export class LibvirtNodeDevice {
   /** virNodeDeviceReAttach: back to the host; the kernel picks the driver. */
   reattach(): Promise<void> {
     return libvirtCall(`reattach node device ${this.name} on ${this.uri}`, () => this.native.reAttach());
+  }
+
+  /**
+   * Lets go of the device now rather than at garbage collection: its connection closes for real
+   * (libvirtd logs an "End of file" error for one that does not) only once no device holds it.
+   */
+  free(): void {
+    this.native.free();
   }
 }
 

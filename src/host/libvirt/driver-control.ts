@@ -38,12 +38,20 @@ export class LibvirtDriverControl implements DriverControl {
 
   async detach(address: PciAddress): Promise<void> {
     const device = await (await this.open()).nodeDevice(address.nodedevName);
-    await device.detach('vfio');
+    try {
+      await device.detach('vfio');
+    } finally {
+      device.free(); // close() then closes the connection for real
+    }
   }
 
   async reattach(address: PciAddress): Promise<void> {
     const device = await (await this.open()).nodeDevice(address.nodedevName);
-    await device.reattach();
+    try {
+      await device.reattach();
+    } finally {
+      device.free();
+    }
   }
 
   bindDriver(address: PciAddress, driver: string): Promise<void> {

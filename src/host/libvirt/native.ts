@@ -36,6 +36,8 @@ export interface NativeNodeDevice {
   /** virNodeDeviceDetachFlags(dev, driverName, 0); null lets libvirt choose. */
   detachFlags(driverName: string | null): Promise<void>;
   reAttach(): Promise<void>;
+  /** Drops the device's reference to its connection now (local); later calls throw. */
+  free(): void;
 }
 
 export interface NativeDomain {

@@ -50,7 +50,49 @@ describe('LibvirtDriverControl, sysfs side', () => {
   });
 });
 
+describe('LibvirtDriverControl lets go of each node device', () => {
+  it('frees it after a detach or a reattach, failed or not: close() then really closes the connection', async () => {
+    const freed: string[] = [];
+    const fails = (name: string) => name.endsWith('_1');
+    const device = (name: string) => ({
+      name,
+      detach: async () => {
+        if (fails(name)) throw new Error(`detach of ${name} failed`);
+      },
+      reattach: async () => {
+        if (fails(name)) throw new Error(`reattach of ${name} failed`);
+      },
+      free: () => freed.push(name),
+    });
+    const connection = {
+      uri: 'fake:///',
+      readOnly: false,
+      listNodeDevices: async () => [],
+      nodeDevice: async (name: string) => device(name),
+      close: async () => {},
+    } as unknown as NodeDeviceConnection;
+    const control = new LibvirtDriverControl(async () => connection, sys);
+    await control.detach(gpu);
+    await control.reattach(gpu);
+    await expect(control.detach(audio)).rejects.toThrow('detach of pci_0000_01_00_1 failed');
+    await expect(control.reattach(audio)).rejects.toThrow('reattach of pci_0000_01_00_1 failed');
+    expect(freed).toEqual(['pci_0000_01_00_0', 'pci_0000_01_00_0', 'pci_0000_01_00_1', 'pci_0000_01_00_1']);
+  });
+});
+
 describe.skipIf(!addonBuilt)('LibvirtDriverControl against the test driver', () => {
+  it('a freed node device refuses further calls', async () => {
+    const c = await LibvirtConnection.open(fixtureUri);
+    try {
+      const d = await c.nodeDevice('pci_0000_01_00_0');
+      d.free();
+      await expect(d.xml()).rejects.toThrow(/node device was freed/);
+      d.free(); // twice is harmless
+    } finally {
+      await c.close();
+    }
+  });
+
   function counting() {
     const opened: NodeDeviceConnection[] = [];
     const factory = async () => {

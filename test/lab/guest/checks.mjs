@@ -33,6 +33,8 @@ const FAULTS = '/etc/qemu-hook/fault-injection';
 const HOOK = '/etc/libvirt/hooks/qemu';
 const HOOK_LOG = '/var/log/libvirt/qemu-hook.log';
 const LIBVIRTD_DEBUG = '/var/log/libvirt/libvirtd-debug.log';
+/** libvirtd's errors and warnings (guest/init.sh: log_outputs 3:file). */
+const LIBVIRTD_ERRORS = '/var/log/libvirt/libvirtd.log';
 const L2_SERIAL = '/var/log/lab/l2-serial.log';
 const L2_BOOT_SECONDS = Number(process.env.LAB_L2_SECONDS ?? 300);
 // iPXE in L2 on the assigned e1000e: its DHCP ends in "ok" (a lease: TX and RX by DMA) or a failure.
@@ -633,6 +635,7 @@ function checkPerf(c) {
     `the hook's Node starts from ${snapshot ? 'the startup snapshot' : 'the code cache (no snapshot fits this node and CPU)'}`,
   );
   const server = startResident(c);
+  const errorsFrom = existsSync(LIBVIRTD_ERRORS) ? statSync(LIBVIRTD_ERRORS).size : 0;
   if (!server) return;
   // 'perf-hook per-event': the front finds no socket and starts Node itself. LAB_PERF_CODE_CACHE=1,
   // with a snapshot: also from the code cache (the snapshot moved aside), to tell which of the two
@@ -679,6 +682,13 @@ function checkPerf(c) {
     server.kill('SIGTERM');
   }
   c.expect(recordsOf(status(), 'perf-hook').length === 0, 'the state file still holds records for perf-hook');
+  // libvirtd logs this error for each client that leaves without closing its connection: the hook
+  // closes what it opened, the resident worker's early connection included.
+  const unclosed = newText(LIBVIRTD_ERRORS, errorsFrom).match(/End of file while reading data/g)?.length ?? 0;
+  c.expect(
+    unclosed === 0,
+    `libvirtd logged ${unclosed} "End of file while reading data" errors during the perf cycles: a hook run left without closing its libvirt connection`,
+  );
   const m = (d, k) => medianOf(times[d][k]);
   const overheadOf = (d, k) => overhead(m('perf-bare', k), m('perf-managed', k), m(d, k));
   for (const variant of runs.slice(PERF_DOMAINS.length))
@@ -737,6 +747,15 @@ function libvirtShare(c) {
 }
 
 const logSize = () => (existsSync(LIBVIRTD_DEBUG) ? statSync(LIBVIRTD_DEBUG).size : 0);
+
+/** What `file` gained past byte `from` ('' when it is gone). */
+function newText(file, from) {
+  try {
+    return readFileSync(file).subarray(from).toString('utf8');
+  } catch {
+    return '';
+  }
+}
 
 /**
  * What libvirtd logged (util.hook, util.command, util.pci, hypervisor.virhostdev, node_device at

@@ -469,6 +469,15 @@ function h4(c) {
 
 // ------------------------------------------------------------------------------------ main
 function main() {
+  // It stops display managers, unloads GPU modules and detaches the VGA device: meant for the lab's
+  // hand-over guest only, never the machine running the tests (run-lab.mjs boots that guest with
+  // lab.guest=handover on its kernel command line).
+  if (!/(^| )lab\.guest=handover( |$)/.test(readFileSync('/proc/cmdline', 'utf8').trim())) {
+    console.error(
+      'handover checks.mjs: runs only inside the lab hand-over guest (no lab.guest=handover on /proc/cmdline); nothing done',
+    );
+    process.exit(2);
+  }
   const setup = new Check('setup', `${DOMAIN} defined; the desktop is up`);
   try {
     const r = virsh('define', `/lab/handover/domains/${DOMAIN}.xml`);

@@ -1,0 +1,53 @@
+// libvirtd logs an error ("End of file while reading data: Input/output error") for every client
+// that leaves without closing its connection, and virConnectClose closes it for real only once no
+// node device handle holds it. The hook frees each device after its detach or reattach and closes
+// the connection before it exits; here the addon's part of that, against a private libvirtd (a
+// read-only lookup of the root node device, "computer": no device is touched).
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defaultAddonPath } from '../../src/host/libvirt/loader.js';
+import { canRunLibvirtd, type PrivateLibvirtd, startLibvirtd } from './harness/index.js';
+
+const addon = defaultAddonPath();
+const CLIENT = `
+const b = require(process.argv[1]);
+(async () => {
+  const c = await b.open(process.argv[2], false);
+  const d = await c.nodeDeviceLookupByName('computer');
+  if (process.argv[3] === 'free') d.free();
+  await c.close();
+  b.exitNow(0);
+})().catch((e) => { console.error(e.message); process.exit(1); });
+`;
+
+describe.skipIf(!canRunLibvirtd() || !existsSync(addon))(
+  'a connection closed with its node devices freed',
+  { timeout: 120_000 },
+  () => {
+    let daemon: PrivateLibvirtd;
+    beforeAll(async () => {
+      daemon = await startLibvirtd();
+    }, 90_000);
+    afterAll(async () => {
+      await daemon?.stop();
+    }, 60_000);
+
+    const endOfFile = () => daemon.daemonLog().match(/End of file while reading data/g)?.length ?? 0;
+    const client = (how: 'free' | 'keep') => {
+      const r = spawnSync(process.execPath, ['-e', CLIENT, addon, daemon.uri, how], { encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+    };
+    const settle = () => new Promise((r) => setTimeout(r, 300));
+
+    it("leaves no error in libvirtd's log; one still holding a device leaves one", async () => {
+      const before = endOfFile();
+      client('free');
+      await settle();
+      expect(endOfFile()).toBe(before);
+      client('keep');
+      await settle();
+      expect(endOfFile()).toBe(before + 1);
+    });
+  },
+);
