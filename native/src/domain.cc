@@ -19,14 +19,14 @@ class Domain : public Napi::ObjectWrap<Domain> {
 
   // The name is held by the local object: no call to the daemon.
   Napi::Value Name(const Napi::CallbackInfo& info) {
-    const char* name = virDomainGetName(dom_.get());
+    const char* name = virDomainGetName(Held(info));
     return Napi::String::New(info.Env(), name != nullptr ? name : "");
   }
 
   // xmlDesc(flags): VIR_DOMAIN_XML_INACTIVE | VIR_DOMAIN_XML_SECURE for the persistent definition.
   Napi::Value XmlDesc(const Napi::CallbackInfo& info) {
     unsigned int flags = FlagsArg(info, 0);
-    auto run = [d = AddRef(dom_.get()), flags](std::string& out) {
+    auto run = [d = AddRef(Held(info)), flags](std::string& out) {
       char* xml = virDomainGetXMLDesc(d.get(), flags);
       if (xml == nullptr) return Failed();
       out = xml;
@@ -38,13 +38,13 @@ class Domain : public Napi::ObjectWrap<Domain> {
   }
 
   Napi::Value Create(const Napi::CallbackInfo& info) {
-    auto run = [d = AddRef(dom_.get())](bool&) { return Ok(virDomainCreate(d.get()) == 0); };
+    auto run = [d = AddRef(Held(info))](bool&) { return Ok(virDomainCreate(d.get()) == 0); };
     auto done = [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); };
     return StartCall<bool>(info.Env(), "virDomainCreate", std::move(run), done);
   }
 
   Napi::Value IsActive(const Napi::CallbackInfo& info) {
-    auto run = [d = AddRef(dom_.get())](int& active) {
+    auto run = [d = AddRef(Held(info))](int& active) {
       active = virDomainIsActive(d.get());
       return Ok(active >= 0);
     };
@@ -52,7 +52,18 @@ class Domain : public Napi::ObjectWrap<Domain> {
     return StartCall<int>(info.Env(), "virDomainIsActive", std::move(run), done);
   }
 
+  // Drops this object's reference now, not at garbage collection (see NodeDevice::Free). Local.
+  Napi::Value Free(const Napi::CallbackInfo& info) {
+    dom_.reset();
+    return info.Env().Undefined();
+  }
+
  private:
+  virDomainPtr Held(const Napi::CallbackInfo& info) {
+    if (!dom_) throw Napi::Error::New(info.Env(), "libvirt domain was freed");
+    return dom_.get();
+  }
+
   DomainHandle dom_;
 };
 
@@ -65,6 +76,7 @@ Napi::Function DefineDomain(Napi::Env env) {
                                  Domain::InstanceMethod<&Domain::XmlDesc>("xmlDesc"),
                                  Domain::InstanceMethod<&Domain::Create>("create"),
                                  Domain::InstanceMethod<&Domain::IsActive>("isActive"),
+                                 Domain::InstanceMethod<&Domain::Free>("free"),
                              });
 }
 

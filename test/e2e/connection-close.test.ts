@@ -2,19 +2,21 @@
 // that leaves without closing its connection, and virConnectClose closes it for real only once no
 // node device handle holds it. The hook frees each device after its detach or reattach and closes
 // the connection before it exits; here the addon's part of that, against a private libvirtd (a
-// read-only lookup of the root node device, "computer": no device is touched).
+// read-only lookup of the root node device, "computer", or of a defined domain: nothing is touched).
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultAddonPath } from '../../src/host/libvirt/loader.js';
-import { canRunLibvirtd, type PrivateLibvirtd, startLibvirtd } from './harness/index.js';
+import { canRunLibvirtd, type PrivateLibvirtd, startLibvirtd, tinyDomainXml } from './harness/index.js';
 
 const addon = defaultAddonPath();
 const CLIENT = `
 const b = require(process.argv[1]);
 (async () => {
   const c = await b.open(process.argv[2], false);
-  const d = await c.nodeDeviceLookupByName('computer');
+  const d = process.argv[4] === 'domain' ? await c.domainLookupByName('e2e-close') : await c.nodeDeviceLookupByName('computer');
   if (process.argv[3] === 'free') d.free();
   await c.close();
   b.exitNow(0);
@@ -26,16 +28,23 @@ describe.skipIf(!canRunLibvirtd() || !existsSync(addon))(
   { timeout: 120_000 },
   () => {
     let daemon: PrivateLibvirtd;
+    let dir: string;
     beforeAll(async () => {
       daemon = await startLibvirtd();
+      dir = mkdtempSync(join(tmpdir(), 'qh-close-'));
+      writeFileSync(join(dir, 'e2e-close.xml'), tinyDomainXml('e2e-close'));
+      await daemon.virshOk(['define', join(dir, 'e2e-close.xml')]);
     }, 90_000);
     afterAll(async () => {
       await daemon?.stop();
+      if (dir) rmSync(dir, { recursive: true, force: true });
     }, 60_000);
 
     const endOfFile = () => daemon.daemonLog().match(/End of file while reading data/g)?.length ?? 0;
-    const client = (how: 'free' | 'keep') => {
-      const r = spawnSync(process.execPath, ['-e', CLIENT, addon, daemon.uri, how], { encoding: 'utf8' });
+    const client = (how: 'free' | 'keep', what: 'device' | 'domain' = 'device') => {
+      const r = spawnSync(process.execPath, ['-e', CLIENT, addon, daemon.uri, how, what], {
+        encoding: 'utf8',
+      });
       expect(r.status, r.stderr).toBe(0);
     };
     const settle = () => new Promise((r) => setTimeout(r, 300));
@@ -46,6 +55,16 @@ describe.skipIf(!canRunLibvirtd() || !existsSync(addon))(
       await settle();
       expect(endOfFile()).toBe(before);
       client('keep');
+      await settle();
+      expect(endOfFile()).toBe(before + 1);
+    });
+
+    it('the same for a domain handle', async () => {
+      const before = endOfFile();
+      client('free', 'domain');
+      await settle();
+      expect(endOfFile()).toBe(before);
+      client('keep', 'domain');
       await settle();
       expect(endOfFile()).toBe(before + 1);
     });

@@ -85,9 +85,12 @@ export class LibvirtConnection implements NodeDeviceConnection {
     return this.native.closed;
   }
 
-  /** Idempotent. Devices and domains already looked up stay usable. */
+  /** Idempotent. The devices and domains it handed out are let go (later calls on them throw). */
   async close(): Promise<void> {
     if (this.native.closed) return;
+    // The connection closes for real only once no device or domain holds it; otherwise libvirtd
+    // logs "End of file while reading data" when the process leaves.
+    for (const handle of this.handles.splice(0)) handle.free();
     await libvirtCall(`close connection to ${this.uri}`, () => this.native.close());
   }
 
@@ -102,14 +105,14 @@ export class LibvirtConnection implements NodeDeviceConnection {
     const dev = await libvirtCall(`look up node device ${name} on ${this.uri}`, () =>
       n.nodeDeviceLookupByName(name),
     );
-    return new LibvirtNodeDevice(dev, this.uri);
+    return this.held(new LibvirtNodeDevice(dev, this.uri));
   }
 
   /** CLI only: in hook mode any call about the hooked domain hangs libvirt. */
   async domain(name: string): Promise<LibvirtDomain> {
     const n = this.open();
     const dom = await libvirtCall(`look up domain ${name} on ${this.uri}`, () => n.domainLookupByName(name));
-    return new LibvirtDomain(dom, this.uri);
+    return this.held(new LibvirtDomain(dom, this.uri));
   }
 
   /** virDomainDefineXML: creates or replaces the persistent definition. CLI only. */
@@ -120,7 +123,15 @@ export class LibvirtConnection implements NodeDeviceConnection {
     const dom = await libvirtCall(`define a domain on ${this.uri}`, () =>
       n.domainDefineXMLFlags(xml, VIR_DOMAIN_DEFINE_VALIDATE),
     );
-    return new LibvirtDomain(dom, this.uri);
+    return this.held(new LibvirtDomain(dom, this.uri));
+  }
+
+  /** Devices and domains looked up through this connection, let go at close(). */
+  private readonly handles: { free(): void }[] = [];
+
+  private held<H extends { free(): void }>(handle: H): H {
+    this.handles.push(handle);
+    return handle;
   }
 
   private open(): NativeConnection {
@@ -173,13 +184,19 @@ export interface DomainXmlOptions {
 }
 
 export class LibvirtDomain {
+  /** Read once: it names the domain in errors, after free() too. */
+  readonly name: string;
+
   constructor(
     private readonly native: NativeDomain,
     private readonly uri: string,
-  ) {}
+  ) {
+    this.name = native.name;
+  }
 
-  get name(): string {
-    return this.native.name;
+  /** Lets go of the domain now (its connection's close() does it for every one it handed out). */
+  free(): void {
+    this.native.free();
   }
 
   xml(options: DomainXmlOptions = {}): Promise<string> {

@@ -45,6 +45,8 @@ export interface NativeDomain {
   xmlDesc(flags: number): Promise<string>;
   create(): Promise<void>;
   isActive(): Promise<boolean>;
+  /** Drops the domain's reference to its connection now (local); later calls throw. */
+  free(): void;
 }
 
 /** What a rejected call carries: libvirt's virError fields and the C function that failed. */

@@ -206,10 +206,16 @@ describe.skipIf(!addonBuilt)('LibvirtConnection against the test driver', () => 
     expect(xmls.map((xml) => /<name>([^<]+)<\/name>/.exec(xml)?.[1])).toEqual(names);
   });
 
-  it('keeps devices usable after their connection is closed', async () => {
+  it('lets go of the devices and domains it handed out when it closes (libvirt then really closes it)', async () => {
     const c = await LibvirtConnection.open(fixtureUri, { readOnly: true });
     const dev = await c.nodeDevice('pci_0000_01_00_1');
+    const dom = await c.domain('win11');
+    // A call under way when the connection closes holds its own reference and finishes.
+    const running = dev.xml();
     await c.close();
-    expect(await dev.xml()).toContain('<name>pci_0000_01_00_1</name>');
+    expect(await running).toContain('<name>pci_0000_01_00_1</name>');
+    await expect(dev.xml()).rejects.toThrow(/node device was freed/);
+    await expect(dom.isActive()).rejects.toThrow(/domain was freed/);
+    expect([dev.name, dom.name]).toEqual(['pci_0000_01_00_1', 'win11']); // still named, for errors
   });
 });
