@@ -2,6 +2,7 @@
 // startup snapshot), and its one exit point. Commands are loaded on demand: each start of a VM runs
 // this program several times, so it loads only what the command at hand needs.
 
+import { closeOpenConnections } from '../host/libvirt/connection.js';
 import { exitProcess } from '../host/libvirt/loader.js';
 import { type Args, parseCliArgs } from './args.js';
 import type { CliContext } from './context.js';
@@ -91,7 +92,10 @@ export function runProgram(argv: readonly string[]): void {
   // Should the event loop ever run dry with `run` unsettled, Node would exit 0: a start would
   // pass that was never checked. Fail instead until `run` says otherwise.
   process.exitCode = EXIT.refused;
-  void run(argv).then((code) => {
+  void run(argv).then(async (code) => {
+    // Every command's libvirt connections, closed on the way out (bounded): libvirtd logs an error
+    // for each one a process leaves open.
+    await closeOpenConnections();
     // Leave as soon as the answer is out. A libvirt call that timed out still holds a worker thread,
     // which would keep the process (and libvirt, which waits for the hook) alive forever; and Node's
     // own wind-down costs every command a few milliseconds. Output went to the descriptors

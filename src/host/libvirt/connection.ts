@@ -37,6 +37,20 @@ export interface NodeDeviceConnection {
   close(): Promise<void>;
 }
 
+/** Connections opened and not yet closed, for closeOpenConnections. */
+const open = new Set<LibvirtConnection>();
+
+/**
+ * Closes every connection this process still has open, waiting at most `timeoutMs` (the program
+ * calls it on its way out): libvirtd logs "End of file while reading data" for a client that
+ * leaves without closing. A close that libvirtd does not answer is left to the exit.
+ */
+export async function closeOpenConnections(timeoutMs = 1_000): Promise<void> {
+  if (open.size === 0) return; // no timer when there is nothing to close (see cli/commands/hook.ts)
+  const closing = Promise.allSettled([...open].map((c) => c.close()));
+  await withTimeout(closing, timeoutMs, 'close libvirt connections').catch(() => {});
+}
+
 /** A libvirt connection (virConnectPtr). Every call returns a Promise; failures are LibvirtError. */
 export class LibvirtConnection implements NodeDeviceConnection {
   private constructor(
@@ -54,7 +68,9 @@ export class LibvirtConnection implements NodeDeviceConnection {
       const native = await libvirtCall(operation, () =>
         withTimeout(binding.open(uri, readOnly), timeoutMs, operation),
       );
-      return new LibvirtConnection(uri, readOnly, native);
+      const connection = new LibvirtConnection(uri, readOnly, native);
+      open.add(connection);
+      return connection;
     } catch (err) {
       if (!(err instanceof OperationTimeout)) throw err;
       // The open goes on in its worker thread; the program leaves without waiting for it (exitProcess).
@@ -91,6 +107,7 @@ export class LibvirtConnection implements NodeDeviceConnection {
     // The connection closes for real only once no device or domain holds it; otherwise libvirtd
     // logs "End of file while reading data" when the process leaves.
     for (const handle of this.handles.splice(0)) handle.free();
+    open.delete(this);
     await libvirtCall(`close connection to ${this.uri}`, () => this.native.close());
   }
 
