@@ -42,8 +42,6 @@ export interface DriverControl {
    * it, so that it overlaps the planning; a failure there is left for that first call to report.
    */
   warmUp?(): void;
-  /** Closes what it opened (libvirt's connection); idempotent. */
-  close?(): Promise<void>;
 }
 
 /** The persistent definition of a domain, for CLI commands only (never in hook mode). */

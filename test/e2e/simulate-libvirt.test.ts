@@ -13,6 +13,7 @@ import {
   startLibvirtd,
   tinyDomainXml,
 } from './harness/index.js';
+import { clientGone, uncleanCloses } from './support/domains.js';
 
 // An address no machine of ours has: the plan must say the device is not where the definition says.
 const NOWHERE = '0000:ee:1f.7';
@@ -46,23 +47,19 @@ describe.skipIf(!canRunLibvirtd())(
       if (dir) rmSync(dir, { recursive: true, force: true });
     }, 60_000);
 
-    // libvirtd logs this error for a client that leaves without closing its connection.
-    const endOfFile = () => daemon.daemonLog().match(/End of file while reading data/g)?.length ?? 0;
-    const settle = () => new Promise((r) => setTimeout(r, 300));
-
     it('reads the definition through libvirt and plans against this machine, changing nothing', async () => {
-      const before = endOfFile();
+      const before = uncleanCloses(daemon);
       const r = cli(['--simulate', 'e2e-sim', 'prepare', '--config', config, '--json']);
       expect(r.code).toBe(1);
       const plan = JSON.parse(r.stdout);
       expect(plan.definition.source).toBe(`libvirt ${daemon.uri}`);
       expect(plan.errors.join('\n')).toMatch(/gpu: no device matches/);
-      await settle();
-      expect(endOfFile(), 'the connection was closed, not dropped').toBe(before);
+      await clientGone();
+      expect(uncleanCloses(daemon), 'the connection was closed, not dropped').toBe(before);
     });
 
     it('check plans the same way: the definition through libvirt, the refusal with its reason', async () => {
-      const before = endOfFile();
+      const before = uncleanCloses(daemon);
       const r = cli(['check', '--config', config, '--json']);
       expect(r.code).toBe(1);
       const out = JSON.parse(r.stdout);
@@ -70,8 +67,8 @@ describe.skipIf(!canRunLibvirtd())(
       expect(sim.definition.source).toBe(`libvirt ${daemon.uri}`);
       expect(sim.devices[0]).toMatchObject({ name: 'gpu', action: 'refuse' });
       expect(sim.errors.join('\n')).toMatch(/gpu: no device matches/);
-      await settle();
-      expect(endOfFile(), 'the connection was closed, not dropped').toBe(before);
+      await clientGone();
+      expect(uncleanCloses(daemon), 'the connection was closed, not dropped').toBe(before);
     });
 
     it('says when libvirt is unreachable and falls back to the definition files', () => {

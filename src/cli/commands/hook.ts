@@ -16,7 +16,6 @@ import type { HookEvent } from '../../model/hook-event.js';
 import { childProcess } from '../../model/lazy-builtins.js';
 import { type HostPaths, hostPaths, underRoot } from '../../model/paths.js';
 import type { DriverControl } from '../../model/ports.js';
-import { withTimeout } from '../../model/timeout.js';
 import { installFaultSwitch } from '../faults.js';
 import { STDOUT, writeAll, writeErr } from '../output.js';
 import { RunPhases } from '../run-phases.js';
@@ -45,7 +44,7 @@ export async function runHookFromCli(
     xml?: string;
     resident?: boolean;
     connection?: EarlyConnection;
-    /** Called with the exit status once the answer is written, before libvirt's connection is closed. */
+    /** Called with the exit status once the answer is written, before the program closes libvirt's connections. */
     answered?: (exitCode: number) => void;
   } = {},
 ): Promise<number> {
@@ -151,30 +150,10 @@ export async function runHookFromCli(
     'hook run done',
   );
   log.flush();
+  // The resident worker answers now; libvirt's connections are closed on the program's way out
+  // (closeOpenConnections), after the answer.
   input.answered?.(result.exitCode);
-  await closeLibvirt(control, input.connection);
   return result.exitCode;
-}
-
-/** Past this, a close that libvirtd does not answer is left to the process's exit. */
-const CLOSE_TIMEOUT_MS = 1_000;
-
-/**
- * libvirtd logs an error ("End of file while reading data: Input/output error") for every client
- * that leaves without closing its connection: close what this run opened, the resident worker's
- * early connection included (the resident hook has answered by now; a per-event run pays ~1 ms).
- */
-async function closeLibvirt(
-  control: Promise<DriverControl> | undefined,
-  early: EarlyConnection | undefined,
-): Promise<void> {
-  const made = control ? await control.catch(() => null) : null;
-  // Nothing to close (a fixture host's control, no libvirt): no timer either. The startup
-  // snapshot's warm-up runs end here, and a timer made and cleared then left the resident
-  // workers' later timers of the same length (their quiet second) never firing.
-  if (!made?.close && !early) return;
-  const closing = Promise.allSettled([made?.close?.(), early?.pending.then((c) => c.close())]);
-  await withTimeout(closing, CLOSE_TIMEOUT_MS, 'close libvirt').catch(() => {});
 }
 
 /**

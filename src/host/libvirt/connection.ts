@@ -37,17 +37,25 @@ export interface NodeDeviceConnection {
   close(): Promise<void>;
 }
 
-/** Connections opened and not yet closed, for closeOpenConnections. */
+/** Connections opened and not yet closed, and opens under way, for closeOpenConnections. */
 const open = new Set<LibvirtConnection>();
+const opening = new Set<Promise<unknown>>();
 
 /**
- * Closes every connection this process still has open, waiting at most `timeoutMs` (the program
- * calls it on its way out): libvirtd logs "End of file while reading data" for a client that
+ * Closes every connection this process still has open, those still opening once they are (a
+ * connection begun early, never used), waiting at most `timeoutMs` in all (the program calls it on
+ * its way out, after its answer): libvirtd logs "End of file while reading data" for a client that
  * leaves without closing. A close that libvirtd does not answer is left to the exit.
  */
 export async function closeOpenConnections(timeoutMs = 1_000): Promise<void> {
-  if (open.size === 0) return; // no timer when there is nothing to close (see cli/commands/hook.ts)
-  const closing = Promise.allSettled([...open].map((c) => c.close()));
+  // No timer when there is nothing to close: the startup snapshot's warm-up runs end here, and a
+  // timer made and cleared then left the resident workers' later timers of the same length (their
+  // quiet second) never firing.
+  if (open.size === 0 && opening.size === 0) return;
+  const closing = (async () => {
+    await Promise.allSettled([...opening]);
+    await Promise.allSettled([...open].map((c) => c.close()));
+  })();
   await withTimeout(closing, timeoutMs, 'close libvirt connections').catch(() => {});
 }
 
@@ -64,10 +72,12 @@ export class LibvirtConnection implements NodeDeviceConnection {
     const readOnly = options.readOnly ?? false;
     const operation = `connect to ${uri}${readOnly ? ' (read-only)' : ''}`;
     const timeoutMs = options.timeoutMs ?? OPEN_TIMEOUT_MS;
+    const attempt = libvirtCall(operation, () =>
+      withTimeout(binding.open(uri, readOnly), timeoutMs, operation),
+    );
+    opening.add(attempt);
     try {
-      const native = await libvirtCall(operation, () =>
-        withTimeout(binding.open(uri, readOnly), timeoutMs, operation),
-      );
+      const native = await attempt.finally(() => opening.delete(attempt));
       const connection = new LibvirtConnection(uri, readOnly, native);
       open.add(connection);
       return connection;

@@ -74,3 +74,14 @@ export function ourLines(stderr: string): string[] {
     .map((l) => l.replace(/^.*unexpected exit status \d+: /, ''))
     .filter((l) => l.startsWith('qemu-hook: '));
 }
+
+/**
+ * The "End of file while reading data" errors in the daemon's log so far: libvirtd logs one for each
+ * client that leaves without closing its connection. Give a client that just exited
+ * `clientGone()` first: the daemon notices the closed socket on its own time.
+ */
+export function uncleanCloses(daemon: PrivateLibvirtd): number {
+  return daemon.daemonLog().match(/End of file while reading data/g)?.length ?? 0;
+}
+
+export const clientGone = (): Promise<void> => new Promise((r) => setTimeout(r, 300));
