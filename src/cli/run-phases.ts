@@ -3,17 +3,19 @@ import type { InventoryReader } from '../model/ports.js';
 /**
  * Where a hook run's time goes, for the debug line at its end (the lab prints the medians): how
  * long Node took to reach the program's first line, then the time spent in each named phase.
- * A resident worker's run (qemu-hook serve) counts from the event's arrival instead: its Node
- * started before the event, off libvirt's wait (startMs 0).
+ * A resident worker's run (qemu-hook serve) counts from the event's arrival instead (its Node
+ * started before the event, off libvirt's wait): startMs is then the worker's part of the
+ * hand-over, from accepting the front's connection to the run's first line.
  */
 export class RunPhases {
   private readonly originMs: number;
   private readonly originCpu: NodeJS.CpuUsage | undefined;
   private readonly ms: Record<string, number>;
 
-  constructor(resident = false) {
-    this.originMs = resident ? performance.now() : 0;
-    this.originCpu = resident ? process.cpuUsage() : undefined;
+  /** `arrived`: for a resident run, when its worker accepted the event (performance.now()). */
+  constructor(resident = false, arrived?: { ms: number; cpu: NodeJS.CpuUsage }) {
+    this.originMs = resident ? (arrived?.ms ?? performance.now()) : 0;
+    this.originCpu = resident ? (arrived?.cpu ?? process.cpuUsage()) : undefined;
     this.ms = { startMs: Math.round(performance.now() - this.originMs) };
   }
 

@@ -1,11 +1,18 @@
-import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { getPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Rehearsal } from '../../src/cli/resident/rehearsal.js';
+import {
+  rehearseStartAndStop,
+  SandboxDriverControl,
+  withPrivateFolder,
+} from '../../src/cli/resident/rehearsal-sandbox.js';
 import { rehearseHandOver } from '../../src/cli/resident/worker.js';
 import { loadConfigFile } from '../../src/config/load.js';
+import { SysfsInventoryReader } from '../../src/host/sysfs/inventory.js';
 import { hostPaths } from '../../src/model/paths.js';
+import { PciAddress } from '../../src/model/pci-address.js';
 import { treeHash } from '../reliability/support/host.js';
 import { hostCopies } from '../support/cli.js';
 
@@ -44,7 +51,8 @@ describe('the resident worker’s rehearsal', () => {
     );
     const before = treeHash(root);
     const rehearsal = await rehearsalOf(root);
-    expect(rehearsal.steps).toBe(15); // 3 rounds: the host read, 3 VMs planned, a release's checks
+    // 3 rounds: the host read, 3 VMs planned, a release's checks, a VM's start and stop on a sandbox
+    expect(rehearsal.steps).toBe(18);
     expect(await rehearsal.start()).toBe(rehearsal.steps);
     expect(treeHash(root)).toEqual(before);
   });
@@ -84,8 +92,8 @@ describe('the resident worker’s rehearsal', () => {
     const { config } = await loadConfigFile(paths.configFile);
     let handOvers = 0;
     const rehearsal = new Rehearsal(paths, config, 0, undefined, async () => handOvers++);
-    expect(rehearsal.steps).toBe(18);
-    expect(await rehearsal.start()).toBe(18);
+    expect(rehearsal.steps).toBe(21);
+    expect(await rehearsal.start()).toBe(21);
     expect(handOvers).toBe(3);
   });
 });
@@ -104,5 +112,136 @@ describe("the worker's hand-over rehearsal", () => {
       else process.env['TMPDIR'] = was;
       rmSync(tmp, { recursive: true, force: true });
     }
+  });
+});
+
+/** `f` with TMPDIR set to a fresh folder; resolves with f's result and what was left in the folder. */
+async function inPrivateTmp<T>(f: (tmp: string) => Promise<T>): Promise<{ result: T; left: string[] }> {
+  const tmp = mkdtempSync(join(tmpdir(), 'qemu-hook-test-'));
+  const was = process.env['TMPDIR'];
+  process.env['TMPDIR'] = tmp;
+  try {
+    const result = await f(tmp);
+    return { result, left: readdirSync(tmp) };
+  } finally {
+    if (was === undefined) delete process.env['TMPDIR'];
+    else process.env['TMPDIR'] = was;
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+describe("the rehearsal's whole start and stop, on a sandbox", () => {
+  async function sandboxOf(root: string) {
+    const paths = hostPaths(root);
+    const { config } = await loadConfigFile(paths.configFile);
+    const reader = new SysfsInventoryReader(paths);
+    return (domain: string, stopped: () => boolean = () => false) =>
+      rehearseStartAndStop(paths, config!, domain, reader, stopped);
+  }
+
+  it("runs a VM's start through the hook's code and changes nothing of the host: no driver, state, log or script", async () => {
+    const root = copy('workstation');
+    // Per-VM scripts for both events, which would leave a mark outside the host if they ran.
+    const marks = mkdtempSync(join(tmpdir(), 'qemu-hook-test-marks-'));
+    for (const event of ['prepare/begin', 'release/end']) {
+      const dir = join(root, 'etc/libvirt/hooks/qemu.d/win11', event);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'mark'), `#!/bin/sh\ntouch ${marks}/${event.replace('/', '-')}\n`, {
+        mode: 0o755,
+      });
+    }
+    const before = treeHash(root);
+    const rehearse = await sandboxOf(root);
+    const { result, left } = await inPrivateTmp(() => rehearse('win11'));
+    expect(result).toBe(0); // the start went through: every device detached (in memory) and recorded
+    expect(treeHash(root)).toEqual(before);
+    expect(readdirSync(marks)).toEqual([]);
+    expect(left).toEqual([]); // the sandbox is gone
+    rmSync(marks, { recursive: true, force: true });
+  });
+
+  it("starts from the host's records: a device another VM holds is refused, in the sandbox only", async () => {
+    const root = copy('workstation');
+    writeFileSync(
+      join(root, 'var/lib/qemu-hook/state.json'),
+      JSON.stringify({
+        version: 1,
+        records: [
+          {
+            domain: 'other',
+            address: '0000:01:00.0',
+            originalDriver: 'nvidia',
+            bootId: null,
+            phase: 'detached',
+            since: '2026-12-01T10:00:00.000Z',
+            entry: 'gpu',
+          },
+        ],
+      }),
+    );
+    const before = treeHash(root);
+    const { result } = await inPrivateTmp(async () => (await sandboxOf(root))('win11'));
+    expect(result).toBe(1);
+    expect(treeHash(root)).toEqual(before);
+  });
+
+  it('says there is nothing to run for a VM without a definition file, and refuses a corrupt state file as the event would', async () => {
+    const root = copy('workstation');
+    rmSync(join(root, 'etc/libvirt/qemu/win11.xml'));
+    const rehearse = await sandboxOf(root);
+    expect(await rehearse('win11')).toBeNull();
+    writeFileSync(join(root, 'var/lib/qemu-hook/state.json'), '{ torn');
+    await expect(rehearse('backup')).rejects.toThrow(/state/);
+  });
+
+  it('ends at its next step once stopped, leaving nothing behind', async () => {
+    const root = copy('workstation');
+    const rehearse = await sandboxOf(root);
+    let calls = 0;
+    // Stopped as the event comes, at the run's first device step.
+    const stopped = () => ++calls > 3;
+    const before = treeHash(root);
+    const { result, left } = await inPrivateTmp(() =>
+      rehearse('win11', stopped).catch((err: Error) => err.message),
+    );
+    expect(result).toBe('the rehearsal stopped'); // the start gave up, and the stop never ran
+    expect(left).toEqual([]);
+    expect(treeHash(root)).toEqual(before);
+  });
+
+  it('removes its folder at the exit of a process that leaves in the middle of it', async () => {
+    const { left } = await inPrivateTmp(async (tmp) => {
+      let inside = '';
+      const never = withPrivateFolder(async (dir) => {
+        inside = dir;
+        await new Promise(() => {});
+      });
+      void never;
+      await new Promise((r) => setTimeout(r, 10));
+      expect(existsSync(inside)).toBe(true);
+      process.emit('exit', 0); // what process.exit does first
+      return inside;
+    });
+    expect(left).toEqual([]);
+  });
+});
+
+describe('the sandbox driver control', () => {
+  it('moves drivers in memory as libvirt and the kernel would, and refuses once stopped', async () => {
+    const root = copy('workstation');
+    let stopped = false;
+    const control = new SandboxDriverControl(join(root, 'sys'), () => stopped);
+    const gpu = PciAddress.parse('0000:01:00.0');
+    expect(await control.currentDriver(gpu)).toBe('nvidia');
+    await control.detach(gpu);
+    expect(await control.currentDriver(gpu)).toBe('vfio-pci');
+    await control.reattach(gpu);
+    expect(await control.currentDriver(gpu)).toBe('nvidia');
+    await control.unbind(gpu);
+    expect(await control.currentDriver(gpu)).toBeNull();
+    await control.bindDriver(gpu, 'nouveau');
+    expect(await control.currentDriver(gpu)).toBe('nouveau');
+    stopped = true;
+    await expect(control.detach(gpu)).rejects.toThrow(/stopped/);
   });
 });

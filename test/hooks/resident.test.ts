@@ -231,6 +231,39 @@ describe.skipIf(!residentBuilt)('resident hook (qemu-hook serve + hooks/qemu + t
     },
   );
 
+  it('starts no worker beside an event while another waits: the replacement comes after the event', async () => {
+    const h = setUp();
+    // A start that lasts: its per-VM script sleeps (the event's worker waits for it).
+    const dir = join(h.root, 'etc/libvirt/hooks/qemu.d/win11/prepare/begin');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'slow'), '#!/bin/sh\nsleep 1.5\n', { mode: 0o755 });
+    spawnSync('chmod', ['-R', 'go-w', join(h.root, 'etc/libvirt/hooks')]);
+    const launcher = await serve(h.root);
+    const [server] = childrenOf(launcher.pid!);
+    await new Promise((r) => setTimeout(r, 3000)); // both workers ready and rehearsed
+    const waiting = childrenOf(server!).sort();
+    expect(waiting.length).toBe(2);
+
+    const start = h.eventAsync('win11', 'prepare', 'begin');
+    // During the script (0.3-1.3 s in): the same two workers, one busy and one waiting.
+    const during = new Set<string>();
+    const t0 = Date.now();
+    await new Promise((r) => setTimeout(r, 300));
+    while (Date.now() - t0 < 1300) {
+      const now = childrenOf(server!);
+      during.add(now.sort().join());
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect([...during]).toEqual([waiting.join()]);
+    expect((await start).code).toBe(0);
+    // The event's worker gone, its replacement started.
+    await new Promise((r) => setTimeout(r, 500));
+    const after = childrenOf(server!);
+    expect(after.length).toBe(2);
+    expect(after.filter((p) => !waiting.includes(p)).length).toBe(1);
+    expect(h.event('win11', 'release', 'end').code).toBe(0);
+  });
+
   it('falls back to starting Node when the server is gone (its socket left behind)', async () => {
     const h = setUp();
     const server = await serve(h.root);

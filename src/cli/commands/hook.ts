@@ -43,6 +43,8 @@ export async function runHookFromCli(
   input: {
     xml?: string;
     resident?: boolean;
+    /** When the resident worker accepted the event: its run's times count from there. */
+    arrived?: { ms: number; cpu: NodeJS.CpuUsage };
     connection?: EarlyConnection;
     /** Called with the exit status once the answer is written, before the program closes libvirt's connections. */
     answered?: (exitCode: number) => void;
@@ -54,7 +56,7 @@ export async function runHookFromCli(
     return 2;
   }
   const event: HookEvent = { domain, op, subop, extra };
-  const phases = new RunPhases(input.resident);
+  const phases = new RunPhases(input.resident, input.arrived);
   const root = process.env['QEMU_HOOK_ROOT'] || '/';
   const readOnly = snapshotRootRefusal(root, 'the hook', `QEMU_HOOK_ROOT ${root}`);
   if (readOnly) {

@@ -1,20 +1,23 @@
 // While a worker waits for its event, it rehearses the event's reading and planning: the host's
 // inventory, each configured VM's start plan against its definition file, each recorded device's
-// release checks, a log line into nowhere. V8 compiles a function when it first runs and optimises
+// release checks, a log line into nowhere; then a VM's whole start and stop through the hook's own
+// code on a sandbox (rehearsal-sandbox.ts: the host read, nothing of it changed). V8 compiles a function when it first runs and optimises
 // what runs often, so an event in a rehearsed worker runs code that is already warm (measured: a
 // release 20 -> 14 ms of the worker's time on the bench's 300-device host, where a start gains
 // little (its floor is system calls); a start 0.35 -> 0.24 s in the lab's guest).
 //
-// Read-only by construction: it calls only readers and planners (no driver control, no state save,
-// no log file, no scripts, never libvirt: an idle worker calling libvirt while libvirt waits for a
-// hook could wait on the very domain the hook holds); the worker adds the event's hand-over, on a
+// Read-only by construction: it calls only readers and planners, and the sandbox's run has its
+// state file in a private temporary folder, drivers in memory, no scripts, no log file and never
+// libvirt (an idle worker calling libvirt while libvirt waits for a hook could wait on the very
+// domain the hook holds); the worker adds the event's hand-over, on a
 // socket of its own in a private temporary folder, removed after. It starts only after a quiet second (events
 // that come in a burst, such as the release after a failed start, find a worker that is not in
 // the middle of a step), runs at a lower CPU priority, in steps, and stops at the first step
 // boundary once the worker has an event. One waiting worker rehearses at a time (the server says
 // which): a step runs to its end before the worker can take an event, and on a busy machine, at
 // the lower priority, a step can take a while; the other waiting worker, not rehearsing, takes
-// the event at once.
+// the event at once. Should the rehearsing one take it, the sandbox's run ends at its next step
+// and the event waits for that (idle()), never running beside it.
 import { getPriority, setPriority } from 'node:os';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { setFlagsFromString } from 'node:v8';
@@ -33,6 +36,7 @@ import { loadState } from '../../state/file.js';
 import type { StateRecord } from '../../state/schema.js';
 import { DomainXml } from '../../xml/domain-xml.js';
 import { trustProblem } from '../commands/hook.js';
+import { rehearseStartAndStop } from './rehearsal-sandbox.js';
 
 /** No event for this long after the worker is ready: then it rehearses. */
 const QUIET_MS = 1000;
@@ -52,6 +56,8 @@ const RECORDS_PER_ROUND = 8;
 export class Rehearsal {
   private stopped = false;
   private restorePriority = (): void => {};
+  /** The step under way (settled when none is). */
+  private current: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly paths: HostPaths,
@@ -66,7 +72,8 @@ export class Rehearsal {
   /** Steps in the whole rehearsal (every round). */
   get steps(): number {
     if (!this.config) return 0;
-    return ROUNDS * ((this.handOver ? 3 : 2) + Math.min(this.config.domains.size, DOMAINS_PER_ROUND));
+    const domains = Math.min(this.config.domains.size, DOMAINS_PER_ROUND);
+    return ROUNDS * ((this.handOver ? 3 : 2) + domains + (domains > 0 ? 1 : 0));
   }
 
   /** Resolves with the number of steps that ran through (all of them, unless stopped or unreadable). */
@@ -80,6 +87,11 @@ export class Rehearsal {
     this.restorePriority = () => {};
   }
 
+  /** Resolves once no step is under way (a stopped rehearsal's last step has ended). */
+  idle(): Promise<void> {
+    return this.current.then(() => {});
+  }
+
   private async run(): Promise<number> {
     let ran = 0;
     if (!this.config) return ran;
@@ -89,13 +101,18 @@ export class Rehearsal {
     if (this.stopped || trustProblem(this.paths, this.config)) return ran;
     if (!(await this.mayRehearse()) || this.stopped) return ran;
     this.restorePriority = lowerPriority();
-    const steps = [...(this.handOver ? [this.handOver] : []), ...rehearsalSteps(this.paths, this.config)];
+    const steps = [
+      ...(this.handOver ? [this.handOver] : []),
+      ...rehearsalSteps(this.paths, this.config, () => this.stopped),
+    ];
     for (let round = 0; round < ROUNDS; round++) {
       for (const step of steps) {
         await nextTurn(); // the event's message is taken between steps
         if (this.stopped) return ran;
+        const running = Promise.resolve().then(step);
+        this.current = running.catch(() => {});
         try {
-          await step();
+          await running;
           ran++;
         } catch {
           // a rehearsal that fails teaches V8 less; the event reads and reports for itself
@@ -143,7 +160,7 @@ function lowerPriority(): () => void {
   }
 }
 
-function rehearsalSteps(paths: HostPaths, config: Config): (() => unknown)[] {
+function rehearsalSteps(paths: HostPaths, config: Config, stopped: () => boolean): (() => unknown)[] {
   const inventoryReader = new SysfsInventoryReader(paths);
   const definitions = FileDefinitionStore.of(paths);
   const stateFile = underRoot(paths.root, config.stateFile);
@@ -153,6 +170,7 @@ function rehearsalSteps(paths: HostPaths, config: Config): (() => unknown)[] {
   // check (those recorded, else those the start plans would take).
   let host: { inventory: Inventory; records: readonly StateRecord[] } | null = null;
   let planned: string[] = [];
+  let whole = 0;
   return [
     async () => {
       host = {
@@ -196,5 +214,15 @@ function rehearsalSteps(paths: HostPaths, config: Config): (() => unknown)[] {
       }
       host = null;
     },
+    // One VM's start and stop, run whole on a sandbox: each round the next of those planned.
+    ...(domains.length > 0
+      ? [
+          async () => {
+            const [domain] = domains[whole++ % domains.length]!;
+            if ((await rehearseStartAndStop(paths, config, domain, inventoryReader, stopped)) === null)
+              throw new Error(`${domain}: no definition file to rehearse its start with`);
+          },
+        ]
+      : []),
   ];
 }

@@ -1,10 +1,10 @@
 // The resident hook's server (`qemu-hook serve`, qemu-hook.service): keeps workers started ahead
 // of time (Node up, the program loaded, see worker.ts) listening on the hook socket. A worker
-// accepts one connection itself and runs that event; the server starts the next worker and
-// answers for a worker that dies in the middle of its event. It accepts nothing and runs no event:
-// a connection handed from the server to a worker cost two process wake-ups and Node's handle
-// passing (the front's wait for the worker's first byte: 3-6 ms on the bench's machine, 1.1-1.7 ms
-// since).
+// accepts one connection itself and runs that event; the server starts the next worker (once the
+// event is over, while another waits for the next) and answers for a worker that dies in the
+// middle of its event. It accepts nothing and runs no event: a connection handed from the server
+// to a worker cost two process wake-ups and Node's handle passing (the front's wait for the
+// worker's first byte: 3-6 ms on the bench's machine, 1.1-1.7 ms since).
 //
 // The socket is fd 3: systemd's (qemu-hook.socket) when socket-activated. Run by hand, `serve`
 // does what systemd does: it makes the socket and starts the server with it as fd 3, then stays
@@ -31,6 +31,8 @@ const LISTEN_FD_ENV = 'QEMU_HOOK_LISTEN_FD';
  * a release 55 -> 42 ms, the event after it 52 -> 24 ms). Each costs an idle Node (~64 MB RSS).
  */
 const SPARE_WORKERS = 2;
+/** How long a taken worker's replacement waits for its event to end, when another worker is waiting. */
+const REPLACE_AFTER_MS = 2_000;
 /** Workers at most, running and starting: more events at once wait in the socket's queue. */
 const MAX_WORKERS = 8;
 /** Workers that die before they are ready, one after the other, before the server stops starting them for a while. */
@@ -77,6 +79,8 @@ export async function runServer(socketArg: string | undefined): Promise<number> 
   const nextTurn = (): void => {
     if (rehearsing && workers.has(rehearsing) && rehearsing.state === 'idle') return;
     rehearsing = null;
+    // Not beside an event: the machine's CPUs are the event's (a worker's exit calls this again).
+    if (count('busy') > 0) return;
     for (let w = turns.shift(); w; w = turns.shift()) {
       if (!workers.has(w) || w.state !== 'idle') continue;
       try {
@@ -116,10 +120,17 @@ export async function runServer(socketArg: string | undefined): Promise<number> 
         nextTurn(); // its rehearsal, if it had the turn, stopped with the event
         worker.event = handle as unknown as EventHandle | undefined;
         taken++;
-        // Events that overlap (another worker is still busy with one) may be the start of a
-        // burst: the server sees none of the socket's queue, so each such take starts one worker
-        // more than the spare, and a burst gets its workers started side by side. One event after
-        // another (a VM's stop after its start) starts just the spare.
+        // While another worker waits for the next event, the one taken is replaced once its
+        // event is over (its exit), or after REPLACE_AFTER_MS: a Node starting beside the event
+        // took CPU from it (on the bench's 2-CPU host a rehearsed start's run 54 -> 45 ms).
+        if (count('idle') > 0) {
+          setTimeout(() => replenish(0), REPLACE_AFTER_MS).unref();
+          return;
+        }
+        // No worker left waiting. Events that overlap (another worker is still busy with one) may
+        // be the start of a burst: the server sees none of the socket's queue, so each such take
+        // starts one worker more than the spare, and a burst gets its workers started side by
+        // side. One event after another starts just the spares.
         replenish(count('busy') > 1 ? 1 : 0);
         return;
       }

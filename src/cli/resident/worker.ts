@@ -3,9 +3,7 @@
 // one connection, stops listening, runs that event exactly as the per-event process would
 // (runHookFromCli, its own deadline and exit) with its output sent to the front as frames, and
 // exits.
-import { mkdtempSync, rmSync } from 'node:fs';
 import type { Server, Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfigAhead } from '../../config/load.js';
 import type { Config } from '../../config/model.js';
@@ -22,6 +20,7 @@ import { reportError } from '../exit.js';
 import { redirectOutput, STDOUT, writeErr, writeFully } from '../output.js';
 import { answerFrame, type EventRequest, LISTEN_FD, readRequest, requestBytes } from './protocol.js';
 import { Rehearsal } from './rehearsal.js';
+import { withPrivateFolder } from './rehearsal-sandbox.js';
 
 /** Waits for one event on the hook socket, runs it, exits (through runProgram, with its status). */
 export function runWorker(): Promise<number> {
@@ -70,7 +69,11 @@ export function runWorker(): Promise<number> {
         // The front hears 'a' first (runEvent's first, synchronous, step), and sends its request
         // while this worker closes its listener, stops rehearsing and tells the server.
         const handle = (socket as unknown as { _handle?: object })._handle;
-        const ran = runEvent(socket, () => openEarly(paths, ahead?.config ?? null));
+        const ran = runEvent(
+          socket,
+          () => openEarly(paths, ahead?.config ?? null),
+          () => rehearsal?.idle(),
+        );
         // One event per worker: closed in this same turn, before libuv accepts another (the next
         // connection waits in the socket's queue for the next worker).
         server.close();
@@ -184,8 +187,11 @@ const HAND_OVER_REHEARSAL_MS = 5_000;
  * first connection: natively ~2 ms, in the lab's guest 40-50 ms of each event (between libvirt
  * calling the hook and the run's start: 70-90 ms without this step, 25-45 ms with it).
  */
-export async function rehearseHandOver(): Promise<boolean> {
-  const dir = mkdtempSync(join(tmpdir(), 'qemu-hook-rehearsal-'));
+export function rehearseHandOver(): Promise<boolean> {
+  return withPrivateFolder((dir) => handOverIn(dir));
+}
+
+async function handOverIn(dir: string): Promise<boolean> {
   const server = net().createServer({ pauseOnConnect: true });
   let client: Socket | undefined;
   let timer: NodeJS.Timeout | undefined;
@@ -218,11 +224,16 @@ export async function rehearseHandOver(): Promise<boolean> {
     clearTimeout(timer);
     client?.destroy();
     server.close();
-    rmSync(dir, { recursive: true, force: true });
   }
 }
 
-async function runEvent(socket: Socket, early: () => EarlyConnection | undefined): Promise<number> {
+async function runEvent(
+  socket: Socket,
+  early: () => EarlyConnection | undefined,
+  /** Resolves once the rehearsal's step under way (stopped with this event) has ended. */
+  rehearsalOver: () => Promise<void> | undefined,
+): Promise<number> {
+  const arrived = { ms: performance.now(), cpu: process.cpuUsage() };
   const taken = takeOver(socket);
   if (!taken) return 1;
   const { frame } = taken;
@@ -231,6 +242,9 @@ async function runEvent(socket: Socket, early: () => EarlyConnection | undefined
   const connection = early();
   const request = await taken.request;
   if (!request) return 0; // the front left before handing the event over: nothing ran
+  // A step of the rehearsal may still be under way (its sandbox's run ends at its next step): the
+  // event never runs beside it.
+  await rehearsalOver();
   takeEnvironment(request.env);
   redirectOutput((which, data) => frame(which === STDOUT ? 'o' : 'e', data));
   // The answer goes out as soon as the run has it (runHookFromCli then closes libvirt's connection),
@@ -247,6 +261,7 @@ async function runEvent(socket: Socket, early: () => EarlyConnection | undefined
     return await runHookFromCli(request.args, {
       xml: request.stdin,
       resident: true,
+      arrived,
       answered: answer,
       ...(connection ? { connection } : {}),
     });
