@@ -41,12 +41,13 @@ import { rehearseStartAndStop } from './rehearsal-sandbox.js';
 /** No event for this long after the worker is ready: then it rehearses. */
 const QUIET_MS = 1000;
 /**
- * Rounds of the whole rehearsal. With the sandbox's start and stop in each, a start on the bench's
- * 300-device host after 3, 6 and 10 rounds (events 1.5 s apart, alternating builds, medians of 24):
- * 37.6, 33.9 and 41.9 ms (10 rounds were still under way when some events came, and an event waits
- * for the step under way). The time is the idle worker's, at the lower priority.
+ * Rounds of the whole rehearsal. More rounds warm more (in one process, a start after 1, 3, 6 and
+ * 10 rounds of the whole event: ~25, 23-28, 19-22 and 19-26 ms), but a worker still rehearsing when
+ * an event comes costs that event: in `npm run bench`, whose spaced events come 1.5 s after others,
+ * 6 rounds made the spaced start slower than 3 (46.6 and 51.6 ms against 36.4 and 48.4, same
+ * session, alternating builds).
  */
-const ROUNDS = 6;
+const ROUNDS = 3;
 /** VMs planned per round: enough to compile every planner, bounded for a config of hundreds. */
 const DOMAINS_PER_ROUND = 3;
 /** Recorded devices checked per round, for the same reason. */
