@@ -11,8 +11,10 @@
 //  5. with --against DIR (another checkout, built): only the resident hook of this checkout and of
 //     DIR, each serving its own copy of the host, their events alternating in the same rounds (a
 //     prepare, its release and an event with nothing to do, back to back): what a change did,
-//     whatever the machine's speed that day.
-// usage: npm run bench [-- --runs N] [-- --against DIR]
+//     whatever the machine's speed that day. The rounds are 0.4 s apart, shorter than a worker's
+//     quiet second: no worker rehearses. With --spaced they are 2.5 s apart, and the workers of
+//     both have rehearsed when their events come (what a change to the rehearsal did).
+// usage: npm run bench [-- --runs N] [-- --against DIR [--spaced]]
 import { spawn, spawnSync } from 'node:child_process';
 import {
   chmodSync,
@@ -48,6 +50,7 @@ process.stdout.on('error', (err) => {
 
 const againstArg = process.argv.indexOf('--against');
 const against = againstArg > 0 ? resolve(process.argv[againstArg + 1] ?? '') : null;
+const ROUND_PAUSE_MS = process.argv.includes('--spaced') ? 2500 : 400;
 
 try {
   if (against) {
@@ -239,8 +242,8 @@ function perEventProgram(name, snapshot) {
 
 /**
  * 5. This checkout's resident hook against the one of `other`, in the same rounds: each serves its
- * own copy of the host; per round, in alternating order, each gets a prepare, its release and an
- * event with nothing to do (`router release`), back to back, then a pause.
+ * own copy of the host; per round, in alternating order, each gets a pause (ROUND_PAUSE_MS), then a
+ * prepare, its release and an event with nothing to do (`router release`), back to back.
  */
 async function compareResident(other) {
   if (!existsSync(join(other, 'dist/cli/main.cjs')))
@@ -270,7 +273,7 @@ async function compareResident(other) {
   try {
     for (let i = 0; i < rounds + 1; i++) {
       for (const side of i % 2 ? sides : [...sides].reverse()) {
-        pause(400);
+        pause(ROUND_PAUSE_MS);
         const got = [
           ['prepare', event(side, 'win11', 'prepare', 'begin')],
           ['release', event(side, 'win11', 'release', 'end')],
@@ -297,7 +300,9 @@ async function compareResident(other) {
     if (took !== 3 * (rounds + 1))
       throw new Error(`${side.name}'s resident hook answered ${took} events: ${said}`);
   }
-  log(`resident hook, this checkout vs ${other} (medians, back to back in each round):`);
+  log(
+    `resident hook, this checkout vs ${other} (medians, back to back in each round; rounds ${ROUND_PAUSE_MS / 1000} s apart${ROUND_PAUSE_MS > 1000 ? ', the workers rehearsed' : ', no worker rehearsed'}):`,
+  );
   for (const what of ['prepare', 'release', 'nothing to do']) {
     const a = median(times[`this ${what}`]);
     const b = median(times[`other ${what}`]);
