@@ -27,7 +27,7 @@ import type { PciAddress } from '../../model/pci-address.js';
 import type { DriverControl } from '../../model/ports.js';
 import { loadState, saveState } from '../../state/file.js';
 
-/** Longer than a device step ever takes in memory: past it the sandbox's run gives up (nothing real waits). */
+/** Longer than any device step in memory takes: past it the sandbox's run gives up. */
 const SANDBOX_TIMEOUT_MS = 5_000;
 
 /**

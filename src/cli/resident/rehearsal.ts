@@ -1,23 +1,25 @@
 // While a worker waits for its event, it rehearses the event's reading and planning: the host's
 // inventory, each configured VM's start plan against its definition file, each recorded device's
 // release checks, a log line into nowhere; then a VM's whole start and stop through the hook's own
-// code on a sandbox (rehearsal-sandbox.ts: the host read, nothing of it changed). V8 compiles a function when it first runs and optimises
-// what runs often, so an event in a rehearsed worker runs code that is already warm (measured: a
-// release 20 -> 14 ms of the worker's time on the bench's 300-device host, where a start gains
-// little (its floor is system calls); a start 0.35 -> 0.24 s in the lab's guest).
+// code on a sandbox (rehearsal-sandbox.ts). V8 compiles a function when it first runs and
+// optimises what runs often, so an event in a rehearsed worker runs code that is already warm
+// (measured: a release 20 -> 14 ms of the worker's time on the bench's 300-device host; a start
+// 0.35 -> 0.24 s in the lab's guest; the sandbox's run took a spaced start on the bench's host
+// 48.7 -> 43.4 ms).
 //
-// Read-only by construction: it calls only readers and planners, and the sandbox's run has its
-// state file in a private temporary folder, drivers in memory, no scripts, no log file and never
-// libvirt (an idle worker calling libvirt while libvirt waits for a hook could wait on the very
-// domain the hook holds); the worker adds the event's hand-over, on a
-// socket of its own in a private temporary folder, removed after. It starts only after a quiet second (events
-// that come in a burst, such as the release after a failed start, find a worker that is not in
-// the middle of a step), runs at a lower CPU priority, in steps, and stops at the first step
-// boundary once the worker has an event. One waiting worker rehearses at a time (the server says
-// which): a step runs to its end before the worker can take an event, and on a busy machine, at
-// the lower priority, a step can take a while; the other waiting worker, not rehearsing, takes
-// the event at once. Should the rehearsing one take it, the sandbox's run ends at its next step
-// and the event waits for that (idle()), never running beside it.
+// Nothing of the host is written, by construction: the steps call only readers and planners, and
+// the sandbox's run has its state file in a private temporary folder, drivers in memory, no
+// scripts, no log file and never libvirt (an idle worker calling libvirt while libvirt waits for a
+// hook could wait on the very domain the hook holds); the worker adds the event's hand-over, on a
+// socket of its own in a private temporary folder, removed after. It starts only after a quiet
+// second (events that come in a burst, such as the release after a failed start, find a worker
+// that is not in the middle of a step), runs at a lower CPU priority, in steps, and stops at the
+// first step boundary once the worker has an event. One waiting worker rehearses at a time (the
+// server says which, and no one while an event runs): a synchronous step runs to its end before
+// the worker can take an event, and on a busy machine, at the lower priority, a step can take a
+// while; the other waiting worker, not rehearsing, takes the event at once. Should the rehearsing
+// one take it, the sandbox's run ends at its next step and the event waits for that (idle()),
+// never running beside it.
 import { getPriority, setPriority } from 'node:os';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { setFlagsFromString } from 'node:v8';
