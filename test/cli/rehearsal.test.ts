@@ -14,6 +14,7 @@ import { SysfsInventoryReader } from '../../src/host/sysfs/inventory.js';
 import { hostPaths } from '../../src/model/paths.js';
 import { PciAddress } from '../../src/model/pci-address.js';
 import { treeHash } from '../reliability/support/host.js';
+import { record, writeState } from '../support/attack.js';
 import { hostCopies } from '../support/cli.js';
 
 // A resident hook's worker rehearses its event while it waits (src/cli/resident/rehearsal.ts): it
@@ -31,24 +32,7 @@ describe('the resident worker’s rehearsal', () => {
   it('runs every step of its rounds on a fixture host and leaves every file as it was', async () => {
     const root = copy('workstation');
     // A device on record too: the release step then checks the recorded one.
-    const state = join(root, 'var/lib/qemu-hook/state.json');
-    writeFileSync(
-      state,
-      JSON.stringify({
-        version: 1,
-        records: [
-          {
-            domain: 'win11',
-            address: '0000:01:00.0',
-            originalDriver: 'nvidia',
-            bootId: null,
-            phase: 'detached',
-            since: '2026-12-01T10:00:00.000Z',
-            entry: 'gpu',
-          },
-        ],
-      }),
-    );
+    writeState(root, [record('win11', '0000:01:00.0', 'nvidia')]);
     const before = treeHash(root);
     const rehearsal = await rehearsalOf(root);
     // 3 rounds: the host read, 3 VMs planned, a release's checks, a VM's start and stop on a sandbox
@@ -162,23 +146,7 @@ describe("the rehearsal's whole start and stop, on a sandbox", () => {
 
   it("starts from the host's records: a device another VM holds is refused, in the sandbox only", async () => {
     const root = copy('workstation');
-    writeFileSync(
-      join(root, 'var/lib/qemu-hook/state.json'),
-      JSON.stringify({
-        version: 1,
-        records: [
-          {
-            domain: 'other',
-            address: '0000:01:00.0',
-            originalDriver: 'nvidia',
-            bootId: null,
-            phase: 'detached',
-            since: '2026-12-01T10:00:00.000Z',
-            entry: 'gpu',
-          },
-        ],
-      }),
-    );
+    writeState(root, [record('other', '0000:01:00.0', 'nvidia')]);
     const before = treeHash(root);
     const { result } = await inPrivateTmp(async () => (await sandboxOf(root))('win11'));
     expect(result).toBe(1);

@@ -7,10 +7,10 @@
 // The sandbox: the host is read as the event reads it (the inventory, the safety re-checks, the
 // VM's definition file, the state file's records), and nothing the run would change is the host's:
 // the state file (a copy of the host's records) and its lock are under a private temporary folder
-// (removed after), drivers move in memory only, per-VM
-// scripts are looked for in an empty folder of the sandbox, and the run gets no redefine helper, no
-// hand-over and no libvirt (an idle worker calling libvirt while libvirt waits for a hook could
-// wait on the very domain the hook holds); its log lines are formatted and written nowhere.
+// (removed after), drivers move in memory only, per-VM scripts are looked for in an empty folder of
+// the sandbox, and the run gets no redefine helper, no hand-over and no libvirt (an idle worker
+// calling libvirt while libvirt waits for a hook could wait on the very domain the hook holds); its
+// log lines are formatted and written nowhere.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -82,8 +82,13 @@ export class SandboxDriverControl implements DriverControl {
   }
 
   private check(): void {
-    if (this.stopped()) throw new Error('the rehearsal stopped');
+    refuseIfStopped(this.stopped);
   }
+}
+
+/** What every sandbox port does first: a stopped rehearsal's run ends at its next step. */
+function refuseIfStopped(stopped: () => boolean): void {
+  if (stopped()) throw new Error('the rehearsal stopped');
 }
 
 /**
@@ -105,9 +110,7 @@ export async function rehearseStartAndStop(
   const state = await loadState(underRoot(paths.root, config.stateFile), { readOnly: true });
   return withPrivateFolder(async (sandbox) => {
     await saveState(underRoot(sandbox, config.stateFile), state);
-    const check = () => {
-      if (stopped()) throw new Error('the rehearsal stopped');
-    };
+    const check = () => refuseIfStopped(stopped);
     const control = new SandboxDriverControl(paths.sys, stopped);
     const deps: HookDeps = {
       // Under the sandbox's root: the state file and its lock (the config's stateFile placed below
