@@ -1,5 +1,13 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { getPriority } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -67,6 +75,28 @@ function childrenOf(pid: number): number[] {
 function niceOf(pid: number): number | null {
   const fields = statFields(pid);
   return fields ? Number(fields[16]) : null; // field 19
+}
+
+/**
+ * Whether `pid` polls its fd 3 (the hook socket a worker inherits): Node's event loop registers a
+ * socket it listens on with its epoll descriptor, whose fdinfo lists it ("tfd: 3"). Null once gone.
+ */
+function pollsHookSocket(pid: number): boolean | null {
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      let target = '';
+      try {
+        target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      } catch {
+        continue;
+      }
+      if (target !== 'anon_inode:[eventpoll]') continue;
+      if (/^tfd:\s+3\s/m.test(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))) return true;
+    }
+    return false;
+  } catch {
+    return null;
+  }
 }
 
 /** The workers of `qemu-hook serve` started by hand: it starts the server, whose children they are. */
@@ -228,6 +258,45 @@ describe.skipIf(!residentBuilt)('resident hook (qemu-hook serve + hooks/qemu + t
       }
       expect(seen.size, 'both workers rehearsed').toBe(2);
       expect(together, 'samples with both rehearsing').toBe(0);
+    },
+  );
+
+  // A rehearsing worker is told apart by its nice value, as above.
+  it.skipIf(process.getuid?.() !== 0 || getPriority() >= 10)(
+    'a worker listens for events only once it has rehearsed, while a rehearsed one waits',
+    async () => {
+      const h = setUp();
+      const launcher = await serve(h.root);
+      const [server] = childrenOf(launcher.pid!);
+      const lowered = Math.min((niceOf(server!) ?? 0) + 10, 19);
+      await new Promise((r) => setTimeout(r, 3000)); // both workers ready, rehearsed and listening
+      const waiting = childrenOf(server!);
+      expect(waiting.map((w) => pollsHookSocket(w))).toEqual([true, true]);
+
+      // An event takes one; its replacement starts when it is over: follow that one from its start.
+      // It rehearses before it listens, at once (no quiet second for a worker held back), while
+      // the rehearsed one listens.
+      expect(h.event('router', 'release', 'end').code).toBe(0);
+      const taken = h.runs().map((r) => r.pid);
+      const survivor = waiting.filter((p) => !taken.includes(p));
+      expect(survivor.map((w) => pollsHookSocket(w))).toEqual([true]);
+      let first: 'rehearsing' | 'listening' | undefined;
+      let replacement: number | undefined;
+      const t0 = Date.now();
+      while (Date.now() - t0 < 5000 && !first) {
+        replacement ??= childrenOf(server!).find((p) => !waiting.includes(p));
+        if (replacement !== undefined) {
+          if (pollsHookSocket(replacement)) first = 'listening';
+          else if (niceOf(replacement) === lowered) first = 'rehearsing';
+        }
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      expect(replacement, 'a replacement started').toBeDefined();
+      expect(first).toBe('rehearsing');
+      expect(Date.now() - t0, 'rehearsing within a second of its start').toBeLessThan(1000);
+      // Then it listens, on its own (the server tells none: one listens already).
+      await new Promise((r) => setTimeout(r, 2000));
+      expect(pollsHookSocket(replacement!)).toBe(true);
     },
   );
 

@@ -11,15 +11,15 @@
 // the sandbox's run has its state file in a private temporary folder, drivers in memory, no
 // scripts, no log file and never libvirt (an idle worker calling libvirt while libvirt waits for a
 // hook could wait on the very domain the hook holds); the worker adds the event's hand-over, on a
-// socket of its own in a private temporary folder, removed after. It starts only after a quiet
-// second (events that come in a burst, such as the release after a failed start, find a worker
-// that is not in the middle of a step), runs at a lower CPU priority, in steps, and stops at the
-// first step boundary once the worker has an event. One waiting worker rehearses at a time (the
-// server says which, and no one while an event runs): a synchronous step runs to its end before
-// the worker can take an event, and on a busy machine, at the lower priority, a step can take a
-// while; the other waiting worker, not rehearsing, takes the event at once. Should the rehearsing
-// one take it, the sandbox's run ends at its next step and the event waits for that (idle()),
-// never running beside it.
+// socket of its own in a private temporary folder, removed after. It runs at a lower CPU priority,
+// in steps, and stops at the first step boundary once the worker has an event. One waiting worker
+// rehearses at a time, when the server says so (server.ts): never while an event runs, and a
+// worker that listens for events only after a quiet second (events that come in a burst, such as
+// the release after a failed start, find it between steps). A worker listens once it has
+// rehearsed (worker.ts), or earlier when no other waiting worker listens: the event goes to a
+// warm worker, and seldom to one in the middle of a step. Should a rehearsing one take it, the
+// sandbox's run ends at its next step and the event waits for that (idle()), never running
+// beside it.
 import { getPriority, setPriority } from 'node:os';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { setFlagsFromString } from 'node:v8';
@@ -40,8 +40,8 @@ import { DomainXml } from '../../xml/domain-xml.js';
 import { trustProblem } from '../commands/hook.js';
 import { rehearseStartAndStop } from './rehearsal-sandbox.js';
 
-/** No event for this long after the worker is ready: then it rehearses. */
-const QUIET_MS = 1000;
+/** No event for this long (since the worker was ready, or since the last event): then a listening worker rehearses. */
+export const QUIET_MS = 1000;
 /**
  * Rounds of the whole rehearsal. More rounds warm more (in one process, a start after 1, 3, 6 and
  * 10 rounds of the whole event: ~25, 23-28, 19-22 and 19-26 ms), but a worker still rehearsing when

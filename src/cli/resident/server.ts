@@ -21,6 +21,7 @@ import { UsageError } from '../../model/errors.js';
 import { childProcess, net } from '../../model/lazy-builtins.js';
 import { writeErr, writeFully } from '../output.js';
 import { answerFrame, LISTEN_FD } from './protocol.js';
+import { QUIET_MS } from './rehearsal.js';
 
 /** Set by `serve` for the server it starts: fd 3 is the socket (systemd's LISTEN_PID cannot name a pid not yet known). */
 const LISTEN_FD_ENV = 'QEMU_HOOK_LISTEN_FD';
@@ -48,6 +49,10 @@ interface EventHandle {
 interface Worker {
   readonly child: ChildProcess;
   state: 'starting' | 'idle' | 'busy';
+  /** Polls the hook socket (an idle worker): it has rehearsed, or was told to as no other did. */
+  listening: boolean;
+  /** When it said it was ready (Date.now()). */
+  readyAt: number;
   event?: EventHandle;
 }
 
@@ -75,14 +80,26 @@ export async function runServer(socketArg: string | undefined): Promise<number> 
   const count = (state: Worker['state']) => [...workers].filter((w) => w.state === state).length;
   // One waiting worker rehearses at a time (rehearsal.ts): the others wait their turn, in order.
   let rehearsing: Worker | null = null;
-  const turns: Worker[] = [];
+  let turns: Worker[] = [];
+  let lastEventEnd = 0;
+  let turnLater: NodeJS.Timeout | undefined;
   const nextTurn = (): void => {
     if (rehearsing && workers.has(rehearsing) && rehearsing.state === 'idle') return;
     rehearsing = null;
     // Not beside an event: the machine's CPUs are the event's (a worker's exit calls this again).
     if (count('busy') > 0) return;
-    for (let w = turns.shift(); w; w = turns.shift()) {
-      if (!workers.has(w) || w.state !== 'idle') continue;
+    turns = turns.filter((w) => workers.has(w) && w.state === 'idle');
+    const now = Date.now();
+    let soonest = Number.POSITIVE_INFINITY;
+    for (const w of turns) {
+      // A worker that listens rehearses after a quiet second (an event that follows another, such
+      // as the release after a failed start, finds it between steps); one held back at once.
+      const quiet = now - Math.max(lastEventEnd, w.readyAt);
+      if (w.listening && quiet < QUIET_MS) {
+        soonest = Math.min(soonest, QUIET_MS - quiet);
+        continue;
+      }
+      turns = turns.filter((t) => t !== w);
       try {
         w.child.send('rehearse');
         rehearsing = w;
@@ -90,6 +107,25 @@ export async function runServer(socketArg: string | undefined): Promise<number> 
       } catch {
         // its channel is closed: it is leaving
       }
+    }
+    if (soonest < Number.POSITIVE_INFINITY) {
+      clearTimeout(turnLater);
+      turnLater = setTimeout(nextTurn, soonest).unref();
+    }
+  };
+
+  // A waiting worker listens on the hook socket once it has rehearsed (worker.ts): the event then
+  // goes to a warm one. One of them always listens: when none does, the server tells one to, one
+  // that is not in the middle of a rehearsal's step if it can.
+  const keepOneListening = (): void => {
+    const idle = [...workers].filter((w) => w.state === 'idle');
+    if (idle.length === 0 || idle.some((w) => w.listening)) return;
+    const chosen = idle.find((w) => w !== rehearsing) ?? idle[0]!;
+    try {
+      chosen.child.send('listen');
+      chosen.listening = true;
+    } catch {
+      // its channel is closed: it is leaving (its exit calls this again)
     }
   };
 
@@ -99,7 +135,7 @@ export async function runServer(socketArg: string | undefined): Promise<number> 
       stdio: ['ignore', 'inherit', 'inherit', LISTEN_FD, 'ipc'],
       env: process.env,
     });
-    const worker: Worker = { child, state: 'starting' };
+    const worker: Worker = { child, state: 'starting', listening: false, readyAt: 0 };
     workers.add(worker);
     child.on('message', (m, handle) => {
       if (m === 'rehearse?' && worker.state === 'idle') {
@@ -109,14 +145,19 @@ export async function runServer(socketArg: string | undefined): Promise<number> 
       }
       if (m === 'rehearsed') {
         if (rehearsing === worker) rehearsing = null;
+        worker.listening = true; // it listens once rehearsed
         nextTurn();
         return;
       }
       if (m === 'ready' && worker.state === 'starting') {
         worker.state = 'idle';
+        worker.readyAt = Date.now();
         failedStarts = 0;
+        keepOneListening();
       } else if (m === 'took' && worker.state === 'idle') {
         worker.state = 'busy';
+        worker.listening = false;
+        keepOneListening();
         nextTurn(); // its rehearsal, if it had the turn, stopped with the event
         worker.event = handle as unknown as EventHandle | undefined;
         taken++;
@@ -139,6 +180,8 @@ export async function runServer(socketArg: string | undefined): Promise<number> 
     child.on('error', () => {}); // its exit follows and says what matters
     child.on('exit', (code, signal) => {
       workers.delete(worker);
+      if (worker.state === 'busy') lastEventEnd = Date.now();
+      keepOneListening();
       nextTurn();
       // A worker that ends without answering (killed in the middle of the event): its front
       // answers libvirt with the status the front would see from a Node it started itself (128 +

@@ -1,8 +1,8 @@
 // A worker of the resident hook: started by the server before any event, it parses the config and
-// indexes pci.ids while it waits, then listens on the hook socket (fd 3, the server's), accepts
-// one connection, stops listening, runs that event exactly as the per-event process would
-// (runHookFromCli, its own deadline and exit) with its output sent to the front as frames, and
-// exits.
+// indexes pci.ids, rehearses the event (rehearsal.ts), then listens on the hook socket (fd 3, the
+// server's; earlier when the server says no other waiting worker listens), accepts one connection,
+// stops listening, runs that event exactly as the per-event process would (runHookFromCli, its own
+// deadline and exit) with its output sent to the front as frames, and exits.
 import type { Server, Socket } from 'node:net';
 import { join } from 'node:path';
 import { parseConfigAhead } from '../../config/load.js';
@@ -56,60 +56,77 @@ export function runWorker(): Promise<number> {
     // The hook's module initialised (from the code cache, a worker not started from the snapshot
     // would do it in the event), then the socket.
     void import('../commands/hook.js').then(() => {
-      const server = net().createServer({ pauseOnConnect: true });
-      listener = server;
-      server.on('connection', (socket: Socket) => {
-        if (taken) {
-          // libuv stops accepting once the listener is closed below; should it ever hand over a
-          // second connection, its front hears no 'a' and runs the hook itself.
-          socket.destroy();
-          return;
-        }
-        taken = true;
-        // The front hears 'a' first (runEvent's first, synchronous, step), and sends its request
-        // while this worker closes its listener, stops rehearsing and tells the server.
-        const handle = (socket as unknown as { _handle?: object })._handle;
-        const ran = runEvent(
-          socket,
-          () => openEarly(paths, ahead?.config ?? null),
-          () => rehearsal?.idle(),
-        );
-        // One event per worker: closed in this same turn, before libuv accepts another (the next
-        // connection waits in the socket's queue for the next worker).
-        server.close();
-        rehearsal?.stop();
-        // The server keeps a copy of the connection to answer for this worker should it die, and
-        // starts the next worker. The raw handle: a socket object there would read the request.
-        try {
-          process.send?.('took', handle as never);
-          process.disconnect?.();
-        } catch {
-          // the server is gone: the event runs all the same
-        }
-        void ran.then(resolve);
-      });
-      server.once('error', (err) => {
-        writeErr(`qemu-hook serve --worker: cannot listen on fd ${LISTEN_FD}: ${err.message}`);
-        resolve(1);
-      });
-      server.listen({ fd: LISTEN_FD }, () => {
-        process.send?.('ready');
-        if (taken) return;
-        // While it waits for its event, the worker rehearses it (see rehearsal.ts), when the
-        // server says it is its turn; then it tells the server it is done.
-        rehearsal = new Rehearsal(paths, ahead?.config ?? null, undefined, turnToRehearse, rehearseHandOver);
-        void rehearsal.start().then(() => {
-          if (taken) return;
+      // The worker listens once it has rehearsed, or at once when the server says no other
+      // waiting worker listens: a worker still cold does not win an event from a rehearsed one
+      // (every listening worker is woken for a connection; the first to accept takes it).
+      let listening = false;
+      const listen = (): void => {
+        if (listening || taken) return;
+        listening = true;
+        const server = net().createServer({ pauseOnConnect: true });
+        listener = server;
+        server.on('connection', (socket: Socket) => {
+          if (taken) {
+            // libuv stops accepting once the listener is closed below; should it ever hand over a
+            // second connection, its front hears no 'a' and runs the hook itself.
+            socket.destroy();
+            return;
+          }
+          taken = true;
+          clearTimeout(backstop);
+          // The front hears 'a' first (runEvent's first, synchronous, step), and sends its request
+          // while this worker closes its listener, stops rehearsing and tells the server.
+          const handle = (socket as unknown as { _handle?: object })._handle;
+          const ran = runEvent(
+            socket,
+            () => openEarly(paths, ahead?.config ?? null),
+            () => rehearsal?.idle(),
+          );
+          // One event per worker: closed in this same turn, before libuv accepts another (the next
+          // connection waits in the socket's queue for the next worker).
+          server.close();
+          rehearsal?.stop();
+          // The server keeps a copy of the connection to answer for this worker should it die, and
+          // starts the next worker. The raw handle: a socket object there would read the request.
           try {
-            process.send?.('rehearsed');
+            process.send?.('took', handle as never);
+            process.disconnect?.();
           } catch {
             // the server is gone
           }
+          void ran.then(resolve);
         });
+        server.once('error', (err) => {
+          writeErr(`qemu-hook serve --worker: cannot listen on fd ${LISTEN_FD}: ${err.message}`);
+          resolve(1);
+        });
+        server.listen({ fd: LISTEN_FD });
+      };
+      process.on('message', (m) => {
+        if (m === 'listen') listen();
+      });
+      // Should the server not say so (stopped, or gone), the worker listens all the same.
+      const backstop = setTimeout(listen, LISTEN_ANYWAY_MS).unref();
+      process.send?.('ready');
+      // While it waits for its event, the worker rehearses it (see rehearsal.ts), when the
+      // server says it is its turn; then it tells the server it is done, and listens.
+      // The server keeps the quiet second before it gives a listening worker its turn (server.ts).
+      rehearsal = new Rehearsal(paths, ahead?.config ?? null, 0, turnToRehearse, rehearseHandOver);
+      void rehearsal.start().then(() => {
+        if (taken) return;
+        listen();
+        try {
+          process.send?.('rehearsed');
+        } catch {
+          // the server is gone
+        }
       });
     });
   });
 }
+
+/** A waiting worker not yet told to listen listens on its own after this long (the server stopped). */
+const LISTEN_ANYWAY_MS = 5_000;
 
 /** Asks the server whether this worker may rehearse now; resolves when it says so (true) or is gone (false). */
 function turnToRehearse(): Promise<boolean> {
