@@ -1,13 +1,19 @@
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { getPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { removeLeftBehind, withPrivateFolder } from '../../src/cli/resident/private-folder.js';
 import { Rehearsal } from '../../src/cli/resident/rehearsal.js';
-import {
-  rehearseStartAndStop,
-  SandboxDriverControl,
-  withPrivateFolder,
-} from '../../src/cli/resident/rehearsal-sandbox.js';
+import { rehearseStartAndStop, SandboxDriverControl } from '../../src/cli/resident/rehearsal-sandbox.js';
 import { rehearseHandOver } from '../../src/cli/resident/worker.js';
 import { loadConfigFile } from '../../src/config/load.js';
 import { SysfsInventoryReader } from '../../src/host/sysfs/inventory.js';
@@ -192,6 +198,35 @@ describe("the rehearsal's whole start and stop, on a sandbox", () => {
       return inside;
     });
     expect(left).toEqual([]);
+  });
+});
+
+describe("a killed worker's folders", () => {
+  it('are removed for its pid only, and only those made private, not a look-alike or a link', async () => {
+    const { left } = await inPrivateTmp(async (tmp) => {
+      const pid = 4_000_001; // no process: what a worker killed mid-step left
+      const made = (name: string, mode: number) => {
+        mkdirSync(join(tmp, name), { mode });
+        chmodSync(join(tmp, name), mode);
+        writeFileSync(join(tmp, name, 'state.json'), '{}');
+      };
+      made(`qemu-hook-rehearsal-${pid}-a1b2c3`, 0o700); // the worker's: removed
+      made(`qemu-hook-rehearsal-${pid}-d4e5f6`, 0o755); // not private: no one's to remove
+      made(`qemu-hook-rehearsal-${pid + 1}-a1b2c3`, 0o700); // another worker's
+      mkdirSync(join(tmp, 'elsewhere'));
+      symlinkSync(join(tmp, 'elsewhere'), join(tmp, `qemu-hook-rehearsal-${pid}-link`));
+      // And what withPrivateFolder makes carries the pid it is removed by.
+      await withPrivateFolder(async (dir) => {
+        expect(dir.startsWith(join(tmp, `qemu-hook-rehearsal-${process.pid}-`))).toBe(true);
+      });
+      removeLeftBehind(pid);
+    });
+    expect(left.sort()).toEqual([
+      'elsewhere',
+      `qemu-hook-rehearsal-${4_000_001}-d4e5f6`,
+      `qemu-hook-rehearsal-${4_000_001}-link`,
+      `qemu-hook-rehearsal-${4_000_002}-a1b2c3`,
+    ]);
   });
 });
 

@@ -333,6 +333,28 @@ describe.skipIf(!residentBuilt)('resident hook (qemu-hook serve + hooks/qemu + t
     expect(h.event('win11', 'release', 'end').code).toBe(0);
   });
 
+  it("removes a killed worker's rehearsal folders (a SIGKILL runs none of its own exit handlers)", async () => {
+    const h = setUp();
+    const tmp = join(h.root, 'tmp');
+    mkdirSync(tmp, { recursive: true });
+    const launcher = await serve(h.root, { TMPDIR: tmp });
+    const [server] = childrenOf(launcher.pid!);
+    await new Promise((r) => setTimeout(r, 2500)); // both ready, their rehearsals over
+    const [victim, other] = childrenOf(server!);
+    // What a worker killed in the middle of a step leaves: its private folder, named with its pid.
+    const left = join(tmp, `qemu-hook-rehearsal-${victim}-x1y2z3`);
+    const others = join(tmp, `qemu-hook-rehearsal-${other}-x1y2z3`);
+    for (const dir of [left, others]) mkdirSync(dir, { mode: 0o700 });
+    writeFileSync(join(left, 'state.json'), '{}');
+    process.kill(victim!, 'SIGKILL');
+    const t0 = Date.now();
+    while (existsSync(left) && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 20));
+    expect(existsSync(left)).toBe(false);
+    expect(existsSync(others)).toBe(true); // a worker still there keeps its own
+    expect(h.event('win11', 'prepare', 'begin').code).toBe(0);
+    expect(h.event('win11', 'release', 'end').code).toBe(0);
+  });
+
   it('falls back to starting Node when the server is gone (its socket left behind)', async () => {
     const h = setUp();
     const server = await serve(h.root);

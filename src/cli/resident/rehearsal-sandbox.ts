@@ -11,8 +11,6 @@
 // the sandbox, and the run gets no redefine helper, no hand-over and no libvirt (an idle worker
 // calling libvirt while libvirt waits for a hook could wait on the very domain the hook holds); its
 // log lines are formatted and written nowhere.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Config } from '../../config/model.js';
 import type { HookLogger } from '../../hook/logger.js';
@@ -26,6 +24,7 @@ import { type HostPaths, underRoot } from '../../model/paths.js';
 import type { PciAddress } from '../../model/pci-address.js';
 import type { DriverControl } from '../../model/ports.js';
 import { loadState, saveState } from '../../state/file.js';
+import { withPrivateFolder } from './private-folder.js';
 
 /** Longer than any device step in memory takes: past it the sandbox's run gives up. */
 const SANDBOX_TIMEOUT_MS = 5_000;
@@ -140,20 +139,4 @@ export async function rehearseStartAndStop(
     await runHook({ domain, op: 'release', subop: 'end', extra: '-' }, found.xml, deps);
     return start.exitCode;
   });
-}
-
-/**
- * `f` given a private temporary folder (this user's, 0700), removed after it, or at the process's
- * exit should that come first (a waiting worker told to leave in the middle of a step).
- */
-export async function withPrivateFolder<T>(f: (dir: string) => Promise<T>): Promise<T> {
-  const dir = mkdtempSync(join(tmpdir(), 'qemu-hook-rehearsal-'));
-  const remove = (): void => rmSync(dir, { recursive: true, force: true });
-  process.once('exit', remove);
-  try {
-    return await f(dir);
-  } finally {
-    process.off('exit', remove);
-    remove();
-  }
 }

@@ -20,6 +20,7 @@ import { programSnapshot, snapshotFit, snapshotNote } from '../../host/startup-s
 import { UsageError } from '../../model/errors.js';
 import { childProcess, net } from '../../model/lazy-builtins.js';
 import { writeErr, writeFully } from '../output.js';
+import { removeLeftBehind } from './private-folder.js';
 import { answerFrame, LISTEN_FD } from './protocol.js';
 import { QUIET_MS } from './rehearsal.js';
 
@@ -180,6 +181,8 @@ export async function runServer(socketArg: string | undefined): Promise<number> 
     child.on('error', () => {}); // its exit follows and says what matters
     child.on('exit', (code, signal) => {
       workers.delete(worker);
+      // Killed (SIGKILL runs none of its exit handlers): what its rehearsal had under way is left.
+      if (signal && child.pid !== undefined) removeLeftBehind(child.pid);
       if (worker.state === 'busy') lastEventEnd = Date.now();
       keepOneListening();
       nextTurn();

@@ -18,9 +18,9 @@ import type { EarlyConnection } from '../commands/hook.js';
 import { trustProblem } from '../commands/hook.js';
 import { reportError } from '../exit.js';
 import { redirectOutput, STDOUT, writeErr, writeFully } from '../output.js';
+import { withPrivateFolder } from './private-folder.js';
 import { answerFrame, type EventRequest, LISTEN_FD, readRequest, requestBytes } from './protocol.js';
 import { Rehearsal } from './rehearsal.js';
-import { withPrivateFolder } from './rehearsal-sandbox.js';
 
 /** Waits for one event on the hook socket, runs it, exits (through runProgram, with its status). */
 export function runWorker(): Promise<number> {
