@@ -300,6 +300,36 @@ describe.skipIf(!residentBuilt)('resident hook (qemu-hook serve + hooks/qemu + t
     },
   );
 
+  it.skipIf(process.getuid?.() !== 0 || getPriority() >= 10)(
+    'a worker that listens rehearses only after a quiet second; one held back, at once',
+    async () => {
+      const h = setUp();
+      const launcher = await serve(h.root);
+      const [server] = childrenOf(launcher.pid!);
+      const lowered = Math.min((niceOf(server!) ?? 0) + 10, 19);
+      // For each worker: when it was first seen polling the hook socket, and first seen rehearsing.
+      const polling = new Map<number, number>();
+      const rehearsing = new Map<number, number>();
+      const t0 = Date.now();
+      while (Date.now() - t0 < 3000) {
+        const now = Date.now() - t0;
+        for (const w of childrenOf(server!)) {
+          if (!polling.has(w) && pollsHookSocket(w)) polling.set(w, now);
+          if (!rehearsing.has(w) && niceOf(w) === lowered) rehearsing.set(w, now);
+        }
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      expect(rehearsing.size, 'both workers rehearsed').toBe(2);
+      // The first to listen was told to (no other listened): it waited its quiet second, while the
+      // other, held back, rehearsed first, and listened only once it had.
+      const [listener, listenedAt] = [...polling].sort((a, b) => a[1] - b[1])[0]!;
+      const [held] = [...rehearsing.keys()].filter((w) => w !== listener);
+      expect(rehearsing.get(listener)! - listenedAt).toBeGreaterThanOrEqual(800);
+      expect(rehearsing.get(held!)!).toBeLessThan(rehearsing.get(listener)!);
+      expect(polling.get(held!)!).toBeGreaterThan(rehearsing.get(held!)!);
+    },
+  );
+
   it('starts no worker beside an event while another waits: the replacement comes after the event', async () => {
     const h = setUp();
     // A start that lasts: its per-VM script sleeps (the event's worker waits for it).
