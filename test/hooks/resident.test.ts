@@ -106,6 +106,16 @@ function workersOf(serve: number): number[] {
   return workers;
 }
 
+/** Root lowers a rehearsing worker by 10 (rehearsal.ts); from nice 10 up that is not told apart. */
+const rehearsalSeen = process.getuid?.() === 0 && getPriority() < 10;
+
+/** `qemu-hook serve` for `root`: the server's pid, and the nice value of its workers while they rehearse. */
+async function serveWatched(root: string): Promise<{ server: number; lowered: number }> {
+  const launcher = await serve(root);
+  const [server] = childrenOf(launcher.pid!);
+  return { server: server!, lowered: Math.min((niceOf(server!) ?? 0) + 10, 19) };
+}
+
 describe.skipIf(!residentBuilt)('resident hook (qemu-hook serve + hooks/qemu + the client)', () => {
   it('runs a start and a stop in its workers: devices detached and given back, as the per-event hook does', async () => {
     const h = setUp();
@@ -234,22 +244,19 @@ describe.skipIf(!residentBuilt)('resident hook (qemu-hook serve + hooks/qemu + t
     expect(h.driver('0000:01:00.0')).toBe('nvidia');
   });
 
-  // Root lowers a rehearsing worker by 10 (rehearsal.ts); from nice 10 up that is not told apart.
-  it.skipIf(process.getuid?.() !== 0 || getPriority() >= 10)(
+  it.skipIf(!rehearsalSeen)(
     'lets one waiting worker rehearse at a time, so that the other can take an event at once',
     async () => {
       const h = setUp();
-      const launcher = await serve(h.root);
-      const [server] = childrenOf(launcher.pid!);
       // A rehearsing worker runs at nice 10 (root only): sample both until each has rehearsed.
-      const lowered = Math.min((niceOf(server!) ?? 0) + 10, 19);
+      const { server, lowered } = await serveWatched(h.root);
       const seen = new Set<number>();
       let together = 0;
       const t0 = Date.now();
       while (Date.now() - t0 < 8000 && seen.size < 2) {
         // Read twice: a worker counts when both reads say so, so that one that ends its rehearsal
         // between two reads is not counted beside the next (each reads between the other's two).
-        const workers = childrenOf(server!);
+        const workers = childrenOf(server);
         const first = workers.map((w) => niceOf(w));
         const rehearsing = workers.filter((w, i) => first[i] === lowered && niceOf(w) === lowered);
         for (const w of rehearsing) seen.add(w);
@@ -261,16 +268,13 @@ describe.skipIf(!residentBuilt)('resident hook (qemu-hook serve + hooks/qemu + t
     },
   );
 
-  // A rehearsing worker is told apart by its nice value, as above.
-  it.skipIf(process.getuid?.() !== 0 || getPriority() >= 10)(
+  it.skipIf(!rehearsalSeen)(
     'a worker listens for events only once it has rehearsed, while a rehearsed one waits',
     async () => {
       const h = setUp();
-      const launcher = await serve(h.root);
-      const [server] = childrenOf(launcher.pid!);
-      const lowered = Math.min((niceOf(server!) ?? 0) + 10, 19);
+      const { server, lowered } = await serveWatched(h.root);
       await new Promise((r) => setTimeout(r, 3000)); // both workers ready, rehearsed and listening
-      const waiting = childrenOf(server!);
+      const waiting = childrenOf(server);
       expect(waiting.map((w) => pollsHookSocket(w))).toEqual([true, true]);
 
       // An event takes one; its replacement starts when it is over: follow that one from its start.
@@ -284,7 +288,7 @@ describe.skipIf(!residentBuilt)('resident hook (qemu-hook serve + hooks/qemu + t
       let replacement: number | undefined;
       const t0 = Date.now();
       while (Date.now() - t0 < 5000 && !first) {
-        replacement ??= childrenOf(server!).find((p) => !waiting.includes(p));
+        replacement ??= childrenOf(server).find((p) => !waiting.includes(p));
         if (replacement !== undefined) {
           if (pollsHookSocket(replacement)) first = 'listening';
           else if (niceOf(replacement) === lowered) first = 'rehearsing';
@@ -300,20 +304,18 @@ describe.skipIf(!residentBuilt)('resident hook (qemu-hook serve + hooks/qemu + t
     },
   );
 
-  it.skipIf(process.getuid?.() !== 0 || getPriority() >= 10)(
+  it.skipIf(!rehearsalSeen)(
     'a worker that listens rehearses only after a quiet second; one held back, at once',
     async () => {
       const h = setUp();
-      const launcher = await serve(h.root);
-      const [server] = childrenOf(launcher.pid!);
-      const lowered = Math.min((niceOf(server!) ?? 0) + 10, 19);
+      const { server, lowered } = await serveWatched(h.root);
       // For each worker: when it was first seen polling the hook socket, and first seen rehearsing.
       const polling = new Map<number, number>();
       const rehearsing = new Map<number, number>();
       const t0 = Date.now();
       while (Date.now() - t0 < 3000) {
         const now = Date.now() - t0;
-        for (const w of childrenOf(server!)) {
+        for (const w of childrenOf(server)) {
           if (!polling.has(w) && pollsHookSocket(w)) polling.set(w, now);
           if (!rehearsing.has(w) && niceOf(w) === lowered) rehearsing.set(w, now);
         }

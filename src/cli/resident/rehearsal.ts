@@ -40,8 +40,6 @@ import { DomainXml } from '../../xml/domain-xml.js';
 import { trustProblem } from '../commands/hook.js';
 import { rehearseStartAndStop } from './rehearsal-sandbox.js';
 
-/** No event for this long (since the worker was ready, or since the last event): then a listening worker rehearses. */
-export const QUIET_MS = 1000;
 /**
  * Rounds of the whole rehearsal. More rounds warm more (in one process, a start after 1, 3, 6 and
  * 10 rounds of the whole event: ~25, 23-28, 19-22 and 19-26 ms), but a worker still rehearsing when
@@ -70,7 +68,8 @@ export class Rehearsal {
   constructor(
     private readonly paths: HostPaths,
     private readonly config: Config | null,
-    private readonly quietMs = QUIET_MS,
+    /** A wait before the first step (the worker's is 0: the server keeps the quiet second, server.ts). */
+    private readonly quietMs = 0,
     /** Resolves true when this worker may rehearse now (one of the waiting workers at a time), false: never. */
     private readonly mayRehearse: () => Promise<boolean> = async () => true,
     /** The event's hand-over to the worker (the worker's own, on a private socket): a step of each round. */

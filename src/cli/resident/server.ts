@@ -22,7 +22,6 @@ import { childProcess, net } from '../../model/lazy-builtins.js';
 import { writeErr, writeFully } from '../output.js';
 import { removeLeftBehind } from './private-folder.js';
 import { answerFrame, LISTEN_FD } from './protocol.js';
-import { QUIET_MS } from './rehearsal.js';
 
 /** Set by `serve` for the server it starts: fd 3 is the socket (systemd's LISTEN_PID cannot name a pid not yet known). */
 const LISTEN_FD_ENV = 'QEMU_HOOK_LISTEN_FD';
@@ -33,6 +32,11 @@ const LISTEN_FD_ENV = 'QEMU_HOOK_LISTEN_FD';
  * a release 55 -> 42 ms, the event after it 52 -> 24 ms). Each costs an idle Node (~64 MB RSS).
  */
 const SPARE_WORKERS = 2;
+/**
+ * No event for this long (since the worker was ready, or since the last event ended): then a
+ * waiting worker that listens may rehearse (one held back from listening may at once).
+ */
+const QUIET_MS = 1000;
 /** How long a taken worker's replacement waits for its event to end, when another worker is waiting. */
 const REPLACE_AFTER_MS = 2_000;
 /** Workers at most, running and starting: more events at once wait in the socket's queue. */
@@ -157,7 +161,6 @@ export async function runServer(socketArg: string | undefined): Promise<number> 
         keepOneListening();
       } else if (m === 'took' && worker.state === 'idle') {
         worker.state = 'busy';
-        worker.listening = false;
         keepOneListening();
         nextTurn(); // its rehearsal, if it had the turn, stopped with the event
         worker.event = handle as unknown as EventHandle | undefined;
